@@ -1,0 +1,887 @@
+"""Read and write images as float tensors without losing bit depth, alpha or colour metadata.
+
+Reading (:func:`read_image`) gives a :class:`LoadedImage` whose ``pixels`` are a float32
+``(C, H, W)`` tensor in ``[0, 1]`` (C = 1 for grayscale, 3 for colour) with alpha kept apart.
+
+Supported Pillow modes, and what they become:
+
+=============================  =====================================  =========
+file mode                      pixels (+ alpha)                       bit_depth
+=============================  =====================================  =========
+``1``, ``L``                   1 channel (+ alpha from PNG ``tRNS``)  8
+``LA``, ``La``                 1 channel + alpha                      8
+``I;16``, ``I;16L/B/N``        1 channel (+ alpha from ``tRNS``)      16
+``P``, ``PA``                  RGB (+ alpha), palette expanded        8
+``RGB``, ``RGBX``, ``YCbCr``   RGB (+ alpha from PNG ``tRNS``)        8
+``RGBA``, ``RGBa``             RGB + alpha (un-premultiplied)         8
+``CMYK``                       RGB, naive conversion, ICC dropped     8
+16-bit PNG RGB / RGBA / LA     RGB or gray (+ alpha), own decoder     16
+=============================  =====================================  =========
+
+Refused as unsupported: ``F`` (float), ``I`` (32-bit or signed integer), ``LAB``, ``HSV``
+and 16-bit colour TIFF, because Pillow would hand us only 8 of its 16 bits.
+
+Pillow 13 opens a 16-bit RGB(A) or gray+alpha PNG as 8-bit ``RGB``/``RGBA`` (it keeps the
+high byte of every sample) and cannot write 16-bit colour PNGs at all, so those two cases go
+through the small PNG codec at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import stat
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, features
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV_VAR",
+    "ImageReadError",
+    "ImageWriteError",
+    "LoadedImage",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "list_images",
+    "load_tensor",
+    "read_image",
+    "write_image",
+]
+
+#: Pillow's own hard limit (twice its warning threshold): 178,956,970 pixels, about 13k x 13k.
+DEFAULT_MAX_PIXELS = 178_956_970
+#: Environment variable replacing DEFAULT_MAX_PIXELS; "0" or "none" means no limit.
+MAX_PIXELS_ENV_VAR = "DYNSR_MAX_PIXELS"
+#: Lower-case file suffixes that :func:`list_images` picks up and :func:`read_image` expects.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+# Only these decoders may run: a file named .png is never handed to, say, a PSD parser.
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+_FORMATS_BY_SUFFIX = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Pillow mode -> mode we convert to before taking the samples.
+_GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_CONVERT_8BIT = {
+    "1": "L",
+    "L": "L",
+    "LA": "LA",
+    "La": "LA",
+    "P": "RGB",
+    "PA": "RGBA",
+    "RGB": "RGB",
+    "RGBX": "RGB",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "YCbCr": "RGB",
+    "CMYK": "RGB",
+}
+
+
+class _PathError(Exception):
+    """An error about one file, printed as a single ``"{path}: {reason}"`` line."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        # Pillow and OS messages can span lines; the CLI prints exactly one.
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"{self.path}: {self.reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Two-argument __init__ would break pickling (e.g. across DataLoader workers).
+        return (type(self), (self.path, self.reason))
+
+
+# Both are OSErrors, like Pillow's UnidentifiedImageError, so `except OSError` still works.
+class ImageReadError(_PathError, OSError):
+    """An image file could not be read; ``str(err)`` is ``"{path}: {reason}"``."""
+
+
+class ImageWriteError(_PathError, OSError):
+    """A file could not be written; ``str(err)`` is ``"{path}: {reason}"``."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """A decoded image plus what is needed to write it back faithfully."""
+
+    pixels: torch.Tensor  # float32 (C, H, W) in [0, 1]; C is 1 (gray) or 3 (colour)
+    alpha: torch.Tensor | None  # float32 (1, H, W) in [0, 1], or None
+    bit_depth: int  # 8 or 16: precision needed to write the samples back losslessly
+    mode: str  # the file's Pillow mode ('RGB;16B' etc. for the 16-bit PNGs Pillow truncates)
+    icc_profile: bytes | None
+    exif: bytes | None  # starts with b"Exif\0\0"; orientation tag removed (already applied)
+    path: Path
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[2])
+
+
+@dataclass
+class _Samples:
+    """Integer samples straight from a decoder, before orientation and scaling."""
+
+    colour: np.ndarray  # (H, W, 1 or 3) uint8/uint16
+    alpha: np.ndarray | None  # (H, W, 1), same dtype
+    bit_depth: int
+    mode: str
+    icc_profile: bytes | None
+    exif: bytes | None
+    orientation: int
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_image(
+    path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
+    """Decode a PNG, JPEG, BMP, TIFF or WebP file into a :class:`LoadedImage`.
+
+    EXIF orientation is applied to the pixels and dropped from the kept EXIF. ``max_pixels``
+    (checked from the header, before any pixel is decoded) guards against decompression
+    bombs; ``None`` means no limit. Left at its default, the environment variable
+    ``DYNSR_MAX_PIXELS`` may replace it. Every failure is an :class:`ImageReadError`.
+    """
+    path = Path(path)
+    limit = _effective_max_pixels(path, max_pixels)
+    _check_is_readable_file(path)
+    try:
+        file = open(path, "rb")  # closed by the with below
+    except PermissionError as exc:
+        raise ImageReadError(path, "permission denied (cannot open the file for reading)") from exc
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open the file: {exc.strerror or exc}") from exc
+    with file:
+        head = file.read(33)  # PNG signature + IHDR chunk
+        file.seek(0)
+        png_header = _parse_png_header(head)
+        if png_header is not None:
+            width, height, depth, colour_type, _ = png_header
+            # Check before Pillow gets the file, so our limit rules even when it is stricter.
+            _check_pixel_count(path, width, height, limit)
+            if depth == 16 and colour_type in _PNG16_CHANNELS:
+                samples = _decode_png16(path, file.read(), png_header)
+            else:
+                samples = _decode_with_pillow(path, file, limit)
+        else:
+            samples = _decode_with_pillow(path, file, limit)
+    return _to_loaded_image(path, samples)
+
+
+def load_tensor(
+    path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
+    """Just the float32 ``(C, H, W)`` pixels of :func:`read_image` (alpha dropped)."""
+    return read_image(path, max_pixels=max_pixels).pixels
+
+
+def _effective_max_pixels(path: Path, max_pixels: int | None) -> int | None:
+    if max_pixels != DEFAULT_MAX_PIXELS:  # an explicit argument beats the environment
+        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels <= 0):
+            raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+        return max_pixels
+    setting = os.environ.get(MAX_PIXELS_ENV_VAR, "").strip()
+    if not setting:
+        return DEFAULT_MAX_PIXELS
+    if setting.lower() in ("0", "none", "unlimited"):
+        return None
+    try:
+        value = int(setting)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ImageReadError(
+            path,
+            f"invalid {MAX_PIXELS_ENV_VAR}={setting!r}: expected a positive whole number, "
+            "or 0/none for no limit",
+        )
+    return value
+
+
+def _check_is_readable_file(path: Path) -> None:
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise ImageReadError(path, "file does not exist") from exc
+    except PermissionError as exc:
+        raise ImageReadError(path, "permission denied (cannot access the file)") from exc
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot access the file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageReadError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO or device would block or stream forever.
+        raise ImageReadError(path, "not a regular file")
+    if info.st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+
+
+def _check_pixel_count(path: Path, width: int, height: int, limit: int | None) -> None:
+    if limit is not None and width * height > limit:
+        raise ImageReadError(
+            path,
+            f"too many pixels: {width}x{height} = {width * height:,} is more than the limit of "
+            f"{limit:,} (possible decompression bomb; raise the limit with max_pixels= or "
+            f"{MAX_PIXELS_ENV_VAR})",
+        )
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_bomb_limit(limit: int | None) -> Iterator[None]:
+    """Make our ``limit`` the one that counts while Pillow opens and decodes a file.
+
+    Pillow errors above 2 * ``Image.MAX_IMAGE_PIXELS`` and warns above 1x. Its warning is
+    silenced (we already checked); its global limit is lifted only when ours is looser, only
+    for this call, and restored afterwards.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        current = Image.MAX_IMAGE_PIXELS
+        if current is None or (limit is not None and limit <= 2 * current):
+            yield
+            return
+        with _PILLOW_LIMIT_LOCK:
+            original = Image.MAX_IMAGE_PIXELS  # re-read: another thread may have restored it
+            Image.MAX_IMAGE_PIXELS = None if limit is None else -(-limit // 2)
+            try:
+                yield
+            finally:
+                Image.MAX_IMAGE_PIXELS = original
+
+
+def _decode_with_pillow(path: Path, file: io.BufferedReader, limit: int | None) -> _Samples:
+    with _pillow_bomb_limit(limit):
+        try:
+            image = Image.open(file, formats=_PILLOW_FORMATS)
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(path, f"too many pixels: {exc}") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise ImageReadError(
+                path, "not an image, or not a supported format (PNG, JPEG, BMP, TIFF, WebP)"
+            ) from exc
+        except Exception as exc:  # plugins raise many types on damaged headers
+            raise ImageReadError(path, f"corrupt image header: {exc}") from exc
+        _check_pixel_count(path, image.width, image.height, limit)
+        try:
+            # Pillow decodes lazily; force it here so truncation shows up as an error now
+            # (ImageFile.LOAD_TRUNCATED_IMAGES is left alone, i.e. False).
+            image.load()
+        except Exception as exc:  # OSError, SyntaxError, zlib/struct errors...
+            raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
+    return _samples_from_pillow(path, image)
+
+
+def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
+    mode = image.mode
+    icc_profile = image.info.get("icc_profile") or None
+    exif = _with_exif_header(image.info.get("exif"))
+    orientation = _orientation_of(image)
+    transparency = image.info.get("transparency")
+
+    if mode in _GRAY16_MODES:
+        gray = np.asarray(image).astype(np.uint16)[..., None]
+        alpha = None
+        if isinstance(transparency, int):  # PNG tRNS: one gray value means transparent
+            alpha = np.where(gray == transparency, 0, 65535).astype(np.uint16)
+        return _Samples(gray, alpha, 16, mode, icc_profile, exif, orientation)
+
+    target = _CONVERT_8BIT.get(mode)
+    if target is None:
+        raise ImageReadError(path, f"unsupported image mode {mode!r} ({_mode_hint(mode)})")
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258, 8)  # BitsPerSample
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            raise ImageReadError(
+                path,
+                f"unsupported image mode: 16-bit colour TIFF ({mode}); Pillow keeps only 8 of "
+                "the 16 bits, so convert it to a 16-bit PNG",
+            )
+    if transparency is not None and target in ("L", "RGB"):
+        target += "A"  # tRNS / palette transparency becomes a real alpha channel
+    if mode == "CMYK":
+        icc_profile = None  # a CMYK profile does not describe the converted RGB pixels
+    if image.mode != target:
+        image = image.convert(target)
+    samples = np.asarray(image)
+    if samples.ndim == 2:
+        samples = samples[..., None]
+    if target.endswith("A"):
+        colour, alpha = samples[..., :-1], samples[..., -1:]
+    else:
+        colour, alpha = samples, None
+    return _Samples(colour, alpha, 8, mode, icc_profile, exif, orientation)
+
+
+def _mode_hint(mode: str) -> str:
+    if mode == "F":
+        return "32-bit float samples are not supported"
+    if mode == "I":
+        return "32-bit or signed integer samples are not supported; 16-bit unsigned is"
+    return "supported: 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr and 16-bit gray/RGB/RGBA"
+
+
+def _orientation_of(image: Image.Image) -> int:
+    try:
+        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # broken EXIF must not make the pixels unreadable
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _with_exif_header(exif: bytes | None) -> bytes | None:
+    # Pillow gives JPEG/PNG EXIF with the b"Exif\0\0" header and WebP's without; unify.
+    if not exif:
+        return None
+    return exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
+
+
+def _without_orientation(exif: bytes | None) -> bytes | None:
+    if exif is None:
+        return None
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        if _ORIENTATION_TAG not in parsed:
+            return exif
+        del parsed[_ORIENTATION_TAG]
+        return parsed.tobytes()
+    except Exception:  # unparsable EXIF is kept byte for byte
+        return exif
+
+
+def _apply_orientation(samples: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn (H, W, C) samples stored with EXIF ``orientation`` into display orientation."""
+    if orientation == 2:
+        return samples[:, ::-1]
+    if orientation == 3:
+        return samples[::-1, ::-1]
+    if orientation == 4:
+        return samples[::-1]
+    if orientation == 5:
+        return samples.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(samples, -1)
+    if orientation == 7:
+        return samples[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(samples, 1)
+    return samples
+
+
+def _to_loaded_image(path: Path, samples: _Samples) -> LoadedImage:
+    scale = np.float32(65535 if samples.bit_depth == 16 else 255)
+
+    def to_tensor(hwc: np.ndarray) -> torch.Tensor:
+        oriented = _apply_orientation(hwc, samples.orientation)
+        chw = np.ascontiguousarray(oriented.transpose(2, 0, 1))
+        return torch.from_numpy(chw.astype(np.float32) / scale)
+
+    return LoadedImage(
+        pixels=to_tensor(samples.colour),
+        alpha=None if samples.alpha is None else to_tensor(samples.alpha),
+        bit_depth=samples.bit_depth,
+        mode=samples.mode,
+        icc_profile=samples.icc_profile,
+        exif=_without_orientation(samples.exif),
+        path=path,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Listing
+
+
+def list_images(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], recursive: bool = False
+) -> list[Path]:
+    """Expand files and folders into image files.
+
+    Files are kept as given (in order, whatever their suffix: the reader will judge them).
+    Folders contribute their files with a suffix in :data:`IMAGE_EXTENSIONS` (any case),
+    sorted, searching sub-folders when ``recursive``; hidden names (starting with ".",
+    e.g. macOS "._x.png" or our own temporary files) are skipped. Duplicates are dropped.
+    A path that does not exist raises :class:`ImageReadError`.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: dict[Path, None] = {}  # dict keeps first-seen order and drops duplicates
+    for given in map(Path, paths):
+        if given.is_dir():
+            for image_path in _images_in_folder(given, recursive):
+                found.setdefault(image_path)
+        elif given.exists():
+            found.setdefault(given)
+        else:
+            raise ImageReadError(given, "file or folder does not exist")
+    return list(found)
+
+
+def _images_in_folder(folder: Path, recursive: bool) -> list[Path]:
+    images = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [name for name in dirs if not name.startswith(".")] if recursive else []
+        images.extend(
+            Path(root, name)
+            for name in files
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(images)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: torch.Tensor | np.ndarray,
+    alpha: torch.Tensor | np.ndarray | None = None,
+    *,  # options by name: a stray positional 16 must not become the alpha channel
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write float pixels in ``[0, 1]`` to ``path``; the format follows the suffix.
+
+    ``pixels``: a ``(C, H, W)`` or ``(H, W)`` tensor, or an ``(H, W, C)`` or ``(H, W)`` numpy
+    array, C = 1 or 3; ``alpha`` likewise with one channel. Values are clamped to [0, 1] and
+    quantised as ``floor(x * maxval + 0.5)`` (maxval 255 or 65535), which is MATLAB's
+    im2uint8/im2uint16 rounding: halves go up, not to even, and reading a file back and
+    writing it again reproduces every sample exactly.
+
+    Formats: .png (8 or 16 bit, gray/RGB, alpha); .jpg/.jpeg (8 bit, no alpha, ``quality``,
+    4:4:4 chroma so colour detail is not halved); .webp (8 bit, alpha, ``quality``, lossless
+    at 100; gray is stored as RGB); .tif/.tiff (8 bit, alpha, ICC kept, EXIF not); .bmp
+    (8 bit, no alpha, no metadata). EXIF is kept in PNG, JPEG and WebP.
+
+    The file appears atomically: bytes go to a hidden ``.*.tmp`` file in the same folder,
+    which is fsynced and renamed over ``path``; on failure it is removed and an existing
+    ``path`` is left untouched. Missing parent folders are created. Every failure to do what
+    was asked is an :class:`ImageWriteError`; the written path is returned.
+    """
+    path = Path(path)
+    image_format = _FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if image_format is None:
+        known = ", ".join(sorted(_FORMATS_BY_SUFFIX))
+        raise ImageWriteError(path, f"unsupported file extension {path.suffix!r} (use {known})")
+    if bit_depth not in (8, 16):
+        raise ImageWriteError(path, f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    if bit_depth == 16 and image_format != "PNG":
+        raise ImageWriteError(path, f"16-bit output is only supported for PNG, not {image_format}")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ImageWriteError(path, f"quality must be an int from 1 to 100, got {quality!r}")
+
+    colour = _as_hwc(path, pixels, "pixels")
+    if colour.shape[2] not in (1, 3):
+        raise ImageWriteError(
+            path,
+            f"pixels must have 1 or 3 channels, got {colour.shape[2]} "
+            "(pass an alpha channel separately with alpha=)",
+        )
+    if colour.shape[0] == 0 or colour.shape[1] == 0:
+        raise ImageWriteError(path, f"image has no pixels (shape {colour.shape[:2]})")
+    if alpha is not None:
+        alpha_hwc = _as_hwc(path, alpha, "alpha")
+        if alpha_hwc.shape != (*colour.shape[:2], 1):
+            raise ImageWriteError(
+                path,
+                f"alpha must be one channel of {colour.shape[0]}x{colour.shape[1]}, "
+                f"got shape {alpha_hwc.shape} as (H, W, C)",
+            )
+        if image_format in ("JPEG", "BMP"):
+            raise ImageWriteError(
+                path,
+                f"{image_format} cannot store an alpha channel; write PNG, WebP or TIFF instead",
+            )
+        colour = np.concatenate([colour, alpha_hwc], axis=2)
+    samples = _quantise(path, colour, bit_depth)
+    encoded = _encode(path, image_format, samples, alpha is not None, icc_profile, exif, quality)
+    _write_atomically(path, encoded)
+    return path
+
+
+def _as_hwc(path: Path, value: object, name: str) -> np.ndarray:
+    """Tensor (C, H, W) / numpy (H, W, C), or either as (H, W) -> float numpy (H, W, C)."""
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise ImageWriteError(path, f"{name} must be floats in [0, 1], got {value.dtype}")
+        if value.ndim not in (2, 3):
+            raise ImageWriteError(
+                path, f"{name} must be a (C, H, W) or (H, W) tensor, got shape {tuple(value.shape)}"
+            )
+        # float64 stays float64 (exact quantisation); half/bfloat16 have no numpy twin
+        precision = torch.float64 if value.dtype == torch.float64 else torch.float32
+        array = value.detach().to("cpu", precision).numpy()
+        return array[..., None] if array.ndim == 2 else array.transpose(1, 2, 0)
+    if isinstance(value, np.ndarray):
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ImageWriteError(path, f"{name} must be floats in [0, 1], got {value.dtype}")
+        if value.ndim not in (2, 3):
+            raise ImageWriteError(
+                path, f"{name} must be an (H, W, C) or (H, W) array, got shape {value.shape}"
+            )
+        return value[..., None] if value.ndim == 2 else value
+    raise ImageWriteError(
+        path, f"{name} must be a torch.Tensor or numpy.ndarray, got {type(value).__name__}"
+    )
+
+
+def _quantise(path: Path, values: np.ndarray, bit_depth: int) -> np.ndarray:
+    # float64 so that maxval * x + 0.5 is exact enough to never flip a rounding decision
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ImageWriteError(path, "pixels contain NaN or infinite values")
+    maxval, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
+    quantised = np.floor(np.clip(values, 0.0, 1.0) * maxval + 0.5).astype(dtype)
+    return np.ascontiguousarray(quantised)  # tensors arrive transposed; encoders want rows
+
+
+def _encode(
+    path: Path,
+    image_format: str,
+    samples: np.ndarray,
+    has_alpha: bool,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    quality: int,
+) -> bytes:
+    """Encode (H, W, channels) uint8/uint16 samples (alpha last) in memory."""
+    exif = _with_exif_header(exif)
+    if samples.dtype == np.uint16 and samples.shape[2] > 1:
+        return _encode_png16(samples, icc_profile, exif)  # Pillow can't write these
+
+    if image_format == "WEBP" and samples.shape[2] <= 2:  # WebP has no gray modes
+        gray = samples[..., :1]
+        samples = np.concatenate([gray, gray, gray, samples[..., 1:]], axis=2)
+    # (H, W) for gray, so that uint16 becomes mode I;16; 2/3/4 channels become LA/RGB/RGBA
+    image = Image.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
+
+    options: dict[str, object] = {}
+    if image_format == "JPEG":
+        options.update(quality=quality, subsampling=0)
+    elif image_format == "WEBP":
+        # exact: keep colour under fully transparent pixels instead of zeroing it
+        options.update(quality=quality, lossless=quality == 100, exact=True)
+    elif image_format == "TIFF" and features.check("libtiff"):
+        options.update(compression="tiff_lzw")
+    if icc_profile and image_format != "BMP":
+        options["icc_profile"] = icc_profile
+    if exif and image_format in ("PNG", "JPEG", "WEBP"):
+        options["exif"] = exif
+
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=image_format, **options)
+    except (OSError, ValueError) as exc:  # e.g. JPEG larger than 65535 pixels a side
+        raise ImageWriteError(path, f"could not encode {image_format}: {exc}") from exc
+    return buffer.getvalue()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write a text file (e.g. a metrics report) atomically, as :func:`write_image` does."""
+    path = Path(path)
+    _write_atomically(path, text.encode(encoding))
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, as :func:`write_image` does."""
+    path = Path(path)
+    _write_atomically(path, data)
+    return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    if path.is_dir():
+        raise ImageWriteError(path, "is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageWriteError(
+            path, f"cannot create folder {path.parent}: {exc.strerror or exc}"
+        ) from exc
+
+    temp_path, fd = _create_temp_file(path)
+    try:
+        with os.fdopen(fd, "wb") as temp_file:
+            temp_file.write(data)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())  # data on disk before the rename makes it visible
+        os.replace(temp_path, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_path)
+        if isinstance(exc, OSError):
+            raise ImageWriteError(path, f"could not write the file: {exc.strerror or exc}") from exc
+        raise
+    _fsync_folder(path.parent)
+
+
+def _create_temp_file(path: Path) -> tuple[Path, int]:
+    # os.open (not mkstemp) so the file gets the usual umask-based permissions, not 0600.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return temp_path, os.open(temp_path, flags, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+            raise ImageWriteError(
+                path, f"cannot create a file in {path.parent}: {reason or exc}"
+            ) from exc
+    raise ImageWriteError(path, "cannot find a free temporary file name")
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable on POSIX; not possible (or needed) everywhere.
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# 16-bit colour PNG codec: Pillow 13 reads these as 8-bit and cannot write them.
+
+# colour type -> samples per pixel; 16-bit gray (type 0) is left to Pillow, whose 'I;16' is exact
+_PNG16_CHANNELS = {2: 3, 4: 2, 6: 4}
+_PNG16_MODES = {2: "RGB;16B", 4: "LA;16B", 6: "RGBA;16B"}
+# Adam7 passes: (x0, y0, dx, dy)
+_ADAM7_PASSES = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _parse_png_header(head: bytes) -> tuple[int, int, int, int, int] | None:
+    """(width, height, bit depth, colour type, interlace) from a PNG's first 33 bytes."""
+    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return width, height, depth, colour_type, interlace
+
+
+def _decode_png16(path: Path, blob: bytes, header: tuple[int, int, int, int, int]) -> _Samples:
+    width, height, _, colour_type, interlace = header
+    if width == 0 or height == 0 or interlace not in (0, 1):
+        raise ImageReadError(path, "corrupt image header: invalid PNG IHDR")
+    channels = _PNG16_CHANNELS[colour_type]
+    bytes_per_pixel = 2 * channels
+
+    data = memoryview(blob)
+    idat: list[memoryview] = []
+    icc_profile = exif = transparency = None
+    pos = len(_PNG_SIGNATURE)
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise ImageReadError(path, "truncated or corrupt image data: PNG chunk cut short")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            raise ImageReadError(path, "truncated or corrupt image data: PNG chunk cut short")
+        body = data[pos + 8 : end - 4]
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(body, zlib.crc32(kind)) != crc:
+            name = kind.decode("latin-1")
+            raise ImageReadError(path, f"truncated or corrupt image data: bad CRC in {name} chunk")
+        if kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"iCCP":
+            # profile name, NUL, compression method (0 = zlib), compressed profile
+            with contextlib.suppress(zlib.error, ValueError):
+                icc_profile = zlib.decompress(bytes(body)[bytes(body).index(b"\0") + 2 :])
+        elif kind == b"eXIf":
+            exif = _EXIF_HEADER + bytes(body)
+        elif kind == b"tRNS":
+            transparency = bytes(body)
+        elif kind == b"IEND":
+            break
+        pos = end
+
+    passes = _ADAM7_PASSES if interlace else ((0, 0, 1, 1),)
+    sizes = [_pass_size(width, height, p) for p in passes]
+    expected = sum(h * (1 + w * bytes_per_pixel) for w, h in sizes)
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
+    except zlib.error as exc:
+        raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
+    if len(raw) < expected:
+        raise ImageReadError(path, "truncated or corrupt image data: image data ends early")
+
+    image_bytes = np.empty((height, width, bytes_per_pixel), np.uint8)
+    offset = 0
+    for (x0, y0, dx, dy), (pass_width, pass_height) in zip(passes, sizes, strict=True):
+        if pass_width == 0 or pass_height == 0:
+            continue  # empty passes have no scanlines at all, not even filter bytes
+        count = pass_height * (1 + pass_width * bytes_per_pixel)
+        scanlines = np.frombuffer(raw, np.uint8, count, offset).reshape(pass_height, -1)
+        offset += count
+        try:
+            unfiltered = _unfilter(scanlines, bytes_per_pixel)
+        except ValueError as exc:
+            raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
+        image_bytes[y0::dy, x0::dx] = unfiltered
+    samples = image_bytes.view(">u2").astype(np.uint16)  # PNG stores big-endian
+
+    alpha = None
+    if colour_type in (4, 6):
+        samples, alpha = samples[..., :-1], samples[..., -1:]
+    elif transparency is not None and len(transparency) == 6:  # one RGB colour is see-through
+        key = np.frombuffer(transparency, ">u2")
+        alpha = np.where((samples == key).all(axis=2, keepdims=True), 0, 65535).astype(np.uint16)
+    orientation = _orientation_from_exif(exif)
+    return _Samples(samples, alpha, 16, _PNG16_MODES[colour_type], icc_profile, exif, orientation)
+
+
+def _pass_size(
+    width: int, height: int, interlace_pass: tuple[int, int, int, int]
+) -> tuple[int, int]:
+    x0, y0, dx, dy = interlace_pass
+    return max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
+
+
+def _orientation_from_exif(exif: bytes | None) -> int:
+    if exif is None:
+        return 1
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        orientation = parsed.get(_ORIENTATION_TAG, 1)
+    except Exception:
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _unfilter(scanlines: np.ndarray, bytes_per_pixel: int) -> np.ndarray:
+    """Undo PNG row filters: (rows, 1 + width * bpp) uint8 -> (rows, width, bpp) uint8.
+
+    All arithmetic is on uint8, i.e. modulo 256 as the PNG spec requires.
+    """
+    rows = scanlines.shape[0]
+    filters = scanlines[:, 0]
+    if filters.size and int(filters.max()) > 4:
+        raise ValueError(f"unknown PNG filter type {int(filters.max())}")
+    filtered = scanlines[:, 1:].reshape(rows, -1, bytes_per_pixel)
+    width = filtered.shape[1]
+    # One zero row above and one zero column to the left: the spec's "outside" neighbours.
+    out = np.zeros((rows + 1, width + 1, bytes_per_pixel), np.uint8)
+
+    if int(filters.max(initial=0)) <= 2:
+        # None / Sub / Up only depend on one direction: whole rows at a time.
+        for y in range(rows):
+            line = filtered[y]
+            if filters[y] == 1:
+                line = np.cumsum(line, axis=0, dtype=np.uint8)  # wraps mod 256
+            elif filters[y] == 2:
+                line = line + out[y, 1:]
+            out[y + 1, 1:] = line
+        return out[1:, 1:]
+
+    # Average and Paeth use the left AND upper neighbours, so sweep anti-diagonals: every
+    # pixel on diagonal x + y = d only needs diagonals d - 1 and d - 2, already done.
+    row_filters = filters[:, None]
+    for diagonal in range(rows + width - 1):
+        ys = np.arange(max(0, diagonal - width + 1), min(rows, diagonal + 1))
+        xs = diagonal - ys
+        left = out[ys + 1, xs]
+        up = out[ys, xs + 1]
+        up_left = out[ys, xs]
+        kind = row_filters[ys]
+        average = ((left.astype(np.uint16) + up) >> 1).astype(np.uint8)
+        prediction = np.select(
+            [kind == 1, kind == 2, kind == 3, kind == 4],
+            [left, up, average, _paeth(left, up, up_left)],
+            default=0,
+        ).astype(np.uint8)
+        out[ys + 1, xs + 1] = filtered[ys, xs] + prediction
+    return out[1:, 1:]
+
+
+def _paeth(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> np.ndarray:
+    a, b, c = (v.astype(np.int16) for v in (left, up, up_left))
+    distance_a, distance_b, distance_c = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    return np.where(
+        (distance_a <= distance_b) & (distance_a <= distance_c),
+        left,
+        np.where(distance_b <= distance_c, up, up_left),
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+    )
+
+
+def _encode_png16(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+    """16-bit gray+alpha / RGB / RGBA PNG from (H, W, 2|3|4) uint16 samples."""
+    height, width, channels = samples.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[channels]
+    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
+    # Filter "Up" on every row: one vectorised subtraction, and ~15-20% smaller than no
+    # filter on photographs. Row 0 has a zero row above, so it is stored as is.
+    scanlines = np.empty((height, 1 + rows.shape[1]), np.uint8)
+    scanlines[:, 0] = 2
+    scanlines[0, 1:] = rows[0]
+    scanlines[1:, 1:] = rows[1:] - rows[:-1]  # uint8: wraps mod 256
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    chunks = [_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr)]
+    if icc_profile:
+        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
+    if exif:
+        chunks.append(_png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+    compressed = zlib.compress(scanlines.tobytes(), 6)
+    step = 1 << 23  # IDAT chunks of 8 MiB: well under PNG's 2**31 - 1 chunk limit
+    chunks.extend(
+        _png_chunk(b"IDAT", compressed[i : i + step]) for i in range(0, len(compressed), step)
+    )
+    chunks.append(_png_chunk(b"IEND", b""))
+    return b"".join(chunks)
