@@ -1,0 +1,65 @@
+"""Synthetic degradations: blur kernels, HR -> LR pipelines, SRMD/UDVD degradation maps.
+
+* :mod:`dynsr.degrade.kernels`: Gaussian kernels (SRMD convention), DIV2KRK-style random
+  kernels, the analytic x4 kernel, a validating kernel-file loader.
+* :mod:`dynsr.degrade.pipeline`: blur (uniform, per image, per pixel), bicubic or direct
+  downsampling, 8-bit quantisation, AWGN; :func:`degrade` chains them (UDVD Eq. 1 by default).
+* :mod:`dynsr.degrade.degradation_map`: the shipped 15-dim PCA basis of 15x15 kernels,
+  kernel codes, and the (B, 16, H, W) degradation map, constant or per pixel.
+"""
+
+from dynsr.degrade.degradation_map import (
+    compute_pca_basis,
+    degradation_map,
+    downsample_map,
+    horizontal_ramp,
+    kernel_code,
+    kernel_from_code,
+    load_pca_basis,
+    save_pca_basis,
+)
+from dynsr.degrade.kernels import (
+    analytic_x4_kernel,
+    anisotropic_gaussian,
+    center_of_mass,
+    div2krk_kernel,
+    isotropic_gaussian,
+    load_kernel,
+    make_generator,
+    random_anisotropic_kernel,
+    sample_anisotropic_params,
+)
+from dynsr.degrade.pipeline import (
+    add_noise,
+    bicubic_downsample,
+    blur,
+    degrade,
+    gaussian_blur,
+    subsample,
+)
+
+__all__ = [
+    "add_noise",
+    "analytic_x4_kernel",
+    "anisotropic_gaussian",
+    "bicubic_downsample",
+    "blur",
+    "center_of_mass",
+    "compute_pca_basis",
+    "degradation_map",
+    "degrade",
+    "div2krk_kernel",
+    "downsample_map",
+    "gaussian_blur",
+    "horizontal_ramp",
+    "isotropic_gaussian",
+    "kernel_code",
+    "kernel_from_code",
+    "load_kernel",
+    "load_pca_basis",
+    "make_generator",
+    "random_anisotropic_kernel",
+    "sample_anisotropic_params",
+    "save_pca_basis",
+    "subsample",
+]

@@ -1,0 +1,373 @@
+"""Blur kernels for synthetic degradations: Gaussians, DIV2KRK-style random kernels, files.
+
+Conventions (shared by every function here)
+-------------------------------------------
+* A kernel is a (k, k) tensor ``K[u, v]``, u the row (downwards), v the column (rightwards),
+  normalised to sum 1. Batched kernels are (..., k, k).
+* Grid: tap (u, v) sits at ``y = u - (k-1)/2``, ``x = v - (k-1)/2``, i.e. the kernel is
+  centred at the middle pixel for odd k. For even k the centre ``(k-1)/2`` falls between the
+  four middle taps (as SRMD's ``center = size/2 + 0.5`` in 1-based MATLAB indexing), so an
+  even kernel is not centred on any pixel and shifts an image by half a pixel.
+* Anisotropic Gaussian (SRMD / KAIR ``anisotropic_Gaussian`` convention): covariance
+  ``Sigma = R(theta) diag(lambda1, lambda2) R(theta)^T`` in (x, y) = (column, row) coordinates,
+  with ``R(theta) = [[cos, -sin], [sin, cos]]``. lambda1 and lambda2 are *variances* along the
+  principal axes; the lambda1 axis points along ``(cos theta, sin theta)`` in (x, y), so
+  theta = 0 stretches the kernel horizontally and theta = pi/2 vertically (the transpose).
+  With lambda1 = lambda2 = sigma**2 it equals the isotropic Gaussian of width sigma.
+* Randomness always comes from an explicit ``torch.Generator`` (or an int seed); the global
+  RNG is never used, so one seed gives the same kernels on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "GeneratorLike",
+    "analytic_x4_kernel",
+    "anisotropic_gaussian",
+    "center_of_mass",
+    "div2krk_kernel",
+    "isotropic_gaussian",
+    "load_kernel",
+    "make_generator",
+    "random_anisotropic_kernel",
+    "sample_anisotropic_params",
+]
+
+GeneratorLike = torch.Generator | int | None
+
+# SRMD's sampling distribution of anisotropic kernels (its Demo_Get_PCA_matrix.m and
+# degradation_model.m; METHODS.md): theta ~ U[0, pi], lambda1 ~ U[0.1, 10],
+# lambda2 ~ U[0.1, lambda1].
+SRMD_LAMBDA_RANGE = (0.1, 10.0)
+
+# DIV2KRK (KernelGAN, Bell-Kligler et al., NeurIPS 2019, Sec. 5): 11x11 anisotropic Gaussians,
+# lambda1, lambda2 ~ U[0.6, 5] independently, random angle, uniform multiplicative noise of up
+# to 25 % per tap, normalised to sum 1.
+DIV2KRK_SIZE = 11
+DIV2KRK_LAMBDA_RANGE = (0.6, 5.0)
+DIV2KRK_NOISE_LEVEL = 0.25
+
+
+def make_generator(generator: GeneratorLike = None, device: torch.device | str = "cpu"):
+    """A ``torch.Generator`` from a generator, an int seed, or None (fresh, OS-seeded).
+
+    None gives a generator seeded from the OS, not the global RNG and not torch's fixed
+    default seed, so unseeded calls differ between runs without touching global state.
+    """
+    if isinstance(generator, torch.Generator):
+        return generator
+    gen = torch.Generator(device=device)
+    if generator is None:
+        gen.seed()
+    elif isinstance(generator, int) and not isinstance(generator, bool):
+        gen.manual_seed(generator)
+    else:
+        raise TypeError(f"expected a torch.Generator, an int seed or None, got {generator!r}")
+    return gen
+
+
+def _grid(size: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row (y) and column (x) offsets from the kernel centre (k-1)/2, each (k, k)."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"kernel size must be a positive int, got {size!r}")
+    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    y, x = torch.meshgrid(offsets, offsets, indexing="ij")
+    return y, x
+
+
+def _as_param(value: float | torch.Tensor, dtype: torch.dtype, device) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=dtype, device=device)
+
+
+def _normalised_exp(neg_half_quadratic: torch.Tensor) -> torch.Tensor:
+    """exp of (..., k, k) log-weights normalised over the last two dims.
+
+    Subtracting the per-kernel maximum first keeps zero-width kernels finite: they become a
+    delta (odd k) or the four middle taps (even k) instead of 0/0.
+    """
+    peak = neg_half_quadratic.amax(dim=(-2, -1), keepdim=True)
+    weights = torch.exp(neg_half_quadratic - peak)
+    return weights / weights.sum(dim=(-2, -1), keepdim=True)
+
+
+def isotropic_gaussian(
+    size: int,
+    sigma: float | torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Isotropic Gaussian kernel(s) of standard deviation ``sigma`` ("kernel width").
+
+    ``sigma`` is a number (returns (k, k)) or a tensor of any shape S (returns S + (k, k)),
+    so a (B,) tensor of widths gives a (B, k, k) batch in one op. sigma = 0 gives a delta.
+    Same values as MATLAB's ``fspecial('gaussian', k, sigma)`` except that fspecial zeroes
+    taps below eps * max (a difference below 1e-16).
+    """
+    if isinstance(sigma, torch.Tensor) and device is None:
+        device = sigma.device
+    sigma_t = _as_param(sigma, dtype, device)
+    if bool((sigma_t < 0).any()):
+        raise ValueError("sigma must be non-negative")
+    y, x = _grid(size, dtype, device)
+    variance = (sigma_t * sigma_t).clamp_min(torch.finfo(dtype).tiny)[..., None, None]
+    return _normalised_exp(-(x * x + y * y) / (2 * variance))
+
+
+def anisotropic_gaussian(
+    size: int,
+    lambda1: float | torch.Tensor,
+    lambda2: float | torch.Tensor,
+    theta: float | torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Anisotropic Gaussian kernel(s), SRMD/KAIR convention (see the module docstring).
+
+    ``lambda1``, ``lambda2``: variances along the principal axes; ``theta``: angle of the
+    lambda1 axis from the x (column) axis, in radians. Numbers give (k, k); tensors broadcast
+    against each other and give broadcast_shape + (k, k).
+    """
+    for value in (lambda1, lambda2, theta):
+        if isinstance(value, torch.Tensor) and device is None:
+            device = value.device
+    l1 = _as_param(lambda1, dtype, device)
+    l2 = _as_param(lambda2, dtype, device)
+    th = _as_param(theta, dtype, device)
+    if bool((l1 < 0).any()) or bool((l2 < 0).any()):
+        raise ValueError("lambda1 and lambda2 (variances) must be non-negative")
+    y, x = _grid(size, dtype, device)
+    cos, sin = torch.cos(th)[..., None, None], torch.sin(th)[..., None, None]
+    # Coordinates in the principal frame, R(theta)^T (x, y): Sigma^-1 is diagonal there.
+    along = x * cos + y * sin
+    across = -x * sin + y * cos
+    tiny = torch.finfo(dtype).tiny
+    quadratic = along * along / l1.clamp_min(tiny)[..., None, None]
+    quadratic = quadratic + across * across / l2.clamp_min(tiny)[..., None, None]
+    return _normalised_exp(-0.5 * quadratic)
+
+
+def sample_anisotropic_params(
+    num: int,
+    generator: GeneratorLike = None,
+    *,
+    lambda_range: tuple[float, float] = SRMD_LAMBDA_RANGE,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SRMD's kernel distribution: ``(lambda1, lambda2, theta)``, each (num,).
+
+    theta ~ U[0, pi], lambda1 ~ U[lo, hi], lambda2 ~ U[lo, lambda1] (so lambda2 <= lambda1).
+    Draw order is fixed (theta, lambda1, lambda2), so a seed pins every value.
+    """
+    gen = make_generator(generator)
+    lo, hi = lambda_range
+    if not 0 <= lo <= hi:
+        raise ValueError(f"lambda_range must satisfy 0 <= low <= high, got {lambda_range}")
+    theta = torch.rand(num, generator=gen, dtype=dtype) * math.pi
+    lambda1 = lo + (hi - lo) * torch.rand(num, generator=gen, dtype=dtype)
+    lambda2 = lo + (lambda1 - lo) * torch.rand(num, generator=gen, dtype=dtype)
+    return lambda1, lambda2, theta
+
+
+def random_anisotropic_kernel(
+    size: int = 15,
+    generator: GeneratorLike = None,
+    *,
+    batch: int | None = None,
+    lambda_range: tuple[float, float] = SRMD_LAMBDA_RANGE,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Random anisotropic Gaussian(s) from SRMD's distribution (the PCA basis's distribution).
+
+    Returns (k, k), or (batch, k, k) when ``batch`` is given.
+    """
+    l1, l2, theta = sample_anisotropic_params(1 if batch is None else batch, generator,
+                                              lambda_range=lambda_range)
+    kernels = anisotropic_gaussian(size, l1, l2, theta, dtype=torch.float64).to(dtype)
+    return kernels[0] if batch is None else kernels
+
+
+def center_of_mass(kernel: torch.Tensor) -> torch.Tensor:
+    """Centre of mass (row, column) of (..., k, k) kernels in tap coordinates, shape (..., 2)."""
+    rows = torch.arange(kernel.shape[-2], dtype=kernel.dtype, device=kernel.device)
+    cols = torch.arange(kernel.shape[-1], dtype=kernel.dtype, device=kernel.device)
+    total = kernel.sum(dim=(-2, -1))
+    row = (kernel.sum(dim=-1) * rows).sum(dim=-1) / total
+    col = (kernel.sum(dim=-2) * cols).sum(dim=-1) / total
+    return torch.stack([row, col], dim=-1)
+
+
+def _recentre(kernels: torch.Tensor, passes: int = 3) -> torch.Tensor:
+    """Shift (B, k, k) kernels by a sub-pixel amount so the centre of mass is the middle tap.
+
+    Bilinear interpolation (zero outside) keeps the taps non-negative; KernelGAN's generator
+    re-centres with a spline shift instead, which can create small negative taps. Mass
+    shifted past the border is lost, so one pass leaves a residual of a few thousandths of a
+    pixel on wide kernels; three passes bring it to about 1e-4 pixel.
+    """
+    for _ in range(passes):
+        kernels = _shift_to_middle(kernels)
+    return kernels
+
+
+def _shift_to_middle(kernels: torch.Tensor) -> torch.Tensor:
+    size = kernels.shape[-1]
+    middle = (size - 1) / 2
+    shift = center_of_mass(kernels) - middle  # (B, 2) as (row, col)
+    offsets = torch.arange(size, dtype=kernels.dtype, device=kernels.device)
+    # Output tap i reads input position i + shift; grid_sample wants (x, y) in [-1, 1].
+    rows = offsets[None, :, None] + shift[:, 0, None, None]
+    cols = offsets[None, None, :] + shift[:, 1, None, None]
+    rows, cols = torch.broadcast_tensors(rows, cols)
+    grid = torch.stack([cols, rows], dim=-1) * (2.0 / (size - 1)) - 1.0
+    shifted = F.grid_sample(kernels[:, None], grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=True)[:, 0]
+    return shifted / shifted.sum(dim=(-2, -1), keepdim=True)
+
+
+def analytic_x4_kernel(kernel_x2: torch.Tensor) -> torch.Tensor:
+    """The single x4 kernel equal to two x2 steps (blur + take every 2nd pixel) with ``kernel_x2``.
+
+    ``K4[2r + a, 2c + b] += k[r, c] * k[a, b]``: k convolved with k dilated by 2, size
+    3k - 2 (31 for 11, 37 for 13). This is KernelGAN's ``analytic_kernel`` without its final
+    crop of k//2 taps per side; DIV2KRK's ``gt_k_x4`` kernels are the full 31x31 ones.
+    Blurring with it and subsampling by 4 equals the two x2 steps exactly (away from the
+    borders) when both use offset 0. Accepts (k, k) or (B, k, k).
+    """
+    single = kernel_x2.dim() == 2
+    k = kernel_x2[None] if single else kernel_x2
+    batch, size = k.shape[0], k.shape[-1]
+    # conv_transpose with stride 2 scatters weight k[a, b] at 2r + a: exactly the sum above.
+    big = F.conv_transpose2d(k[None], k[:, None], stride=2, groups=batch)[0]
+    big = big / big.sum(dim=(-2, -1), keepdim=True)
+    assert big.shape[-1] == 3 * size - 2
+    return big[0] if single else big
+
+
+def div2krk_kernel(
+    scale: int,
+    generator: GeneratorLike = None,
+    *,
+    batch: int | None = None,
+    noise_level: float = DIV2KRK_NOISE_LEVEL,
+    lambda_range: tuple[float, float] = DIV2KRK_LAMBDA_RANGE,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Random DIV2KRK-style test kernel(s): 11x11 for x2, 31x31 for x4.
+
+    What KernelGAN did (facts and where they come from):
+
+    * Paper (Bell-Kligler, Shocher, Irani, "Blind Super-Resolution Kernel Estimation using an
+      Internal-GAN", NeurIPS 2019, Sec. 5; restated by the author in sefibk/KernelGAN issue
+      #59): 11x11 anisotropic Gaussians with lambda1, lambda2 ~ U(0.6, 5) drawn independently,
+      a random rotation, uniform multiplicative noise of up to 25 % of each tap, normalised
+      to sum 1.
+    * Generator code (assafshocher/BlindSR_dataset_generator, named by KernelGAN's author
+      in sefibk/KernelGAN issue #70): lambdas are the covariance eigenvalues, theta =
+      U[0, 1) * pi, noise factor ``1 + U[-n, n]`` per tap, then the centre of mass is moved
+      by a sub-pixel shift and the kernel normalised.
+    * x4: the LR images were made by applying the x2 procedure twice with the same kernel
+      (author's answer in sefibk/KernelGAN issue #59); the stored ``gt_k_x4`` kernels are
+      31x31 (assafshocher/ResizeRight issue #4), i.e. the analytic composition
+      (:func:`analytic_x4_kernel`).
+
+    dynsr's version: the Gaussian is centred on the middle tap, multiplied by the noise,
+    normalised, re-centred (centre of mass back on the middle tap, bilinear sub-pixel shift)
+    and normalised again. KernelGAN instead moved the centre of mass half a pixel (x2) or 1.5
+    pixels (x4) down-right of the middle so that, with subsampling from pixel 0, the LR grid
+    lines up with MATLAB bicubic's; dynsr keeps kernels centred and leaves alignment to
+    :func:`dynsr.degrade.subsample` (see there). Returns (k, k) or (batch, k, k).
+    """
+    if scale not in (2, 4):
+        raise ValueError(f"DIV2KRK defines x2 and x4 kernels only, got scale {scale!r}")
+    if not 0 <= noise_level < 1:
+        raise ValueError(f"noise_level must be in [0, 1), got {noise_level}")
+    gen = make_generator(generator)
+    num = 1 if batch is None else batch
+    lo, hi = lambda_range
+    f64 = torch.float64
+    # Fixed draw order (lambda1, lambda2, theta, noise) so a seed pins every kernel.
+    lambda1 = lo + (hi - lo) * torch.rand(num, generator=gen, dtype=f64)
+    lambda2 = lo + (hi - lo) * torch.rand(num, generator=gen, dtype=f64)
+    theta = math.pi * torch.rand(num, generator=gen, dtype=f64)
+    noise = torch.rand(num, DIV2KRK_SIZE, DIV2KRK_SIZE, generator=gen, dtype=f64)
+    kernels = anisotropic_gaussian(DIV2KRK_SIZE, lambda1, lambda2, theta, dtype=f64)
+    kernels = kernels * (1 + noise_level * (2 * noise - 1))
+    kernels = _recentre(kernels / kernels.sum(dim=(-2, -1), keepdim=True))
+    if scale == 4:
+        kernels = analytic_x4_kernel(kernels)
+    kernels = kernels.to(dtype)
+    return kernels[0] if batch is None else kernels
+
+
+def _read_kernel_array(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if not archive.files:
+                raise ValueError("the .npz archive holds no array")
+            return archive[archive.files[0]]
+    if suffix in (".txt", ".csv"):
+        text = path.read_text(encoding="utf-8")
+        rows = [line.replace(",", " ").split() for line in text.splitlines()]
+        rows = [row for row in rows if row and not row[0].startswith("#")]
+        if not rows:
+            raise ValueError("the file holds no numbers")
+        if len({len(row) for row in rows}) != 1:
+            raise ValueError("rows have different numbers of values")
+        return np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
+    raise ValueError(f"unsupported kernel file type {suffix or '(none)'!r}; "
+                     "use .npy, .npz, .txt or .csv")
+
+
+def load_kernel(path: str | Path, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Read a blur kernel from .npy, .npz (its first array), or .txt/.csv text.
+
+    Text files hold one kernel row per line, values separated by whitespace or commas
+    (lines starting with ``#`` are skipped). The kernel must be 2-D, square, of odd size
+    (so it has a middle tap), finite, with a positive sum; it is returned normalised to sum 1.
+    Every problem raises ``ValueError("<path>: <reason>")`` on one line.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise ValueError("no such file")
+        try:
+            array = _read_kernel_array(path)
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read it ({type(err).__name__})") from err
+        except ValueError as err:
+            if "could not convert" in str(err):
+                raise ValueError("it holds a value that is not a number") from err
+            raise
+        array = np.asarray(array)
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"it holds {array.dtype} data, not numbers")
+        array = array.astype(np.float64)
+        # Accept (k, k, 1)-style exports: drop extra singleton axes, never the kernel's own.
+        while array.ndim > 2 and 1 in array.shape:
+            array = np.squeeze(array, axis=array.shape.index(1))
+        if array.ndim != 2:
+            raise ValueError(f"a kernel must be 2-D, got shape {array.shape}")
+        if array.shape[0] != array.shape[1]:
+            raise ValueError(f"a kernel must be square, got {array.shape[0]}x{array.shape[1]}")
+        if array.shape[0] % 2 == 0:
+            raise ValueError(f"a kernel must have an odd size (a middle tap), got {array.shape[0]}")
+        if not np.isfinite(array).all():
+            raise ValueError("the kernel holds NaN or infinite values")
+        total = float(array.sum())
+        if not total > 0:
+            raise ValueError(f"the kernel must have a positive sum, got {total:g}")
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return torch.from_numpy(array / total).to(dtype)
