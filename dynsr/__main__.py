@@ -1,0 +1,5 @@
+import sys
+
+from dynsr.cli.main import main
+
+sys.exit(main())

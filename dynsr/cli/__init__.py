@@ -1,0 +1,1 @@
+"""Command-line interface: ``dynsr COMMAND ...`` (see ``dynsr --help``)."""

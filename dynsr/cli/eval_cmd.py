@@ -1,0 +1,148 @@
+"""``dynsr eval``: PSNR-Y / SSIM-Y of a model on a folder of HR images, as papers measure.
+
+LR images are made on the fly from the HR images by dynsr's degradations (the same flags as
+``dynsr degrade``), or read from ``--lr`` (matched to HR images by file name). HR images are
+cropped at the top-left to a multiple of the scale first. Scores: Y channel (BT.601 studio
+range), SR rounded to 8 bit, ``crop = scale`` border, valid-region Gaussian SSIM, float64,
+data-set score = mean of per-image scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dynsr import __version__
+from dynsr.cli.options import Degradation, add_degradation_args, modcrop
+from dynsr.io import ImageReadError, atomic_write_text, list_images, load_tensor, write_image
+from dynsr.metrics import MetricSettings, evaluate_pair
+from dynsr.models import create
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="measure PSNR-Y/SSIM-Y of a model on HR images",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="bicubic", help="model name (see `dynsr models`)")
+    p.add_argument("--hr", nargs="+", type=Path, required=True, metavar="PATH",
+                   help="HR images or folders")
+    p.add_argument("--lr", type=Path, metavar="DIR",
+                   help="folder of given LR images (name = HR name, optionally with a "
+                        "x2/_x2/_LR2 suffix); default: made from HR by the degradation flags")
+    p.add_argument("--recursive", action="store_true", help="look into sub-folders of --hr")
+    p.add_argument("--crop", type=int, metavar="PX",
+                   help="border pixels left out of the metrics (default: the scale)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--save-sr", type=Path, metavar="DIR", help="also save the SR images (PNG)")
+    add_degradation_args(p)
+    p.set_defaults(run=run)
+
+
+def find_lr(lr_dir: Path, hr_path: Path, scale: int) -> Path:
+    """The LR file for ``hr_path`` in ``lr_dir``: same stem, or stem + a scale suffix."""
+    candidates = list_images([lr_dir])
+    stem = hr_path.stem
+    suffix = re.compile(rf"^{re.escape(stem)}(?:[_-]?(?:x|lr|LR|LRx)?{scale})?$")
+    for c in candidates:
+        if suffix.match(c.stem):
+            return c
+    raise ValueError(f"{hr_path}: no LR image for it in {lr_dir}")
+
+
+def _inference_dtype(model: torch.nn.Module) -> torch.dtype:
+    # Parameter-free models (bicubic) run in float64 so the baseline is MATLAB's to the digit.
+    param = next(model.parameters(), None)
+    return torch.float64 if param is None else param.dtype
+
+
+def _format_table(rows: list[dict], mean: dict) -> str:
+    width = max([len("image"), *(len(r["name"]) for r in rows)])
+    lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}"]
+    for r in [*rows, {"name": "mean", **mean}]:
+        if r["name"] == "mean":
+            lines.append("-" * len(lines[0]))
+        lines.append(f"{r['name']:<{width}}  {r['psnr_y']:8.4f}  {r['ssim_y']:7.5f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    degradation = Degradation.from_args(args)
+    scale = degradation.scale
+    crop = scale if args.crop is None else args.crop
+    model = create(args.model, scale=scale).eval()
+    dtype = _inference_dtype(model)
+    hr_paths = list_images(args.hr, recursive=args.recursive)
+    if not hr_paths:
+        raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")
+
+    rows, failures = [], 0
+    start = time.perf_counter()
+    for hr_path in tqdm(hr_paths, desc=f"eval {args.model} x{scale}", unit="img",
+                        disable=None, leave=False):
+        try:
+            hr = modcrop(load_tensor(hr_path).to(torch.float64), scale)
+            if args.lr is not None:
+                lr_path = find_lr(args.lr, hr_path, scale)
+                lr = load_tensor(lr_path).to(torch.float64)
+            else:
+                lr = degradation.apply(hr, hr_path.name)
+            with torch.no_grad():
+                sr = model(lr.unsqueeze(0).to(dtype))[0].to(torch.float64)
+            if sr.shape != hr.shape:
+                raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
+                                 f"{tuple(hr.shape)} (after cropping to a multiple of {scale})")
+            scores = evaluate_pair(sr, hr, crop)
+            if args.save_sr is not None:
+                write_image(args.save_sr / f"{hr_path.stem}.png", sr.clamp(0, 1))
+        except (ImageReadError, ValueError, OSError) as err:
+            failures += 1
+            tqdm.write(f"dynsr eval: skipped: {err}", file=sys.stderr)
+            continue
+        rows.append({"name": hr_path.stem, **scores})
+
+    if not rows:
+        raise ValueError("no image could be evaluated")
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr_y", "ssim_y")}
+    print(f"model {args.model}, x{scale}, Y channel, crop {crop}, {len(rows)} images "
+          f"({time.perf_counter() - start:.2f} s)")
+    print(_format_table(rows, mean))
+    if args.json is not None:
+        result = {
+            **mean,
+            "images": rows,
+            "settings": {
+                "model": args.model,
+                "hr": [str(p) for p in args.hr],
+                "lr": str(args.lr) if args.lr else "made from HR (see degradation)",
+                "degradation": degradation.settings() if args.lr is None else None,
+                "metrics": MetricSettings(crop_border=crop).as_dict(),
+                "inference_dtype": str(dtype).removeprefix("torch."),
+                "failed_images": failures,
+                "dynsr": __version__,
+                "torch": torch.__version__,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            },
+        }
+        # JSON has no infinity: a PSNR of identical images is recorded as null.
+        text = json.dumps(_finite(result), indent=2, default=str, allow_nan=False)
+        atomic_write_text(args.json, text + "\n")
+        print(f"wrote {args.json}")
+    return 1 if failures else 0
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj

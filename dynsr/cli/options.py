@@ -1,0 +1,97 @@
+"""Command-line options shared by several commands (the degradation flags)."""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dynsr.degrade import degrade, isotropic_gaussian, load_kernel
+from dynsr.ops.color import quantize
+
+
+def add_degradation_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("degradation (how LR images are made from HR images)")
+    g.add_argument("--scale", type=int, required=True, choices=(2, 3, 4),
+                   help="downscaling factor")
+    blur = g.add_mutually_exclusive_group()
+    blur.add_argument("--blur", type=float, metavar="WIDTH",
+                      help="isotropic Gaussian blur of this width (sigma, HR pixels) first")
+    blur.add_argument("--kernel", type=Path, metavar="FILE",
+                      help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
+    g.add_argument("--kernel-size", type=int, default=15, metavar="K",
+                   help="size of the --blur kernel (default 15, as SRMD/UDVD)")
+    g.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                   help="Gaussian noise level on the 0..255 scale, added after 8-bit "
+                        "quantisation (default 0)")
+    g.add_argument("--downsample", choices=("bicubic", "direct"), default="bicubic",
+                   help="bicubic: MATLAB imresize(1/s) (default); direct: keep every s-th "
+                        "pixel after the blur (DIV2KRK/KernelGAN style)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A fully specified degradation; ``settings()`` is what results files record."""
+
+    scale: int
+    blur: float | None = None
+    kernel_file: Path | None = None
+    kernel_size: int = 15
+    noise: float = 0.0
+    downsample: str = "bicubic"
+    seed: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Degradation:
+        if args.noise < 0:
+            raise ValueError(f"--noise must be >= 0, got {args.noise}")
+        if args.blur is not None and args.blur <= 0:
+            raise ValueError(f"--blur must be > 0, got {args.blur}")
+        if args.kernel_size < 1 or args.kernel_size % 2 == 0:
+            raise ValueError(f"--kernel-size must be odd and positive, got {args.kernel_size}")
+        return cls(args.scale, args.blur, args.kernel, args.kernel_size, args.noise,
+                   args.downsample, args.seed)
+
+    def kernel(self) -> torch.Tensor | None:
+        if self.kernel_file is not None:
+            return load_kernel(self.kernel_file)
+        if self.blur is not None:
+            return isotropic_gaussian(self.kernel_size, self.blur)
+        return None
+
+    def image_seed(self, name: str) -> int:
+        # Per-image seed from the file name: the same image gets the same noise whatever
+        # else is in the folder and in whatever order it is processed.
+        return (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+
+    def apply(self, hr: torch.Tensor, name: str) -> torch.Tensor:
+        """LR image (C, h, w) from HR (C, H, W); rounded to 8 bit as a saved LR file is."""
+        lr = degrade(hr.unsqueeze(0), self.scale, kernel=self.kernel(), noise=self.noise,
+                     downsample=self.downsample, seed=self.image_seed(name))
+        return quantize(lr[0])
+
+    def settings(self) -> dict:
+        return {
+            "scale": self.scale,
+            "hr_crop": "top-left crop to a multiple of the scale",
+            "blur": (f"isotropic Gaussian, width {self.blur}, {self.kernel_size}x"
+                     f"{self.kernel_size}, replicate padding" if self.blur is not None
+                     else (f"kernel file {self.kernel_file}" if self.kernel_file else "none")),
+            "downsample": ("MATLAB bicubic imresize(1/scale), antialiased"
+                           if self.downsample == "bicubic" else "direct subsampling"),
+            "quantize": "8-bit after downsampling",
+            "noise_sigma_255": self.noise,
+            "noise": "AWGN after quantisation, then 8-bit rounding of the LR"
+                     if self.noise else "none",
+            "seed": self.seed,
+        }
+
+
+def modcrop(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop (..., H, W) at the top-left to a multiple of ``scale`` (benchmark convention)."""
+    h, w = image.shape[-2:]
+    return image[..., : h - h % scale, : w - w % scale]
