@@ -1,0 +1,264 @@
+"""Benchmark dynsr's dynamic_filter / dynamic_upsample against an F.unfold reference.
+
+Cases (B = 1, shared kernels): a 512×512×3 image filtered with k = 3, 5, 7, and UDVD-style
+upsampling r = 2, k = 5 of a 256×256×3 image (output 512×512). For each case, implementation
+(dynsr or unfold) and pass (fwd, fwd+bwd) the script reports the median time of ``--repeats``
+runs after warm-up and the extra peak memory.
+
+How memory is measured. Every (case, implementation, pass) runs in its own child process, so
+each starts from a fresh allocator; the inputs (and the backward's grad_output) are allocated
+and the thread pool started before anything is measured. Two figures:
+
+* "MB" (the main one): peak of live tensor bytes allocated during one call, from torch's
+  profiler allocation events (``profile_memory=True``; each event carries its size, summed in
+  time order). This counts exactly the op's temporaries, outputs, gradients and autograd
+  graph, and nothing else. (tracemalloc cannot see torch's allocator.)
+* "RSS": ``ru_maxrss`` after the first (cold, unprofiled) call minus the RSS read from
+  /proc/self/statm just before it: what the OS saw, including allocator slack and thread
+  stacks. Printed as an upper bound ("<=") if the call never rose above the high-water mark
+  the process already had.
+
+Timing follows in the same child: two warm-up calls, then the median of ``--repeats``.
+"fwd GB/s" is the forward pass's compulsory traffic (read x and kernels, write y) over the
+median forward time, to compare with the machine's DRAM bandwidth (~30 GB/s).
+
+Usage::
+
+    python benchmarks/bench_dynamic_ops.py [--repeats 10] [--threads 2] [--size 512]
+    python benchmarks/bench_dynamic_ops.py --layouts   # memory-format / dtype variants
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dynsr.ops import dynamic as dyn  # noqa: E402
+
+
+def unfold_filter(x: torch.Tensor, kernels: torch.Tensor, k: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    cols = F.unfold(x, k, padding=k // 2).view(b, c, k * k, h, w)
+    return (cols * kernels.unsqueeze(1)).sum(2)
+
+
+def unfold_upsample(x: torch.Tensor, kernels: torch.Tensor, k: int, r: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    cols = F.unfold(x, k, padding=k // 2).view(b, c, k * k, 1, h, w)
+    y = (cols * kernels.view(b, 1, k * k, r * r, h, w)).sum(2)
+    return F.pixel_shuffle(y.reshape(b, c * r * r, h, w), r)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _profiled_peak_mb(run) -> float:
+    """Peak live bytes allocated by torch during run(), from the profiler's allocation events."""
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    sizes = []
+
+    def walk(node) -> None:
+        if node.typed[0] == _EventType.Allocation:
+            sizes.append((node.start_time_ns, node.typed[1].alloc_size))
+        for child_node in node.children:
+            walk(child_node)
+
+    for root in prof.profiler.kineto_results.experimental_event_tree():
+        walk(root)
+    live = peak = 0
+    for _, size in sorted(sizes):
+        live += size
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def _make_inputs(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, spec.get("dtype", "float32"))
+    b, c, h, w = 1, spec["channels"], spec["size"], spec["size"]
+    k, r = spec["k"], spec.get("scale", 1)
+    x = torch.rand(b, c, h, w, generator=g).to(dtype)
+    kernels = torch.rand(b, k * k * r * r, h, w, generator=g).to(dtype)
+    if spec.get("x_format") == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if spec.get("k_format") == "cl":
+        kernels = kernels.contiguous(memory_format=torch.channels_last)
+    return x, kernels
+
+
+def _op(spec: dict):
+    k, r = spec["k"], spec.get("scale", 1)
+    if spec["impl"] == "dynsr":
+        if r > 1:
+            return lambda x, kern: dyn.dynamic_upsample(x, kern, r)
+        return lambda x, kern: dyn.dynamic_filter(x, kern)
+    if r > 1:
+        return lambda x, kern: unfold_upsample(x, kern, k, r)
+    return lambda x, kern: unfold_filter(x, kern, k)
+
+
+def child(spec: dict) -> dict:
+    """Run one measurement in this (fresh) process; returns ms and extra MB."""
+    torch.set_num_threads(spec["threads"])
+    if "channels_last_min_c" in spec:
+        dyn._CHANNELS_LAST_MIN_C = spec["channels_last_min_c"]
+    x, kernels = _make_inputs(spec)
+    op = _op(spec)
+    backward = spec["pass"] == "fwd+bwd"
+    if backward:
+        x.requires_grad_()
+        kernels.requires_grad_()
+        grad_out = torch.ones_like(op(x.detach(), kernels.detach()))
+
+    def run() -> None:
+        y = op(x, kernels)
+        if backward:
+            y.backward(grad_out)
+            x.grad = kernels.grad = None
+
+    torch.ones(1 << 20).mul_(2)  # start the intra-op thread pool before measuring
+    rss0, high0 = _rss_mb(), _maxrss_mb()
+    run()  # first call: what the OS saw
+    high1 = _maxrss_mb()
+    alloc_peak = _profiled_peak_mb(run)
+
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {
+        "ms": statistics.median(times) * 1e3,
+        "alloc_mb": alloc_peak,
+        "rss_mb": high1 - rss0,
+        "rss_bound": high1 <= high0,
+    }
+
+
+def measure(spec: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt_rss(m: dict) -> str:
+    return ("<=" if m["rss_bound"] else "") + f"{m['rss_mb']:.0f}"
+
+
+def fwd_bytes(spec: dict) -> int:
+    c, s, k, r = spec["channels"], spec["size"], spec["k"], spec.get("scale", 1)
+    item = torch.empty((), dtype=getattr(torch, spec.get("dtype", "float32"))).element_size()
+    return item * (c * s * s + k * k * r * r * s * s + c * s * s * r * r)
+
+
+def main_table(args: argparse.Namespace) -> None:
+    cases = [
+        ("filter k=3", {"k": 3, "size": args.size}),
+        ("filter k=5", {"k": 5, "size": args.size}),
+        ("filter k=7", {"k": 7, "size": args.size}),
+        ("upsample r=2 k=5", {"k": 5, "scale": 2, "size": args.size // 2}),
+    ]
+    header = (
+        f"{'case':<18} {'pass':<8} {'dynsr ms':>9} {'unfold ms':>10} {'ratio':>6} "
+        f"{'dynsr MB':>9} {'unfold MB':>10} {'fwd GB/s':>9} {'dynsr RSS':>10} {'unfold RSS':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, case in cases:
+        for pass_ in ("fwd", "fwd+bwd"):
+            base = {"channels": 3, "threads": args.threads, "repeats": args.repeats, **case}
+            ours = measure({**base, "impl": "dynsr", "pass": pass_})
+            ref = measure({**base, "impl": "unfold", "pass": pass_})
+            gbs = f"{fwd_bytes(base) / ours['ms'] / 1e6:.1f}" if pass_ == "fwd" else ""
+            print(
+                f"{name:<18} {pass_:<8} {ours['ms']:>9.2f} {ref['ms']:>10.2f} "
+                f"{ref['ms'] / ours['ms']:>6.1f} {ours['alloc_mb']:>9.1f} {ref['alloc_mb']:>10.1f} "
+                f"{gbs:>9} {_fmt_rss(ours):>10} {_fmt_rss(ref):>11}",
+                flush=True,
+            )
+
+
+def layouts_table(args: argparse.Namespace) -> None:
+    """dynsr only: memory formats of x / kernels, compute layout, bf16."""
+    rows = []
+    for c, size in ((3, args.size), (64, args.size // 4)):
+        for xf, kf in (("cf", "cf"), ("cl", "cf"), ("cf", "cl"), ("cl", "cl")):
+            rows.append((c, size, xf, kf, "float32", None))
+        rows.append((c, size, "cl", "cl", "float32", 1))  # force channels_last compute
+        rows.append((c, size, "cl", "cl", "float32", 10**9))  # force contiguous compute
+        rows.append((c, size, "cf", "cf", "bfloat16", None))
+    print(
+        f"{'C':>3} {'size':>5} {'x':>3} {'K':>3} {'dtype':>9} {'compute':>8} {'pass':<12} "
+        f"{'ms':>8} {'MB':>7}"
+    )
+    for c, size, xf, kf, dtype, min_c in rows:
+        for k in (3, 7) if c == 3 else (3, 5):
+            for pass_ in ("fwd", "fwd+bwd"):
+                spec = {
+                    "channels": c, "size": size, "k": k, "x_format": xf, "k_format": kf,
+                    "dtype": dtype, "threads": args.threads, "repeats": args.repeats,
+                    "impl": "dynsr", "pass": pass_,
+                }  # fmt: skip
+                compute = "auto"
+                if min_c is not None:
+                    spec["channels_last_min_c"] = min_c
+                    compute = "cl" if min_c == 1 else "cf"
+                m = measure(spec)
+                print(
+                    f"{c:>3} {size:>5} {xf:>3} {kf:>3} {dtype:>9} {compute:>8} "
+                    f"{pass_ + f' k={k}':<12} {m['ms']:>8.2f} {m['alloc_mb']:>7.1f}",
+                    flush=True,
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=512, help="output side length (default 512)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--layouts", action="store_true", help="memory-format/dtype variants")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    print(f"torch {torch.__version__}, threads {args.threads}, repeats {args.repeats}")
+    if args.layouts:
+        layouts_table(args)
+    else:
+        main_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,634 @@
+"""Per-pixel dynamic filtering and dynamic upsampling (DDet / UDVD style).
+
+Semantics
+---------
+``dynamic_filter(x, kernels)``, x (B, C, H, W), zero padding ``p = k // 2``, k odd::
+
+    y[b, c, i, j] = sum_{u, v} K[b, u*k + v, i, j] * x[b, c, i + u - p, j + v - p]
+
+Taps are row-major (``t = u*k + v``). Kernels are applied as given (no softmax, no
+normalisation). Two kernel layouts, told apart by the channel count of ``kernels``:
+
+* shared, (B, k², H, W): one kernel per pixel, used for every channel;
+* per channel, (B, C·k², H, W), channel-major: channel c uses kernel channels
+  ``[c·k², (c+1)·k²)``, i.e. index ``c·k² + t``.
+
+With C == 1 both layouts are the same thing. If both readings fit (C an odd square, e.g.
+C = 9 and 81 kernel channels) pass ``kernel_size`` to choose.
+
+``dynamic_upsample(x, kernels, scale)`` (UDVD's U block), kernels (B, k²·r², H, W), r = scale,
+tap-major then sub-pixel: kernel channel ``t·r² + s`` with ``s = a·r + q`` is the weight of
+tap t for output pixel ``(i·r + a, j·r + q)``::
+
+    out[b, c, i*r + a, j*r + q] = sum_t K[b, t*r² + a*r + q, i, j] * x[b, c, i + u - p, j + v - p]
+
+Output (B, C, rH, rW). This is ``pixel_shuffle`` order: the r² filter results of channel c are
+stacked as channels ``c·r² + s`` of a (B, C·r², H, W) tensor and ``F.pixel_shuffle(·, r)`` puts
+channel ``c·r² + a·r + q`` at sub-pixel (a, q). The kernels are shared across channels.
+
+How it is computed
+------------------
+Neither pass materialises an unfolded (B, C·k², H, W) tensor. x is zero-padded once, then a
+Python loop over the k² taps accumulates ``out += K_t * shifted_view_t`` in place
+(``addcmul_``), broadcasting a shared kernel over channels (and, for upsampling, the view over
+the r² sub-pixels). The backward pass uses the same loop: ``grad_x`` is accumulated into the
+shifted views of a padded buffer and cropped; ``grad_K[t]`` is ``grad_y * view_t``, summed over
+channels for shared kernels (an ``addcmul_`` chain on the tap plane for few channels, a reused
+product buffer + ``sum`` for many). Extra memory is O(input + output), never O(k² · input).
+Only the gradients that are needed are computed (``ctx.needs_input_grad``), and only the
+tensor each one reads is saved (K for grad_x, x for grad_K).
+
+Layouts and dtypes
+------------------
+* Outputs and ``grad_x`` come back in x's memory format (contiguous or channels_last), and
+  ``grad_K`` in the kernels' memory format.
+* The tap loop wants each kernel tap as a W-contiguous plane. Kernels in channels_last
+  (what a channels_last conv produces) are pixel-major; they are transposed into a tap-major
+  scratch one band of rows at a time (≤ ``_SCRATCH_BYTES``) instead of a full copy. This
+  transposition is single-threaded in torch and costs more than the filtering itself
+  (512×512, k=7: ≈ 7-10 ms vs ≈ 4 ms), so produce contiguous kernels where that is free.
+* Few-channel (C < ``_CHANNELS_LAST_MIN_C``) channels_last images are computed in contiguous
+  layout (the inner loop would be C elements long); many-channel ones with shared kernels stay
+  channels_last (the inner loop runs over C with the kernel broadcast, no transposition).
+  Per-channel kernels are always computed in contiguous layout.
+* Accumulation is float32 for bfloat16/float16 inputs (a k²-term sum in bf16 is ~6x less
+  accurate, and not faster here) and the result is rounded once to the promoted input dtype;
+  reduced-precision kernel taps are widened through one reused tap-sized buffer. float64
+  stays float64.
+* Autocast: the ops are not on autocast's cast lists and do no casting of their own. Under
+  CPU bf16 autocast a bf16 feature map filtered by bf16 kernels gives bf16 (accumulated in fp32);
+  an fp32 image filtered by bf16 kernels from a conv gives fp32. This avoids copying the large
+  kernel tensor to fp32 just to satisfy a cast policy.
+* Pure torch ops: any device. A Python loop over taps (and sub-pixels in the backward pass),
+  never over pixels.
+
+Speed notes (2 cores): 512×512×3, k=7: forward ≈ 4 ms vs ≈ 70 ms for F.unfold, 6 MB extra vs
+≈ 300 MB. Much of the backward is the kernel gradient's first touch of fresh memory (51 MB of
+page faults, ≈ 6 ms); running with ``THP_MEM_ALLOC_ENABLE=1`` (torch's huge-page allocator
+switch) takes forward+backward from ≈ 26 to ≈ 16 ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "DynamicFilterFunction",
+    "DynamicUpsampleFunction",
+    "dynamic_filter",
+    "dynamic_upsample",
+]
+
+# Channels_last images with at least this many channels (and shared kernels) stay channels_last
+# during the tap loop; fewer channels are computed in contiguous layout. Crossover measured at
+# 8-16 channels with benchmarks/bench_dynamic_ops.py --layouts.
+_CHANNELS_LAST_MIN_C = 16
+# Byte budget of the tap-major scratch for pixel-major (channels_last) kernels, transposed one
+# band of rows at a time. Each band costs k² more op launches (~8 µs each on 2 threads), so
+# bands should be few and large: 16 MB gives 4 bands at 512×512, k=7.
+_SCRATCH_BYTES = 16 << 20
+# Shared-kernel grad_K: up to this many channels, sum over C with an addcmul_ chain per tap;
+# above it, through a product buffer and torch.sum (measured crossover ≈ 8-16 channels).
+_CHANNEL_LOOP_MAX_C = 8
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _odd_square_root(n: int) -> int | None:
+    """k if n == k² with k odd and positive, else None."""
+    if n <= 0:
+        return None
+    k = math.isqrt(n)
+    return k if k * k == n and k % 2 == 1 else None
+
+
+def _check_pair(x: torch.Tensor, kernels: torch.Tensor, name: str) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"{name}: x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if kernels.dim() != 4:
+        raise ValueError(
+            f"{name}: kernels must be (B, channels, H, W), got shape {tuple(kernels.shape)}"
+        )
+    if kernels.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{name}: batch size mismatch: x has {x.shape[0]}, kernels have {kernels.shape[0]}"
+        )
+    if kernels.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"{name}: spatial size mismatch: x is {tuple(x.shape[-2:])}, kernels are "
+            f"{tuple(kernels.shape[-2:])} (kernels are per pixel of x)"
+        )
+    if not (x.is_floating_point() and kernels.is_floating_point()):
+        raise ValueError(f"{name}: x and kernels must be floating point")
+    if x.device != kernels.device:
+        raise ValueError(f"{name}: x is on {x.device}, kernels on {kernels.device}")
+
+
+def _filter_layout(
+    channels: int, kernel_channels: int, kernel_size: int | None
+) -> tuple[int, bool]:
+    """(k, per_channel) for dynamic_filter from the kernel channel count."""
+    if kernel_size is not None:
+        k = int(kernel_size)
+        if k <= 0 or k % 2 == 0:
+            raise ValueError(f"dynamic_filter: kernel_size must be odd and positive, got {k}")
+        if kernel_channels == k * k:
+            return k, False
+        if kernel_channels == channels * k * k:
+            return k, True
+        raise ValueError(
+            f"dynamic_filter: kernels have {kernel_channels} channels; with kernel_size={k} "
+            f"expected k²={k * k} (shared) or C·k²={channels * k * k} (per channel)"
+        )
+    shared_k = _odd_square_root(kernel_channels)
+    per_k = None
+    if channels > 1 and kernel_channels % channels == 0:
+        per_k = _odd_square_root(kernel_channels // channels)
+    if shared_k is not None and per_k is not None:
+        raise ValueError(
+            f"dynamic_filter: {kernel_channels} kernel channels with C={channels} is ambiguous "
+            f"(shared {shared_k}x{shared_k} or per-channel {per_k}x{per_k}); pass kernel_size"
+        )
+    if shared_k is not None:
+        return shared_k, False
+    if per_k is not None:
+        return per_k, True
+    root = math.isqrt(kernel_channels)
+    hint = (
+        f" ({root}x{root} is even; kernel sizes must be odd)"
+        if root * root == kernel_channels
+        else ""
+    )
+    raise ValueError(
+        f"dynamic_filter: kernels have {kernel_channels} channels, expected k² (shared) or "
+        f"C·k² = {channels}·k² (per channel) with k odd{hint}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# kernel access in tap-major bands
+
+
+def _accumulation_dtype(*dtypes: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
+    """(promoted result dtype, accumulation dtype)."""
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    acc = torch.float32 if out in (torch.float16, torch.bfloat16) else out
+    return out, acc
+
+
+def _w_contiguous(t: torch.Tensor) -> bool:
+    # Tap planes t[:, ch] are usable as they are when W has unit stride (contiguous tensors,
+    # channel slices of them).
+    return t.shape[-1] == 1 or t.stride(-1) == 1
+
+
+def _pixel_major(t: torch.Tensor) -> bool:
+    # channels_last-like: every pixel's kernel channels adjacent, pixels row-major.
+    b, ch, h, w = t.shape
+    return t.stride(1) == 1 and t.stride(3) == ch and t.stride(2) == w * ch
+
+
+def _row_bands(t: torch.Tensor) -> list[tuple[int, int]]:
+    """Row bands for the tap loop: the whole image when t's tap planes are usable as they are,
+    else balanced bands whose tap-major copy fits in _SCRATCH_BYTES."""
+    b, ch, h, w = t.shape
+    if _w_contiguous(t):
+        return [(0, h)]
+    row_bytes = max(1, b * ch * w * t.element_size())
+    count = max(1, -(-h * row_bytes // _SCRATCH_BYTES))
+    rows = -(-h // count)
+    return [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
+
+
+class _TapMajorBands:
+    """Row bands of a (B, ch, H, W) kernel-shaped tensor with W-contiguous channel planes.
+
+    Reading (``src`` given): ``band`` returns the band as a view when its planes are already
+    W-contiguous (or ``any_layout``), else transposes it into a reused scratch.
+    Writing (``src`` None): ``result`` is allocated like ``like`` (dtype, memory format);
+    ``band`` returns a view of it or a scratch band that ``commit`` transposes into place.
+    """
+
+    def __init__(
+        self,
+        like: torch.Tensor,
+        bands: list[tuple[int, int]],
+        device: torch.device,
+        src: torch.Tensor | None = None,
+        any_layout: bool = False,
+    ) -> None:
+        self.src = src
+        self.result = torch.empty_like(like, device=device) if src is None else None
+        self.target = src if src is not None else self.result
+        self.direct = any_layout or _w_contiguous(self.target)
+        if not self.direct:
+            rows = max(r1 - r0 for r0, r1 in bands)
+            b, ch, _, w = like.shape
+            self.scratch = torch.empty(b * ch * rows * w, dtype=like.dtype, device=device)
+
+    def _pixel_rows(self, i: int, r0: int, r1: int) -> torch.Tensor:
+        # Batch item i's pixels r0..r1 as an (n, ch) matrix (a view: the tensor is pixel-major).
+        t = self.target
+        _, ch, h, w = t.shape
+        return t[i].permute(1, 2, 0).reshape(h * w, ch)[r0 * w : r1 * w]
+
+    def band(self, r0: int, r1: int) -> torch.Tensor:
+        t = self.target
+        if self.direct:
+            return t[:, :, r0:r1]
+        b, ch, _, w = t.shape
+        n = (r1 - r0) * w
+        out = self.scratch[: b * ch * n].view(b, ch, n)
+        if self.src is not None:
+            if _pixel_major(t):
+                # 2-D (n, ch) -> (ch, n) copies take torch's blocked transpose, several times
+                # faster than a generic strided 4-D copy.
+                for i in range(b):
+                    out[i].copy_(self._pixel_rows(i, r0, r1).t())
+            else:
+                out.view(b, ch, r1 - r0, w).copy_(t[:, :, r0:r1])
+        return out.view(b, ch, r1 - r0, w)
+
+    def commit(self, r0: int, r1: int) -> None:
+        if self.direct or self.src is not None:
+            return
+        t = self.target
+        b, ch, _, w = t.shape
+        n = (r1 - r0) * w
+        band = self.scratch[: b * ch * n].view(b, ch, n)
+        if _pixel_major(t):
+            for i in range(b):
+                self._pixel_rows(i, r0, r1).copy_(band[i].t())
+        else:
+            t[:, :, r0:r1].copy_(band.view(b, ch, r1 - r0, w))
+
+
+class _TapCast:
+    """Hands out tap planes in the accumulation dtype through one reused buffer.
+
+    Mixed-dtype addcmul_ on CPU would allocate a converted copy of the tap every call.
+    """
+
+    def __init__(self, acc: torch.dtype) -> None:
+        self.acc = acc
+        self.buf: torch.Tensor | None = None
+
+    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
+        shape = tuple(like.shape)
+        if self.buf is None or self.buf.numel() < like.numel():
+            self.buf = torch.empty(like.numel(), dtype=self.acc, device=like.device)
+        return self.buf[: like.numel()].view(shape)
+
+    def read(self, plane: torch.Tensor) -> torch.Tensor:
+        if plane.dtype == self.acc:
+            return plane
+        return self._buffer(plane).copy_(plane)
+
+    def target(self, plane: torch.Tensor) -> torch.Tensor:
+        """Where to compute a plane that is then stored with ``store``."""
+        return plane if plane.dtype == self.acc else self._buffer(plane)
+
+    @staticmethod
+    def store(plane: torch.Tensor, computed: torch.Tensor) -> None:
+        if computed is not plane:
+            plane.copy_(computed)
+
+
+# --------------------------------------------------------------------------------------------
+# the tap loops
+
+
+def _padded(x: torch.Tensor, p: int, dtype: torch.dtype, fmt: torch.memory_format) -> torch.Tensor:
+    """Zero-padded copy of x in dtype/fmt, written in one pass (only the border is zeroed)."""
+    b, c, h, w = x.shape
+    shape = (b, c, h + 2 * p, w + 2 * p)
+    xp = torch.empty(shape, dtype=dtype, device=x.device, memory_format=fmt)
+    if p:
+        xp[:, :, :p].zero_()
+        xp[:, :, h + p :].zero_()
+        xp[:, :, p : h + p, :p].zero_()
+        xp[:, :, p : h + p, w + p :].zero_()
+    xp[:, :, p : h + p, p : w + p].copy_(x)
+    return xp
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _compute_format(x: torch.Tensor, groups: int, subpixels: int) -> torch.memory_format:
+    """Layout of the tap loop: channels_last only for many-channel channels_last inputs with
+    shared kernels (per-channel taps have stride k² along C there: no vectorisation)."""
+    if (
+        subpixels == 1
+        and groups == 1
+        and x.shape[1] >= _CHANNELS_LAST_MIN_C
+        and _is_channels_last(x)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _taps(k: int) -> Iterator[tuple[int, int, int]]:
+    for u in range(k):
+        for v in range(k):
+            yield u * k + v, u, v
+
+
+def _tap_forward(
+    x: torch.Tensor, kernels: torch.Tensor, k: int, groups: int, subpixels: int
+) -> torch.Tensor:
+    """out (B, C, S, H, W) = sum_t K[:, g, t, s] * shift_t(x), kernels (B, groups·k²·S, H, W).
+
+    groups is 1 (shared kernel, broadcast over C) or C (per channel). Returned in the
+    accumulation dtype, in the compute layout.
+    """
+    b, c, h, w = x.shape
+    _, acc = _accumulation_dtype(x.dtype, kernels.dtype)
+    p = k // 2
+    fmt = _compute_format(x, groups, subpixels)
+    xp = _padded(x, p, acc, fmt)
+    if fmt == torch.channels_last:
+        out = torch.empty((b, c, h, w), dtype=acc, device=x.device, memory_format=fmt)
+        out = out.unsqueeze(2)
+        bands = [(0, h)]
+    else:
+        out = torch.empty((b, c, subpixels, h, w), dtype=acc, device=x.device)
+        bands = _row_bands(kernels)
+    # In channels_last compute a tap is one scalar per pixel broadcast over C, so any kernel
+    # layout will do: read it as it is.
+    kernel_bands = _TapMajorBands(
+        kernels, bands, x.device, src=kernels, any_layout=fmt == torch.channels_last
+    )
+    cast = _TapCast(acc)
+    for r0, r1 in bands:
+        kb = kernel_bands.band(r0, r1).unflatten(1, (groups, k * k, subpixels))  # B,G,k²,S,R,W
+        ob = out[:, :, :, r0:r1]
+        for t, u, v in _taps(k):
+            view = xp[:, :, r0 + u : r1 + u, v : v + w].unsqueeze(2)  # (B, C, 1, R, W)
+            kt = cast.read(kb[:, :, t])  # (B, G, S, R, W)
+            if t == 0:
+                torch.mul(view, kt, out=ob)  # the first tap initialises: no zero fill
+            else:
+                ob.addcmul_(view, kt)
+    return out
+
+
+def _tap_backward(
+    gy: torch.Tensor,
+    x: torch.Tensor | None,
+    kernels: torch.Tensor | None,
+    x_like: torch.Tensor,
+    k_like: torch.Tensor,
+    k: int,
+    groups: int,
+    subpixels: int,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of _tap_forward w.r.t. x (if kernels given) and kernels (if x given).
+
+    gy is (B, C, S, H, W). x_like / k_like (meta tensors are fine) give the shapes, dtypes and
+    memory formats of the gradients.
+    """
+    b, c, h, w = x_like.shape
+    device = gy.device
+    _, acc = _accumulation_dtype(x_like.dtype, k_like.dtype, gy.dtype)
+    p = k // 2
+    kk = k * k
+    need_x, need_k = kernels is not None, x is not None
+    fmt = _compute_format(x_like, groups, subpixels)
+    if fmt == torch.channels_last:
+        gy = gy.squeeze(2).to(dtype=acc, memory_format=fmt).unsqueeze(2)
+        bands = [(0, h)]
+    else:
+        gy = gy.to(dtype=acc, memory_format=torch.contiguous_format)
+        bands = _row_bands(k_like)
+    any_layout = fmt == torch.channels_last
+
+    if need_x:
+        gxp = torch.empty(
+            (b, c, h + 2 * p, w + 2 * p), dtype=acc, device=device, memory_format=fmt
+        ).zero_()
+        kernel_bands = _TapMajorBands(k_like, bands, device, src=kernels, any_layout=any_layout)
+        kernel_cast = _TapCast(acc)
+    if need_k:
+        xp = _padded(x, p, acc, fmt)
+        grad_bands = _TapMajorBands(k_like, bands, device, any_layout=any_layout)
+        grad_cast = _TapCast(acc)
+        # Shared kernels: grad_K[t] = sum_c gy_c * view_t,c. Few channels: a chain of addcmul_
+        # on the (cache-resident) tap plane; many: one reused product buffer + sum over C.
+        # Never a (B, C, k², ...) temporary.
+        reduce = "none" if groups > 1 or c == 1 else "loop"
+        if reduce == "loop" and (fmt == torch.channels_last or c > _CHANNEL_LOOP_MAX_C):
+            reduce = "buffer"
+        if reduce == "buffer":
+            rows = max(r1 - r0 for r0, r1 in bands)
+            prod = torch.empty((b, c, subpixels, rows, w), dtype=acc, device=device)
+            if fmt == torch.channels_last:
+                prod = prod.squeeze(2).contiguous(memory_format=fmt).unsqueeze(2)
+
+    for r0, r1 in bands:
+        gb = gy[:, :, :, r0:r1]
+        if need_x:
+            kb = kernel_bands.band(r0, r1).unflatten(1, (groups, kk, subpixels))
+        if need_k:
+            gkb = grad_bands.band(r0, r1).unflatten(1, (groups, kk, subpixels))
+        for t, u, v in _taps(k):
+            if need_x:
+                # x[i + u - p] fed y[i] with weight K_t[i]: scatter gy * K_t back onto it.
+                gview = gxp[:, :, r0 + u : r1 + u, v : v + w]
+                kt = kernel_cast.read(kb[:, :, t])  # (B, G, S, R, W)
+                for s in range(subpixels):
+                    gview.addcmul_(gb[:, :, s], kt[:, :, s])
+            if need_k:
+                view = xp[:, :, r0 + u : r1 + u, v : v + w].unsqueeze(2)
+                if reduce == "none":
+                    plane = gkb[:, :, t]  # (B, C, S, R, W)
+                    gt = grad_cast.target(plane)
+                    torch.mul(gb, view, out=gt)
+                else:
+                    plane = gkb[:, 0, t]  # (B, S, R, W)
+                    gt = grad_cast.target(plane)
+                    if reduce == "loop":
+                        torch.mul(gb[:, 0], view[:, 0], out=gt)
+                        for ch in range(1, c):
+                            gt.addcmul_(gb[:, ch], view[:, ch])
+                    else:
+                        pb = prod[:, :, :, : r1 - r0]
+                        torch.mul(gb, view, out=pb)
+                        torch.sum(pb, dim=1, out=gt)
+                grad_cast.store(plane, gt)
+        if need_k:
+            grad_bands.commit(r0, r1)
+
+    grad_x = grad_kernels = None
+    if need_x:
+        grad_x = torch.empty_like(x_like, device=device)
+        grad_x.copy_(gxp[:, :, p : p + h, p : p + w])
+    if need_k:
+        grad_kernels = grad_bands.result
+    return grad_x, grad_kernels
+
+
+def _to_format_of(y: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """y in dtype and in x's memory format (channels_last or contiguous)."""
+    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    return y.to(dtype=dtype, memory_format=fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# autograd Functions and public API
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    # Shape/dtype/strides for the backward pass without keeping the data alive.
+    return torch.empty_like(t, device="meta")
+
+
+class DynamicFilterFunction(torch.autograd.Function):
+    """Autograd Function behind :func:`dynamic_filter`: shifted-view tap loops both ways.
+
+    ``DynamicFilterFunction.apply(x, kernels, k, per_channel)`` with already validated inputs.
+    Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        kernels: torch.Tensor,
+        k: int,
+        per_channel: bool,
+    ) -> torch.Tensor:
+        out_dtype, _ = _accumulation_dtype(x.dtype, kernels.dtype)
+        groups = x.shape[1] if per_channel else 1
+        y = _tap_forward(x, kernels, k, groups, 1).squeeze(2)
+        need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # Keep only what the needed gradients read: K for grad_x, x for grad_K.
+        ctx.save_for_backward(x if need_k else None, kernels if need_x else None)
+        ctx.meta = (_meta_like(x), _meta_like(kernels), k, groups)
+        return _to_format_of(y, x, out_dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        x, kernels = ctx.saved_tensors
+        x_like, k_like, k, groups = ctx.meta
+        grad_x, grad_k = _tap_backward(
+            grad_y.unsqueeze(2), x, kernels, x_like, k_like, k, groups, 1
+        )
+        return grad_x, grad_k, None, None
+
+
+class DynamicUpsampleFunction(torch.autograd.Function):
+    """Autograd Function behind :func:`dynamic_upsample`: tap loops + pixel (un)shuffle.
+
+    ``DynamicUpsampleFunction.apply(x, kernels, k, scale)`` with already validated inputs.
+    Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        kernels: torch.Tensor,
+        k: int,
+        scale: int,
+    ) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out_dtype, _ = _accumulation_dtype(x.dtype, kernels.dtype)
+        # (B, C, r², H, W) is already pixel_shuffle's (B, C·r², H, W) channel order.
+        y = _tap_forward(x, kernels, k, 1, scale * scale)
+        y = F.pixel_shuffle(y.view(b, c * scale * scale, h, w), scale)
+        need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.save_for_backward(x if need_k else None, kernels if need_x else None)
+        ctx.meta = (_meta_like(x), _meta_like(kernels), k, scale)
+        return _to_format_of(y, x, out_dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        x, kernels = ctx.saved_tensors
+        x_like, k_like, k, scale = ctx.meta
+        b, c, h, w = x_like.shape
+        gy = F.pixel_unshuffle(grad_y.contiguous(), scale).view(b, c, scale * scale, h, w)
+        grad_x, grad_k = _tap_backward(gy, x, kernels, x_like, k_like, k, 1, scale * scale)
+        return grad_x, grad_k, None, None
+
+
+def dynamic_filter(
+    x: torch.Tensor, kernels: torch.Tensor, kernel_size: int | None = None
+) -> torch.Tensor:
+    """Filter every pixel of x with its own k×k kernel (zero padding, k odd).
+
+    Args:
+        x: (B, C, H, W).
+        kernels: (B, k², H, W) shared across channels, or (B, C·k², H, W) per channel with
+            channel c using kernel channels ``[c·k², (c+1)·k²)``. Tap ``t = u·k + v`` weights
+            ``x[i + u - k//2, j + v - k//2]``. Used as given (no normalisation).
+        kernel_size: k; only needed when the channel count fits both layouts.
+
+    Returns:
+        (B, C, H, W) in x's memory format, dtype promoted from x and kernels (accumulated in
+        at least float32).
+
+    Raises:
+        ValueError: on mismatched shapes or a kernel channel count that is neither k² nor
+            C·k² for an odd k.
+    """
+    _check_pair(x, kernels, "dynamic_filter")
+    k, per_channel = _filter_layout(x.shape[1], kernels.shape[1], kernel_size)
+    if x.numel() == 0:
+        return x.new_zeros(x.shape, dtype=_accumulation_dtype(x.dtype, kernels.dtype)[0])
+    return DynamicFilterFunction.apply(x, kernels, k, per_channel)
+
+
+def dynamic_upsample(x: torch.Tensor, kernels: torch.Tensor, scale: int) -> torch.Tensor:
+    """UDVD's dynamic upsampling: r² per-pixel k×k filters, pixel-shuffled to (B, C, rH, rW).
+
+    Args:
+        x: (B, C, H, W) low-resolution input.
+        kernels: (B, k²·r², H, W), shared across channels; channel ``t·r² + a·r + q`` is the
+            weight of tap ``t = u·k + v`` for output pixel ``(i·r + a, j·r + q)``.
+        scale: r, a positive integer.
+
+    Returns:
+        (B, C, r·H, r·W) in x's memory format, dtype promoted from x and kernels.
+
+    Raises:
+        ValueError: on mismatched shapes, a channel count not divisible by r², or k²
+            (= channels / r²) not an odd square.
+    """
+    _check_pair(x, kernels, "dynamic_upsample")
+    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
+        raise ValueError(f"dynamic_upsample: scale must be a positive integer, got {scale!r}")
+    r = int(scale)
+    ch = kernels.shape[1]
+    if ch % (r * r):
+        raise ValueError(
+            f"dynamic_upsample: kernels have {ch} channels, not a multiple of scale²={r * r} "
+            f"(expected k²·r² channels)"
+        )
+    k = _odd_square_root(ch // (r * r))
+    if k is None:
+        raise ValueError(
+            f"dynamic_upsample: kernels have {ch} channels = {ch // (r * r)}·r² for scale {r}; "
+            f"{ch // (r * r)} is not k² for an odd k"
+        )
+    b, c, h, w = x.shape
+    if x.numel() == 0:
+        out_dtype = _accumulation_dtype(x.dtype, kernels.dtype)[0]
+        return x.new_zeros((b, c, h * r, w * r), dtype=out_dtype)
+    return DynamicUpsampleFunction.apply(x, kernels, k, r)
