@@ -8,7 +8,6 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-import dynsr.ops
 from dynsr.degrade import (
     add_noise,
     analytic_x4_kernel,
@@ -37,27 +36,6 @@ from dynsr.degrade.degradation_map import _default_basis_path
 from dynsr.ops import imresize, quantize
 
 F64 = torch.float64
-
-
-def _reference_dynamic_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Tiny stand-in with the documented semantics (zero padding k//2, row-major taps)."""
-    size = round(kernels.shape[1] ** 0.5)
-    pad = size // 2
-    xp = F.pad(x, (pad, pad, pad, pad))
-    height, width = x.shape[-2:]
-    out = torch.zeros_like(x)
-    for u in range(size):
-        for v in range(size):
-            tap = kernels[:, u * size + v : u * size + v + 1]
-            out = out + tap * xp[..., u : u + height, v : v + width]
-    return out
-
-
-@pytest.fixture
-def dynamic_filter_available(monkeypatch):
-    # The real operator is written in parallel; until it is exported, use the stand-in.
-    if not hasattr(dynsr.ops, "dynamic_filter"):
-        monkeypatch.setattr(dynsr.ops, "dynamic_filter", _reference_dynamic_filter, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +321,6 @@ def test_per_image_kernels_equal_separate_calls(astronaut):
     assert torch.equal(blur(batch, kernels[:1]), blur(batch, kernels[0]))
 
 
-@pytest.mark.usefixtures("dynamic_filter_available")
 def test_spatially_variant_blur_with_constant_width_equals_uniform(astronaut):
     x = astronaut[..., 200:264, 180:260]
     uniform = gaussian_blur(x, 1.7)
@@ -355,7 +332,6 @@ def test_spatially_variant_blur_with_constant_width_equals_uniform(astronaut):
                                                            padding="symmetric")).abs().max() < 1e-5
 
 
-@pytest.mark.usefixtures("dynamic_filter_available")
 def test_spatially_variant_blur_bands_agree(astronaut, monkeypatch):
     x = astronaut[..., :40, :50]
     widths = torch.rand(1, 1, 40, 50, generator=torch.Generator().manual_seed(0)) * 2.5 + 0.2
@@ -364,7 +340,6 @@ def test_spatially_variant_blur_bands_agree(astronaut, monkeypatch):
     assert torch.allclose(gaussian_blur(x, widths), whole, atol=1e-6)
 
 
-@pytest.mark.usefixtures("dynamic_filter_available")
 def test_width_ramp_blurs_more_on_the_right():
     # White noise: how much of its variance survives measures the blur strength.
     x = torch.rand(1, 2, 64, 96, generator=torch.Generator().manual_seed(3))
@@ -453,7 +428,6 @@ def test_quantisation_onto_the_8bit_grid(astronaut):
     assert not torch.allclose(unrounded * 255, (unrounded * 255).round(), atol=1e-3)
 
 
-@pytest.mark.usefixtures("dynamic_filter_available")
 def test_udvd_spatially_variant_example(astronaut):
     hr = astronaut[..., :96, :132]
     scale = 3

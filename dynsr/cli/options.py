@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from dynsr.degrade import degrade, isotropic_gaussian, load_kernel
-from dynsr.ops.color import quantize
 
 
 def add_degradation_args(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +69,8 @@ class Degradation:
 
     def apply(self, hr: torch.Tensor, name: str) -> torch.Tensor:
         """LR image (C, h, w) from HR (C, H, W); rounded to 8 bit as a saved LR file is."""
-        lr = degrade(hr.unsqueeze(0), self.scale, kernel=self.kernel(), noise=self.noise,
-                     downsample=self.downsample, seed=self.image_seed(name))
-        return quantize(lr[0])
+        return degrade(hr, self.scale, kernel=self.kernel(), noise=self.noise,
+                       downsample=self.downsample, requantize=True, seed=self.image_seed(name))
 
     def settings(self) -> dict:
         return {

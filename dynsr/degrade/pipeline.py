@@ -34,9 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import dynsr.ops
 from dynsr.degrade.kernels import GeneratorLike, isotropic_gaussian, make_generator
-from dynsr.ops import imresize
+from dynsr.ops import dynamic_filter, imresize
 from dynsr.ops import quantize as quantize_8bit
 
 __all__ = [
@@ -91,14 +90,6 @@ def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: st
     return F.pad(x, (left, right, top, bottom), mode=torch_mode)
 
 
-def _dynamic_filter():
-    # Looked up at call time: the operator lives in dynsr.ops (written alongside this module).
-    fn = getattr(dynsr.ops, "dynamic_filter", None)
-    if fn is None:
-        raise RuntimeError("per-pixel blur needs dynsr.ops.dynamic_filter, which is missing")
-    return fn
-
-
 def _blur_per_pixel(xb: torch.Tensor, kernels: torch.Tensor, padding: str) -> torch.Tensor:
     """Spatially variant correlation, (B, C, H, W) by (B, k*k, H, W) kernels (odd k)."""
     batch, _, height, width = xb.shape
@@ -113,7 +104,7 @@ def _blur_per_pixel(xb: torch.Tensor, kernels: torch.Tensor, padding: str) -> to
     # dynamic_filter zero-pads by k//2 itself; padding the image first (with the wanted mode)
     # and cropping makes the border taps read replicated pixels instead of zeros.
     xp = _pad(xb, pad, pad, pad, pad, padding)
-    out = _dynamic_filter()(xp, _pad_kernels(kernels.to(xb.dtype), batch, pad))
+    out = dynamic_filter(xp, _pad_kernels(kernels.to(xb.dtype), batch, pad))
     return out[..., pad:pad + height, pad:pad + width]
 
 
@@ -210,14 +201,13 @@ def _gaussian_blur_map(xb: torch.Tensor, width_map: torch.Tensor, size: int, pad
     pad = size // 2
     xp = _pad(xb, pad, pad, pad, pad, padding)
     rows_per_band = max(1, _PER_PIXEL_BAND_ELEMENTS // (batch * size * size * (width + 2 * pad)))
-    filter_fn = _dynamic_filter()
     bands = []
     for top in range(0, height, rows_per_band):
         rows = min(rows_per_band, height - top)
         widths = width_map[:, 0, top:top + rows]  # (Bw, rows, W)
         kernels = isotropic_gaussian(size, widths, dtype=xb.dtype)  # (Bw, rows, W, k, k)
         kernels = kernels.reshape(*widths.shape, size * size).permute(0, 3, 1, 2)
-        band = filter_fn(xp[:, :, top:top + rows + 2 * pad], _pad_kernels(kernels, batch, pad))
+        band = dynamic_filter(xp[:, :, top:top + rows + 2 * pad], _pad_kernels(kernels, batch, pad))
         bands.append(band[..., pad:pad + rows, pad:pad + width])
     return torch.cat(bands, dim=-2)
 
