@@ -1,6 +1,17 @@
-"""Every dynsr upscaler, built by name: ``dynsr.models.create("bicubic", scale=2)``."""
+"""Every dynsr upscaler, built by name: ``dynsr.models.create("bicubic", scale=2)``.
 
-from dynsr.models import bicubic as _bicubic  # noqa: F401  (registers the model)
+Each model lives in its own module here and registers its names with
+:func:`dynsr.models.registry.register` when imported; importing this package imports them
+all (like timm), so adding a model is adding a file.
+"""
+
+import importlib
+import pkgutil
+
 from dynsr.models.registry import ModelSpec, available, create, get_spec, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "registry" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ModelSpec", "available", "create", "get_spec", "register"]

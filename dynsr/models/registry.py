@@ -17,11 +17,18 @@ __all__ = ["ModelSpec", "available", "create", "get_spec", "register"]
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """What the registry knows of a model name.
+
+    ``needs_degradation``: the model is non-blind (UDVD): its forward takes ``blur=`` and
+    ``noise=`` keyword arguments describing how the LR image was made.
+    """
+
     name: str
     builder: Callable[..., nn.Module]
     scales: tuple[int, ...]
     summary: str
     paper: str = ""
+    needs_degradation: bool = False
     defaults: dict = field(default_factory=dict)
 
 
@@ -29,14 +36,24 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(
-    name: str, scales: tuple[int, ...], summary: str, paper: str = "", **defaults
+    name: str,
+    scales: tuple[int, ...],
+    summary: str,
+    paper: str = "",
+    needs_degradation: bool = False,
+    **defaults,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder ``f(scale=..., **config) -> nn.Module`` under ``name``."""
+    """Decorator adding a builder ``f(scale=..., **config) -> nn.Module`` under ``name``.
+
+    ``defaults`` are config values this name fixes (e.g. ``ddet-release`` =
+    ``ddet`` with ``kernel_sizes=(9, 7, 5)``); callers' config overrides them.
+    """
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, tuple(scales), summary, paper, defaults)
+        _REGISTRY[name] = ModelSpec(name, builder, tuple(scales), summary, paper,
+                                    needs_degradation, defaults)
         return builder
 
     return add
