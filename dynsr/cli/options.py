@@ -62,6 +62,11 @@ class Degradation:
             return isotropic_gaussian(self.kernel_size, self.blur)
         return None
 
+    def model_conditions(self) -> dict:
+        """What a non-blind model is told about this degradation (``blur=``, ``noise=``)."""
+        blur = self.kernel() if self.kernel_file is not None else self.blur
+        return {"blur": blur, "noise": self.noise}
+
     def image_seed(self, name: str) -> int:
         # Per-image seed from the file name: the same image gets the same noise whatever
         # else is in the folder and in whatever order it is processed.
