@@ -1,0 +1,290 @@
+"""DyConvSR: a ~60 K-parameter x2/x3/x4 upscaler built around one dynamic convolution.
+
+Model card
+==========
+
+Paper
+-----
+Tien-Thong Doan and Hoang-Giap Nguyen, "DyConvSR: Lightweight Image Super-Resolution with
+Dynamic Convolutions", preprint (Springer LNCS layout, ca. 2024; no venue or arXiv id is
+given in the preprint). Authors' code: github.com/doantienthongbku/DyConvSR (called
+"DyConvSR-PytorchLightning" in the paper), "the release" below. The dynamic convolution is
+Chen et al., "Dynamic Convolution: Attention over Convolution Kernels", CVPR 2020,
+arXiv:1912.03458.
+
+Architecture (the paper's Fig. 1, top to bottom; x = LR RGB (B, 3, h, w), s = scale)
+-------------------------------------------------------------------------------------
+Main branch::
+
+    x ─ pixel-unshuffle 2 (12 ch, h/2 × w/2)
+      ─ conv 3×3 12→32                                   ``head``
+      ─ dynamic conv 3×3 32→32, K=4 kernels              ``dynamic``
+      ─ GELU
+      ─ conv 3×3 32→12·s²  (48 at x2)                    ``tail``
+      ─ + high-frequency branch
+      ─ × spatial attention map                          ``spatial_attention``
+      ─ pixel-shuffle 2  (3·s² ch, h × w)
+      ─ + repeat-upscaled x (each colour s² times)
+      ─ pixel-shuffle s  → (B, 3, s·h, s·w)
+
+High-frequency branch (paper Sec. 3.2, Fig. 2)::
+
+    x − GaussianBlur(5×5, σ=1)(x) ─ pixel-unshuffle 2 ─ conv 3×3 12→12·s² ─ GELU  ``hf_conv``
+
+Spatial attention (CBAM, paper Sec. 3.3): per-pixel channel mean and channel max → 7×7 conv
+2→1 without bias → sigmoid → multiply.
+
+Dynamic convolution (Chen et al., Eqs. 1-3): ``y = W̃(x) * x + b̃(x)`` with
+``W̃ = Σ_k π_k(x) W_k``, ``b̃ = Σ_k π_k(x) b_k``, ``Σ_k π_k = 1``,
+``π(x) = softmax(fc2(ReLU(fc1(GAP(x)))) / T)``, fc1 32→8, fc2 8→4 (1×1 convs), see
+:class:`dynsr.ops.dynamic_conv.AttentionMixedConv2d`. The paper's only equation, Eq. (1), is
+the FLOP count of a convolution, ``C_in·K²·H·W·C_out``, which motivates working at h/2 × w/2.
+
+Channel counts: the paper's text gives 4 kernels, 48 channels before the first shuffle and
+the 7×7 attention; the release gives the rest, which dynsr follows: head 12→32, dynamic
+32→32 with attention reduction 4 (hidden 8), tail 32→48, HF conv 12→48, exact GELU.
+
+Parameters: x2 59 982 (paper Table 1: 60 K; the release 59 970, the 12 extra are the
+attention MLP biases, see Deviations), x3 83 862, x4 117 294 (the tail and HF convs grow
+with s²).
+
+State-dict keys: ``head.*``, ``dynamic.{weight,bias,fc1.*,fc2.*}``, ``tail.*``,
+``hf_conv.*``, ``spatial_attention.weight`` and ``attention_temperature`` (the softmax
+temperature T, stored so a checkpoint trained with annealing reloads at the temperature it
+was trained to). The Gaussian kernel is a non-persistent buffer.
+
+Paper results (x2, PSNR/SSIM on Y, bicubic LR)
+----------------------------------------------
+Set5 35.98/.9497, Set14 31.57/.9017, BSD100 30.95/.8813, Urban100 28.51/.8798. No x3/x4
+results are published.
+
+Training recipe (paper Sec. 4.1)
+--------------------------------
+DIV2K + Flickr2K (3 450 images) pre-cropped into 300×300 tiles with stride 150 (~323 K
+tiles); random 256×256 HR crops, random 90° rotations and horizontal/vertical flips; LR made
+online by bicubic downsampling; L1 loss; AdamW β=(0.9, 0.999); batch 64; lr 1e-3 halved
+every 20 epochs; 100 epochs; validation on DIV2K valid. The release's code differs in
+details: AdamW β2 = 0.9999 and weight decay 1e-5, batch 32 in its config, milestones
+20/40/60/80 (the same halving schedule).
+
+Attention temperature
+---------------------
+``temperature_schedule="fixed"`` (default): T = 30 throughout, as the release (which has an
+``update_temperature`` method that nothing calls); the paper's numbers come from that code,
+so the default reproduces it. ``"anneal"``: Chen et al.'s recipe, T falls linearly from 30 to
+1 over the first ``anneal_fraction`` of training (default 0.1: Chen et al. anneal over the
+first 10 epochs; DyConvSR trains 100) and stays at 1. The training engine calls
+``model.set_progress(done_fraction)`` (a no-op under "fixed", so it may always be called);
+``model.set_temperature(t)`` sets T directly under either schedule.
+
+Deviations
+----------
+From the paper and the release alike:
+
+1. Per-colour skip. The release adds ``torch.cat((x, x, x, x), 1)`` before PyTorch's
+   pixel-shuffle, which reads 4 *consecutive* channels per output colour, so red output
+   sub-pixels copy R, G, B, R, green copy G, B, R, G, blue copy B, R, G, B. (ABPN's anchor,
+   the paper's ref. [7], concatenates copies for TensorFlow's depth_to_space, where colour
+   is the fastest index; PyTorch's pixel-shuffle has it slowest.) dynsr repeats each colour
+   into its own s² sub-pixels (``repeat_interleave``), i.e. the skip is exactly
+   nearest-neighbour upscaling, which is what the paper describes. Weights trained with the
+   release's skip do not transfer.
+2. x3 and x4. The paper reports x2 only and the release runs at x2 only (it unshuffles by
+   the scale and keeps the tail at 48 channels, so other scales fail on channel counts).
+   dynsr always unshuffles by 2, gives the tail and HF conv 12·s² channels (3·s²·4),
+   shuffles by 2 then by s, and repeats each colour s² times in the skip.
+3. Any input size. Pixel-unshuffle by 2 needs even h and w (the release fails otherwise):
+   dynsr pads the bottom row / right column by replication to even size and crops the
+   output back to s·h × s·w. Even-sized inputs are untouched.
+4. Gaussian border handling: reflect padding, as torchvision's ``GaussianBlur`` used by the
+   release; on a (padded) side shorter than 3 px, where reflecting 2 px is undefined and the
+   release would fail, replicate padding instead. The kernel is a fixed buffer, one per
+   channel (depthwise).
+5. Mixed precision: the high-frequency difference x − blur(x) is computed with autocast
+   off, in the input's dtype, because in bf16 it would be mostly rounding noise; everything
+   else follows autocast. (Not an architectural change; the release has no such handling.)
+
+From the release only:
+
+6. Attention MLP biases. dynsr's ``AttentionMixedConv2d`` 1×1 convs carry biases (Chen et
+   al.'s MLP; +8 +4 = 12 parameters); the release's have none. Hence 59 982 vs 59 970.
+7. Initialisation. The release initialises the kernel banks Kaiming-uniform (a=0), leaves
+   the bank biases at ``torch.randn`` (N(0, 1)) and the attention convs Kaiming-normal
+   (fan_out); dynsr initialises each bank as an ``nn.Conv2d`` (Kaiming-uniform a=√5, bias
+   U(±1/√fan_in)) and the attention convs with PyTorch defaults. Plain convs: PyTorch
+   defaults in both.
+8. Temperature annealing is offered (off by default) and T is saved in the state dict.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynsr.degrade.kernels import isotropic_gaussian
+from dynsr.models.registry import register
+from dynsr.ops.dynamic_conv import AttentionMixedConv2d
+
+__all__ = ["DyConvSR", "dyconvsr"]
+
+RELEASE_TEMPERATURE = 30.0  # the release's fixed softmax temperature, and Chen et al.'s start
+FINAL_TEMPERATURE = 1.0  # where Chen et al.'s annealing ends
+TEMPERATURE_SCHEDULES = ("fixed", "anneal")
+
+_UNSHUFFLE = 2  # the body always works at half resolution, whatever the scale
+_FEATURES = 32
+_NUM_KERNELS = 4
+_BLUR_SIZE = 5
+_BLUR_SIGMA = 1.0
+_ATTENTION_SIZE = 7
+
+
+def _sync_temperature_after_load(module: nn.Module, incompatible_keys: object) -> None:
+    # load_state_dict copies the buffer in place; the dynamic conv reads a plain float.
+    module.dynamic.temperature = float(module.attention_temperature)
+
+
+class DyConvSR(nn.Module):
+    """DyConvSR upscaler: RGB (B, 3, h, w) in [0, 1] → (B, 3, s·h, s·w); see the module doc.
+
+    Args:
+        scale: 2, 3 or 4.
+        temperature_schedule: "fixed" (T = 30, the release; default) or "anneal" (30 → 1).
+        anneal_fraction: share of training over which "anneal" lowers T, in (0, 1].
+    """
+
+    def __init__(
+        self, scale: int, temperature_schedule: str = "fixed", anneal_fraction: float = 0.1
+    ) -> None:
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"DyConvSR supports scales 2, 3, 4, not {scale}")
+        if temperature_schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(
+                f"temperature_schedule must be one of {', '.join(TEMPERATURE_SCHEDULES)}, "
+                f"got {temperature_schedule!r}"
+            )
+        if not 0.0 < anneal_fraction <= 1.0:
+            raise ValueError(f"anneal_fraction must be in (0, 1], got {anneal_fraction}")
+        self.scale = scale
+        self.temperature_schedule = temperature_schedule
+        self.anneal_fraction = float(anneal_fraction)
+
+        cells = 3 * _UNSHUFFLE**2  # 12 channels after pixel-unshuffle
+        subpixel_features = 3 * scale**2 * _UNSHUFFLE**2  # shuffled by 2, then by s
+        self.head = nn.Conv2d(cells, _FEATURES, 3, padding=1)
+        self.dynamic = AttentionMixedConv2d(
+            _FEATURES, _FEATURES, 3, num_kernels=_NUM_KERNELS, temperature=RELEASE_TEMPERATURE
+        )
+        self.tail = nn.Conv2d(_FEATURES, subpixel_features, 3, padding=1)
+        self.hf_conv = nn.Conv2d(cells, subpixel_features, 3, padding=1)
+        self.spatial_attention = nn.Conv2d(
+            2, 1, _ATTENTION_SIZE, padding=_ATTENTION_SIZE // 2, bias=False
+        )
+
+        blur = isotropic_gaussian(_BLUR_SIZE, _BLUR_SIGMA)
+        self.register_buffer("gaussian_kernel", blur.expand(3, 1, -1, -1).clone(),
+                             persistent=False)
+        self.register_buffer("attention_temperature", torch.tensor(RELEASE_TEMPERATURE))
+        self.register_load_state_dict_post_hook(_sync_temperature_after_load)
+
+    # -- temperature -----------------------------------------------------------------------
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature T the dynamic convolution uses now."""
+        return self.dynamic.temperature
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set T directly (either schedule); it is saved with the state dict."""
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.dynamic.temperature = float(temperature)
+        self.attention_temperature.fill_(float(temperature))
+
+    def set_progress(self, fraction: float) -> None:
+        """Training hook: ``fraction`` of training done (0 at the start, 1 at the end).
+
+        "anneal": T = 30 → 1 linearly over the first ``anneal_fraction``, then 1.
+        "fixed": no-op, so an engine may call it for every model.
+        """
+        if fraction < 0:
+            raise ValueError(f"training progress must be >= 0, got {fraction}")
+        if self.temperature_schedule == "fixed":
+            return
+        done = min(fraction / self.anneal_fraction, 1.0)
+        self.set_temperature(RELEASE_TEMPERATURE + (FINAL_TEMPERATURE - RELEASE_TEMPERATURE) * done)
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def high_frequency(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's Fig. 2: x − GaussianBlur(5×5, σ=1)(x) per channel, in x's dtype.
+
+        Computed with autocast off even under autocast (see Deviations 4 and 5).
+        """
+        pad = _BLUR_SIZE // 2
+        # reflect as torchvision's GaussianBlur (the release); it needs sides > pad.
+        mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
+            blurred = F.conv2d(padded, self.gaussian_kernel.to(x.dtype), groups=3)
+            return x - blurred
+
+    def _spatial_attention_map(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat(
+            [features.mean(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)], dim=1
+        )
+        return torch.sigmoid(self.spatial_attention(pooled))
+
+    @staticmethod
+    def _pad_to_even(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 == 0 and w % 2 == 0:
+            return x
+        return F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+
+    def kernel_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 4) attention over the dynamic conv's kernels for LR batch ``x`` (inspection)."""
+        cells = F.pixel_unshuffle(self._pad_to_even(x), _UNSHUFFLE)
+        return self.dynamic.attention(self.head(cells))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"DyConvSR expects an RGB batch (B, 3, h, w), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        x = self._pad_to_even(x)
+
+        cells = F.pixel_unshuffle(x, _UNSHUFFLE)
+        features = self.tail(F.gelu(self.dynamic(self.head(cells))))
+        hf_cells = F.pixel_unshuffle(self.high_frequency(x), _UNSHUFFLE)
+        features = features + F.gelu(self.hf_conv(hf_cells))
+        features = features * self._spatial_attention_map(features)
+
+        # Colour-major repeat: pixel-shuffle reads channels c·s²..c·s²+s²−1 for colour c.
+        skip = x.repeat_interleave(self.scale**2, dim=1)
+        subpixels = F.pixel_shuffle(features, _UNSHUFFLE) + skip
+        sr = F.pixel_shuffle(subpixels, self.scale)
+        s = self.scale
+        return sr[..., : s * h, : s * w]
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale={self.scale}, temperature_schedule={self.temperature_schedule!r}, "
+            f"anneal_fraction={self.anneal_fraction}"
+        )
+
+
+@register(
+    "dyconvsr",
+    scales=(2, 3, 4),
+    summary="DyConvSR: ~60 K params, one attention-mixed dynamic conv, HF branch, SA",
+    paper="Doan & Nguyen, DyConvSR: Lightweight Image Super-Resolution with Dynamic "
+    "Convolutions (preprint, ca. 2024)",
+)
+def dyconvsr(
+    scale: int, temperature_schedule: str = "fixed", anneal_fraction: float = 0.1
+) -> DyConvSR:
+    """Build DyConvSR; config keys ``temperature_schedule`` and ``anneal_fraction``."""
+    return DyConvSR(scale, temperature_schedule=temperature_schedule,
+                    anneal_fraction=anneal_fraction)
