@@ -1,14 +1,18 @@
-"""Image input and output: float tensors in, faithful files out."""
+"""Image input and output: float tensors in, faithful files out.
 
+- :mod:`dynsr.io.image`: read, write and list images (Pillow, plus the codec below).
+- :mod:`dynsr.io.png16`: the 16-bit colour PNG codec Pillow lacks.
+- :mod:`dynsr.io.atomic`: atomic file writes (temporary file, fsync, rename).
+- :mod:`dynsr.io.errors`: the one-line ``"{path}: {reason}"`` errors.
+"""
+
+from dynsr.io.atomic import atomic_write_bytes, atomic_write_text
+from dynsr.io.errors import ImageReadError, ImageWriteError
 from dynsr.io.image import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     MAX_PIXELS_ENV_VAR,
-    ImageReadError,
-    ImageWriteError,
     LoadedImage,
-    atomic_write_bytes,
-    atomic_write_text,
     list_images,
     load_tensor,
     read_image,

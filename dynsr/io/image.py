@@ -1,5 +1,7 @@
 """Read and write images as float tensors without losing bit depth, alpha or colour metadata.
 
+Pillow does the decoding and encoding, except for 16-bit colour PNGs (:mod:`dynsr.io.png16`).
+
 Reading (:func:`read_image`) gives a :class:`LoadedImage` whose ``pixels`` are a float32
 ``(C, H, W)`` tensor in ``[0, 1]`` (C = 1 for grayscale, 3 for colour) with alpha kept apart.
 
@@ -22,8 +24,7 @@ Refused as unsupported: ``F`` (float), ``I`` (32-bit or signed integer), ``LAB``
 and 16-bit colour TIFF, because Pillow would hand us only 8 of its 16 bits.
 
 Pillow 13 opens a 16-bit RGB(A) or gray+alpha PNG as 8-bit ``RGB``/``RGBA`` (it keeps the
-high byte of every sample) and cannot write 16-bit colour PNGs at all, so those two cases go
-through the small PNG codec at the bottom of this module.
+high byte of every sample) and cannot write 16-bit colour PNGs at all, hence the own codec.
 """
 
 from __future__ import annotations
@@ -31,12 +32,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import stat
-import struct
 import threading
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +43,15 @@ import numpy as np
 import torch
 from PIL import Image, features
 
+from dynsr.io import png16
+from dynsr.io.atomic import atomic_write_bytes
+from dynsr.io.errors import ImageReadError, ImageWriteError
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV_VAR",
-    "ImageReadError",
-    "ImageWriteError",
     "LoadedImage",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "list_images",
     "load_tensor",
     "read_image",
@@ -78,9 +76,7 @@ _FORMATS_BY_SUFFIX = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
-_EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Pillow mode -> mode we convert to before taking the samples.
 _GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -98,29 +94,6 @@ _CONVERT_8BIT = {
     "YCbCr": "RGB",
     "CMYK": "RGB",
 }
-
-
-class _PathError(Exception):
-    """An error about one file, printed as a single ``"{path}: {reason}"`` line."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        # Pillow and OS messages can span lines; the CLI prints exactly one.
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{self.path}: {self.reason}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        # Two-argument __init__ would break pickling (e.g. across DataLoader workers).
-        return (type(self), (self.path, self.reason))
-
-
-# Both are OSErrors, like Pillow's UnidentifiedImageError, so `except OSError` still works.
-class ImageReadError(_PathError, OSError):
-    """An image file could not be read; ``str(err)`` is ``"{path}: {reason}"``."""
-
-
-class ImageWriteError(_PathError, OSError):
-    """A file could not be written; ``str(err)`` is ``"{path}: {reason}"``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,17 +154,13 @@ def read_image(
     except OSError as exc:
         raise ImageReadError(path, f"cannot open the file: {exc.strerror or exc}") from exc
     with file:
-        head = file.read(33)  # PNG signature + IHDR chunk
+        png_header = png16.parse_header(file.read(png16.HEADER_SIZE))
         file.seek(0)
-        png_header = _parse_png_header(head)
         if png_header is not None:
-            width, height, depth, colour_type, _ = png_header
             # Check before Pillow gets the file, so our limit rules even when it is stricter.
-            _check_pixel_count(path, width, height, limit)
-            if depth == 16 and colour_type in _PNG16_CHANNELS:
-                samples = _decode_png16(path, file.read(), png_header)
-            else:
-                samples = _decode_with_pillow(path, file, limit)
+            _check_pixel_count(path, png_header.width, png_header.height, limit)
+        if png_header is not None and png16.can_decode(png_header):
+            samples = _decode_png16(path, file.read())
         else:
             samples = _decode_with_pillow(path, file, limit)
     return _to_loaded_image(path, samples)
@@ -303,6 +272,15 @@ def _decode_with_pillow(path: Path, file: io.BufferedReader, limit: int | None) 
     return _samples_from_pillow(path, image)
 
 
+def _decode_png16(path: Path, data: bytes) -> _Samples:
+    try:
+        png = png16.decode(data)
+    except ValueError as exc:
+        raise ImageReadError(path, str(exc)) from exc
+    orientation = _orientation_from_exif(png.exif)
+    return _Samples(png.samples, png.alpha, 16, png.mode, png.icc_profile, png.exif, orientation)
+
+
 def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
     mode = image.mode
     icc_profile = image.info.get("icc_profile") or None
@@ -357,14 +335,30 @@ def _orientation_of(image: Image.Image) -> int:
         orientation = image.getexif().get(_ORIENTATION_TAG, 1)
     except Exception:  # broken EXIF must not make the pixels unreadable
         return 1
-    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    return _valid_orientation(orientation)
+
+
+def _orientation_from_exif(exif: bytes | None) -> int:
+    if exif is None:
+        return 1
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        orientation = parsed.get(_ORIENTATION_TAG, 1)
+    except Exception:
+        return 1
+    return _valid_orientation(orientation)
+
+
+def _valid_orientation(value: object) -> int:
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _with_exif_header(exif: bytes | None) -> bytes | None:
     # Pillow gives JPEG/PNG EXIF with the b"Exif\0\0" header and WebP's without; unify.
     if not exif:
         return None
-    return exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
+    return exif if exif.startswith(png16.EXIF_HEADER) else png16.EXIF_HEADER + exif
 
 
 def _without_orientation(exif: bytes | None) -> bytes | None:
@@ -528,9 +522,8 @@ def write_image(
             )
         colour = np.concatenate([colour, alpha_hwc], axis=2)
     samples = _quantise(path, colour, bit_depth)
-    encoded = _encode(path, image_format, samples, alpha is not None, icc_profile, exif, quality)
-    _write_atomically(path, encoded)
-    return path
+    encoded = _encode(path, image_format, samples, icc_profile, exif, quality)
+    return atomic_write_bytes(path, encoded)
 
 
 def _as_hwc(path: Path, value: object, name: str) -> np.ndarray:
@@ -573,7 +566,6 @@ def _encode(
     path: Path,
     image_format: str,
     samples: np.ndarray,
-    has_alpha: bool,
     icc_profile: bytes | None,
     exif: bytes | None,
     quality: int,
@@ -581,7 +573,7 @@ def _encode(
     """Encode (H, W, channels) uint8/uint16 samples (alpha last) in memory."""
     exif = _with_exif_header(exif)
     if samples.dtype == np.uint16 and samples.shape[2] > 1:
-        return _encode_png16(samples, icc_profile, exif)  # Pillow can't write these
+        return png16.encode(samples, icc_profile, exif)  # Pillow can't write these
 
     if image_format == "WEBP" and samples.shape[2] <= 2:  # WebP has no gray modes
         gray = samples[..., :1]
@@ -608,280 +600,3 @@ def _encode(
     except (OSError, ValueError) as exc:  # e.g. JPEG larger than 65535 pixels a side
         raise ImageWriteError(path, f"could not encode {image_format}: {exc}") from exc
     return buffer.getvalue()
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """Write a text file (e.g. a metrics report) atomically, as :func:`write_image` does."""
-    path = Path(path)
-    _write_atomically(path, text.encode(encoding))
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, as :func:`write_image` does."""
-    path = Path(path)
-    _write_atomically(path, data)
-    return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    if path.is_dir():
-        raise ImageWriteError(path, "is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImageWriteError(
-            path, f"cannot create folder {path.parent}: {exc.strerror or exc}"
-        ) from exc
-
-    temp_path, fd = _create_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())  # data on disk before the rename makes it visible
-        os.replace(temp_path, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        if isinstance(exc, OSError):
-            raise ImageWriteError(path, f"could not write the file: {exc.strerror or exc}") from exc
-        raise
-    _fsync_folder(path.parent)
-
-
-def _create_temp_file(path: Path) -> tuple[Path, int]:
-    # os.open (not mkstemp) so the file gets the usual umask-based permissions, not 0600.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        temp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return temp_path, os.open(temp_path, flags, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
-            raise ImageWriteError(
-                path, f"cannot create a file in {path.parent}: {reason or exc}"
-            ) from exc
-    raise ImageWriteError(path, "cannot find a free temporary file name")
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable on POSIX; not possible (or needed) everywhere.
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-# --------------------------------------------------------------------------------------------
-# 16-bit colour PNG codec: Pillow 13 reads these as 8-bit and cannot write them.
-
-# colour type -> samples per pixel; 16-bit gray (type 0) is left to Pillow, whose 'I;16' is exact
-_PNG16_CHANNELS = {2: 3, 4: 2, 6: 4}
-_PNG16_MODES = {2: "RGB;16B", 4: "LA;16B", 6: "RGBA;16B"}
-# Adam7 passes: (x0, y0, dx, dy)
-_ADAM7_PASSES = (
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-)
-
-
-def _parse_png_header(head: bytes) -> tuple[int, int, int, int, int] | None:
-    """(width, height, bit depth, colour type, interlace) from a PNG's first 33 bytes."""
-    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    return width, height, depth, colour_type, interlace
-
-
-def _decode_png16(path: Path, blob: bytes, header: tuple[int, int, int, int, int]) -> _Samples:
-    width, height, _, colour_type, interlace = header
-    if width == 0 or height == 0 or interlace not in (0, 1):
-        raise ImageReadError(path, "corrupt image header: invalid PNG IHDR")
-    channels = _PNG16_CHANNELS[colour_type]
-    bytes_per_pixel = 2 * channels
-
-    data = memoryview(blob)
-    idat: list[memoryview] = []
-    icc_profile = exif = transparency = None
-    pos = len(_PNG_SIGNATURE)
-    while pos < len(data):
-        if pos + 12 > len(data):
-            raise ImageReadError(path, "truncated or corrupt image data: PNG chunk cut short")
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length
-        if end > len(data):
-            raise ImageReadError(path, "truncated or corrupt image data: PNG chunk cut short")
-        body = data[pos + 8 : end - 4]
-        (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(body, zlib.crc32(kind)) != crc:
-            name = kind.decode("latin-1")
-            raise ImageReadError(path, f"truncated or corrupt image data: bad CRC in {name} chunk")
-        if kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"iCCP":
-            # profile name, NUL, compression method (0 = zlib), compressed profile
-            with contextlib.suppress(zlib.error, ValueError):
-                icc_profile = zlib.decompress(bytes(body)[bytes(body).index(b"\0") + 2 :])
-        elif kind == b"eXIf":
-            exif = _EXIF_HEADER + bytes(body)
-        elif kind == b"tRNS":
-            transparency = bytes(body)
-        elif kind == b"IEND":
-            break
-        pos = end
-
-    passes = _ADAM7_PASSES if interlace else ((0, 0, 1, 1),)
-    sizes = [_pass_size(width, height, p) for p in passes]
-    expected = sum(h * (1 + w * bytes_per_pixel) for w, h in sizes)
-    try:
-        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
-    except zlib.error as exc:
-        raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
-    if len(raw) < expected:
-        raise ImageReadError(path, "truncated or corrupt image data: image data ends early")
-
-    image_bytes = np.empty((height, width, bytes_per_pixel), np.uint8)
-    offset = 0
-    for (x0, y0, dx, dy), (pass_width, pass_height) in zip(passes, sizes, strict=True):
-        if pass_width == 0 or pass_height == 0:
-            continue  # empty passes have no scanlines at all, not even filter bytes
-        count = pass_height * (1 + pass_width * bytes_per_pixel)
-        scanlines = np.frombuffer(raw, np.uint8, count, offset).reshape(pass_height, -1)
-        offset += count
-        try:
-            unfiltered = _unfilter(scanlines, bytes_per_pixel)
-        except ValueError as exc:
-            raise ImageReadError(path, f"truncated or corrupt image data: {exc}") from exc
-        image_bytes[y0::dy, x0::dx] = unfiltered
-    samples = image_bytes.view(">u2").astype(np.uint16)  # PNG stores big-endian
-
-    alpha = None
-    if colour_type in (4, 6):
-        samples, alpha = samples[..., :-1], samples[..., -1:]
-    elif transparency is not None and len(transparency) == 6:  # one RGB colour is see-through
-        key = np.frombuffer(transparency, ">u2")
-        alpha = np.where((samples == key).all(axis=2, keepdims=True), 0, 65535).astype(np.uint16)
-    orientation = _orientation_from_exif(exif)
-    return _Samples(samples, alpha, 16, _PNG16_MODES[colour_type], icc_profile, exif, orientation)
-
-
-def _pass_size(
-    width: int, height: int, interlace_pass: tuple[int, int, int, int]
-) -> tuple[int, int]:
-    x0, y0, dx, dy = interlace_pass
-    return max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
-
-
-def _orientation_from_exif(exif: bytes | None) -> int:
-    if exif is None:
-        return 1
-    try:
-        parsed = Image.Exif()
-        parsed.load(exif)
-        orientation = parsed.get(_ORIENTATION_TAG, 1)
-    except Exception:
-        return 1
-    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-
-
-def _unfilter(scanlines: np.ndarray, bytes_per_pixel: int) -> np.ndarray:
-    """Undo PNG row filters: (rows, 1 + width * bpp) uint8 -> (rows, width, bpp) uint8.
-
-    All arithmetic is on uint8, i.e. modulo 256 as the PNG spec requires.
-    """
-    rows = scanlines.shape[0]
-    filters = scanlines[:, 0]
-    if filters.size and int(filters.max()) > 4:
-        raise ValueError(f"unknown PNG filter type {int(filters.max())}")
-    filtered = scanlines[:, 1:].reshape(rows, -1, bytes_per_pixel)
-    width = filtered.shape[1]
-    # One zero row above and one zero column to the left: the spec's "outside" neighbours.
-    out = np.zeros((rows + 1, width + 1, bytes_per_pixel), np.uint8)
-
-    if int(filters.max(initial=0)) <= 2:
-        # None / Sub / Up only depend on one direction: whole rows at a time.
-        for y in range(rows):
-            line = filtered[y]
-            if filters[y] == 1:
-                line = np.cumsum(line, axis=0, dtype=np.uint8)  # wraps mod 256
-            elif filters[y] == 2:
-                line = line + out[y, 1:]
-            out[y + 1, 1:] = line
-        return out[1:, 1:]
-
-    # Average and Paeth use the left AND upper neighbours, so sweep anti-diagonals: every
-    # pixel on diagonal x + y = d only needs diagonals d - 1 and d - 2, already done.
-    row_filters = filters[:, None]
-    for diagonal in range(rows + width - 1):
-        ys = np.arange(max(0, diagonal - width + 1), min(rows, diagonal + 1))
-        xs = diagonal - ys
-        left = out[ys + 1, xs]
-        up = out[ys, xs + 1]
-        up_left = out[ys, xs]
-        kind = row_filters[ys]
-        average = ((left.astype(np.uint16) + up) >> 1).astype(np.uint8)
-        prediction = np.select(
-            [kind == 1, kind == 2, kind == 3, kind == 4],
-            [left, up, average, _paeth(left, up, up_left)],
-            default=0,
-        ).astype(np.uint8)
-        out[ys + 1, xs + 1] = filtered[ys, xs] + prediction
-    return out[1:, 1:]
-
-
-def _paeth(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> np.ndarray:
-    a, b, c = (v.astype(np.int16) for v in (left, up, up_left))
-    distance_a, distance_b, distance_c = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-    return np.where(
-        (distance_a <= distance_b) & (distance_a <= distance_c),
-        left,
-        np.where(distance_b <= distance_c, up, up_left),
-    )
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(body))
-        + kind
-        + body
-        + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
-    )
-
-
-def _encode_png16(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """16-bit gray+alpha / RGB / RGBA PNG from (H, W, 2|3|4) uint16 samples."""
-    height, width, channels = samples.shape
-    colour_type = {2: 4, 3: 2, 4: 6}[channels]
-    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
-    # Filter "Up" on every row: one vectorised subtraction, and ~15-20% smaller than no
-    # filter on photographs. Row 0 has a zero row above, so it is stored as is.
-    scanlines = np.empty((height, 1 + rows.shape[1]), np.uint8)
-    scanlines[:, 0] = 2
-    scanlines[0, 1:] = rows[0]
-    scanlines[1:, 1:] = rows[1:] - rows[:-1]  # uint8: wraps mod 256
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    chunks = [_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr)]
-    if icc_profile:
-        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
-    if exif:
-        chunks.append(_png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER)))
-    compressed = zlib.compress(scanlines.tobytes(), 6)
-    step = 1 << 23  # IDAT chunks of 8 MiB: well under PNG's 2**31 - 1 chunk limit
-    chunks.extend(
-        _png_chunk(b"IDAT", compressed[i : i + step]) for i in range(0, len(compressed), step)
-    )
-    chunks.append(_png_chunk(b"IEND", b""))
-    return b"".join(chunks)
