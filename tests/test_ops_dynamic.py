@@ -369,7 +369,7 @@ def test_attention_module() -> None:
     torch.testing.assert_close(a.sum(1), torch.ones(3, dtype=a.dtype))
     y = m(x)
     assert y.shape == (3, 6, 7, 5)  # padding='same'
-    torch.testing.assert_close(y, per_sample_reference(x, m.weight, m.bias, a, padding=1))
+    torch.testing.assert_close(y, per_sample_reference(x, m.weight_bank, m.bias, a, padding=1))
     torch.testing.assert_close(m(x[:1]), y[:1])  # B = 1 fast path agrees
 
     # Temperature: large T -> near uniform, small T -> sharper.
@@ -389,7 +389,7 @@ def test_attention_module_init_and_options() -> None:
     assert m.bias is None and m.fc1.out_channels == 4 and m.fc2.out_channels == 4
     bound = 1.0 / (16 * 3 * 5) ** 0.5  # kaiming_uniform(a=√5) bound = 1/√fan_in
     assert m.weight.abs().max() <= bound
-    assert not torch.equal(m.weight[0], m.weight[1])  # banks initialised independently
+    assert not torch.equal(m.weight_bank[0], m.weight_bank[1])  # banks initialised independently
     with pytest.raises(ValueError, match="same"):
         AttentionMixedConv2d(4, 4, 3, stride=2)
 

@@ -152,18 +152,26 @@ class AttentionMixedConv2d(nn.Module):
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
-        self.weight = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels, kh, kw))
+        # Stored 4-D, (K·Cout, Cin, kh, kw), so Module.to(memory_format=channels_last) works
+        # on models built from this layer; `weight_bank` gives the (K, Cout, ...) view.
+        self.weight = nn.Parameter(torch.empty(num_kernels * out_channels, in_channels, kh, kw))
         self.bias = nn.Parameter(torch.empty(num_kernels, out_channels)) if bias else None
         hidden = max(1, in_channels // reduction)
         self.fc1 = nn.Conv2d(in_channels, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, num_kernels, 1)
         self.reset_parameters()
 
+    @property
+    def weight_bank(self) -> torch.Tensor:
+        """The kernel banks as (K, Cout, Cin, kh, kw)."""
+        return self.weight.reshape(self.num_kernels, self.out_channels, *self.weight.shape[1:])
+
     def reset_parameters(self) -> None:
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        banks = self.weight.data.view(self.num_kernels, self.out_channels, *self.weight.shape[1:])
         for k in range(self.num_kernels):
             # Independently per bank, exactly as nn.Conv2d initialises its weight.
-            nn.init.kaiming_uniform_(self.weight[k], a=math.sqrt(5))
+            nn.init.kaiming_uniform_(banks[k], a=math.sqrt(5))
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(fan_in)
                 nn.init.uniform_(self.bias[k], -bound, bound)
@@ -176,7 +184,7 @@ class AttentionMixedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return attention_mixed_conv2d(
             x,
-            self.weight,
+            self.weight_bank,
             self.bias,
             self.attention(x),
             self.stride,
