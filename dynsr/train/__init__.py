@@ -1,0 +1,1 @@
+"""Training: configuration, data sets, losses and the training loop."""

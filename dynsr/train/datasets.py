@@ -1,0 +1,770 @@
+"""Training data: random patches of HR images with LR made on the fly, or of given pairs.
+
+:func:`build_dataset` turns the ``data.train`` mapping of a training config into an
+:class:`SRDataset`; :class:`SampleIndexSampler` feeds it sample numbers.
+
+Configuration (``data.train``; defaults in brackets)
+-----------------------------------------------------
+Every kind::
+
+    type: hr_folder | paired_realsr | paired_folders    required
+    patch_size: int      [96]   HR patch side; a multiple of the scale (LR patch = 96 / s)
+    augment: bool        [true] random flips and 90-degree rotations (the 8 symmetries)
+    cache: bool          [true] decode every image once, at construction, and keep it in
+                                memory as uint8 (291 images ~ 60 MB; DIV2K's 800 ~ 5 GB)
+    recursive: bool      [false] also look into sub-folders
+
+``hr_folder``: HR images only, LR made from each patch::
+
+    paths: path or [paths]       required; folders and/or image files
+    degradation: bicubic | variational | realistic      [bicubic]
+    degradation_options: {}      [{}] per degradation:
+      bicubic       none
+      variational   width_range [0.2, 3.0], noise_range [0, 75], kernel_size 15,
+                    spatially_variant 0.0 (probability of a spatially variant sample)
+      realistic     see dynsr.train.realistic (kernel_size_range, iso_prob, blur_sigma,
+                    downsample_methods, max_shift, noise_prob, gaussian_noise_prob,
+                    noise_range, poisson_scale_range, gray_noise_prob, jpeg_prob, jpeg_range)
+
+``paired_realsr``: RealSR layout, ``NAME_HR.png`` beside ``NAME_LR{scale}.png`` of the same
+size (LR already upscaled to the HR size and registered)::
+
+    paths: path or [paths]       required; folders (``recursive`` for RealSR's tree)
+
+``paired_folders``: the usual layout, HR and LR (at LR size) in two folders::
+
+    hr: path or [paths]          required
+    lr: path or [paths]          required; LR file of HR ``NAME.png``: same stem, or the stem
+                                 plus a scale suffix (NAMEx2, NAME_x2, NAME-x2, NAME_LR2, ...),
+                                 matched as ``dynsr eval --lr`` matches them
+
+Samples
+-------
+``sample(n)`` returns a dict of tensors (the same keys and shapes for every n, so the default
+collate stacks them):
+
+* ``"hr"``: float32 (3, P, P) in [0, 1];
+* ``"lr"``: float32 (3, P/s, P/s), or (3, P, P) for ``paired_realsr``; in [0, 1] on the 8-bit
+  grid, except ``variational``, whose AWGN is neither clipped nor re-quantised (SRMD and UDVD
+  train on it as is);
+* ``"prescaled"``: bool scalar, True when ``"lr"`` is already at the HR size (RealSR);
+* ``variational`` only: ``"blur"``, the Gaussian width (standard deviation in HR pixels), and
+  ``"noise"``, the AWGN sigma on 0..255. Scalars () when ``spatially_variant`` is 0; otherwise
+  (1, P/s, P/s) maps on the **LR grid** for every sample (constant for the spatially invariant
+  ones), as UDVD's ``blur=`` and ``noise=`` inputs take them.
+
+Grayscale images are replicated to RGB, alpha is dropped, 16-bit images are rounded to 8 bit
+(the LR is 8-bit anyway). Images smaller than the patch (or whose LR is smaller than the LR
+patch) are skipped with one warning; none left is an error.
+
+Determinism
+-----------
+Sample n uses image ``perm_e[n % N]`` with ``e = n // N`` and ``perm_e`` a permutation of the
+N images seeded by (seed, e); everything else (crop, degradation parameters, noise,
+augmentation) comes from one ``torch.Generator`` seeded by (seed, n). Seeds are mixed with
+BLAKE2b (:func:`mix_seed`), not Python's per-process salted ``hash``. So any sample can be
+made again, in any process, after a resume, on any rank. Draw order: crop position,
+degradation parameters, degradation noise, augmentation.
+
+Patch borders
+-------------
+LR made on the fly is computed from the patch *plus* enough image context that no pixel of
+the LR patch sees a padded border: the HR crop is extended by ``c`` LR pixels (``c*s`` HR
+pixels) on each side, degraded, and the LR trimmed by ``c`` (the HR target is the inner
+patch). ``c`` covers the blur kernel's half width and the bicubic filter's reach of 2s HR
+pixels: 2 for bicubic; 6/5/4 for variational at x2/x3/x4 (15x15 kernels); 9/8/7 for
+realistic (21x21 kernels, and the shift). Patches are taken at HR positions that are
+multiples of s, so the bicubic LR patch equals the same crop of the whole image's LR exactly,
+as ``dynsr eval`` makes it. Context that falls outside the image is mirrored (half-sample
+symmetric), which is MATLAB imresize's own border rule, so even border patches match it;
+the blur of the variational kind replicate-pads at whole-image borders instead, so there a
+border patch differs slightly from degrading the whole image. Cropping first and bicubic-ing
+the patch alone (BasicSR style) would instead give the LR patch's outer 2 pixels a mirrored
+context that the whole image does not have.
+
+Spatially variant degradations (``variational``)
+------------------------------------------------
+UDVD's paper trains on Eq. 1 with uniformly sampled, spatially invariant parameters and tests
+spatial variation with width and noise rising linearly from left to right (Table 3: 0.2 -> 2
+and 5 -> 50). dynsr's generator, used for a fraction ``spatially_variant`` of the samples,
+draws the width field and the noise field independently, each either (probability 1/2)
+
+* a **ramp**: linear along a random direction (angle uniform in [0, 2 pi)), with its two end
+  values drawn uniformly from the range and reached at the patch's extreme corners along
+  that direction (UDVD's test is the horizontal case); or
+* a **smooth field**: bilinear interpolation of a 3 x 3 grid of values drawn uniformly from
+  the range, the grid spanning the patch (hills, valleys and saddles).
+
+Both stay inside the range on the patch (ramps are clamped to it in the context margin).
+A field is a function of the continuous position, evaluated at HR pixel centres for the blur
+(on the HR grid, where the blur happens) and at LR pixel centres (HR position
+``s*i + (s-1)/2``) for the returned maps and the noise: for a ramp that is exactly the block
+average (:func:`dynsr.degrade.downsample_map`), for the bilinear field equal to it inside
+each grid cell.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from dynsr.degrade import add_noise, degrade
+from dynsr.io import ImageReadError, list_images, read_image
+from dynsr.ops import imresize, quantize
+from dynsr.train import realistic
+
+__all__ = [
+    "DATASET_TYPES",
+    "DEGRADATIONS",
+    "HRFolderDataset",
+    "PairedFoldersDataset",
+    "PairedRealSRDataset",
+    "SRDataset",
+    "SampleIndexSampler",
+    "VariationalOptions",
+    "build_dataset",
+    "mix_seed",
+]
+
+DATASET_TYPES = ("hr_folder", "paired_realsr", "paired_folders")
+DEGRADATIONS = ("bicubic", "variational", "realistic")
+
+_COMMON_KEYS = ("type", "patch_size", "augment", "cache", "recursive")
+_KEYS = {
+    "hr_folder": (*_COMMON_KEYS, "paths", "degradation", "degradation_options"),
+    "paired_realsr": (*_COMMON_KEYS, "paths"),
+    "paired_folders": (*_COMMON_KEYS, "hr", "lr"),
+}
+
+# Stream tags keep the image-order and per-sample seeds apart even when the numbers collide.
+_PERMUTATION_STREAM = 1
+_SAMPLE_STREAM = 2
+
+_ORIENTATION_TAG = 0x0112
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, identical on every machine and Python process (BLAKE2b)."""
+    text = ",".join(str(int(part)) for part in parts).encode()
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(mix_seed(*parts))
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+
+def _decode(path: Path) -> torch.Tensor:
+    """uint8 (C, H, W), C = 1 or 3: the file's pixels rounded to 8 bit (exact for 8-bit files)."""
+    pixels = read_image(path).pixels
+    return (pixels * 255).round_().to(torch.uint8)
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(height, width) as displayed (EXIF orientation applied), read from the header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception as exc:  # Pillow raises many types on damaged headers
+        raise ImageReadError(path, f"cannot read the image header: {exc}") from exc
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+class _ImageStore:
+    """Images by index as uint8 tensors: decoded once up front (cache) or at every use."""
+
+    def __init__(self, paths: Sequence[Path], cache: bool) -> None:
+        self.paths = list(paths)
+        self.cache = cache
+        # Decoding in the constructor (not lazily) lets DataLoader workers forked later share
+        # the pages instead of each decoding its own copy.
+        self._images = [_decode(p) for p in self.paths] if cache else None
+        if self._images is not None:
+            self.sizes = [tuple(image.shape[-2:]) for image in self._images]
+        else:
+            self.sizes = [_header_size(p) for p in self.paths]
+
+    def select(self, indices: Sequence[int]) -> _ImageStore:
+        chosen = object.__new__(_ImageStore)
+        chosen.paths = [self.paths[i] for i in indices]
+        chosen.cache = self.cache
+        chosen._images = None if self._images is None else [self._images[i] for i in indices]
+        chosen.sizes = [self.sizes[i] for i in indices]
+        return chosen
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get(self, index: int) -> torch.Tensor:
+        if self._images is not None:
+            return self._images[index]
+        image = _decode(self.paths[index])
+        if tuple(image.shape[-2:]) != self.sizes[index]:
+            raise ImageReadError(self.paths[index], "image changed size since the data set was "
+                                 "built")
+        return image
+
+
+def _mirror(start: int, length: int, size: int) -> torch.Tensor:
+    # Half-sample symmetric indices (... 1 0 | 0 1 ... n-1 | n-1 n-2 ...), MATLAB imresize's rule.
+    index = torch.remainder(torch.arange(start, start + length), 2 * size)
+    return torch.where(index >= size, 2 * size - 1 - index, index)
+
+
+def _crop(image: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """float32 (3, height, width) in [0, 1] from uint8 ``image``; outside pixels mirrored."""
+    rows, cols = image.shape[-2:]
+    if 0 <= top and top + height <= rows and 0 <= left and left + width <= cols:
+        patch = image[:, top:top + height, left:left + width]
+    else:
+        patch = image.index_select(1, _mirror(top, height, rows))
+        patch = patch.index_select(2, _mirror(left, width, cols))
+    patch = patch.to(torch.float32) / 255  # convert only the crop, not the whole image
+    return patch.expand(3, -1, -1) if patch.shape[0] == 1 else patch
+
+
+def _trim(x: torch.Tensor, border: int) -> torch.Tensor:
+    return x[..., border:x.shape[-2] - border, border:x.shape[-1] - border] if border else x
+
+
+def _randint(gen: torch.Generator, high: int) -> int:
+    """Uniform integer in [0, high]."""
+    return int(torch.randint(high + 1, (), generator=gen))
+
+
+def _uniform(gen: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------
+# Degradations of HR patches
+
+
+class _Bicubic:
+    """DyConvSR: LR = 8-bit quantised MATLAB bicubic, exactly as ``dynsr eval`` makes it."""
+
+    extra_keys: tuple[str, ...] = ()
+
+    def context(self, scale: int) -> int:
+        return 2  # bicubic reaches 2s HR pixels from an LR pixel's centre
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"lr": _trim(quantize(imresize(hr, scale=1.0 / scale)), border)}
+
+
+@dataclass(frozen=True)
+class VariationalOptions:
+    """UDVD's Eq. 1 ranges (paper Sec. 4.1) and the share of spatially variant samples."""
+
+    width_range: tuple[float, float] = (0.2, 3.0)
+    noise_range: tuple[float, float] = (0.0, 75.0)
+    kernel_size: int = 15
+    spatially_variant: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, options: Mapping, where: str) -> VariationalOptions:
+        known = ("width_range", "noise_range", "kernel_size", "spatially_variant")
+        for key in options:
+            if key not in known:
+                raise ValueError(f"{where}.{key}: unknown key for the variational degradation "
+                                 f"(known: {', '.join(known)})")
+        ranges = {}
+        for name in ("width_range", "noise_range"):
+            value = options.get(name, getattr(cls, name))
+            if (not isinstance(value, list | tuple) or len(value) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
+                    or not 0 <= value[0] <= value[1]):
+                raise ValueError(f"{where}.{name}: expected [low, high] with 0 <= low <= high, "
+                                 f"got {value!r}")
+            ranges[name] = (float(value[0]), float(value[1]))
+        size = options.get("kernel_size", cls.kernel_size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise ValueError(f"{where}.kernel_size: expected an odd positive int, got {size!r}")
+        share = options.get("spatially_variant", cls.spatially_variant)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"{where}.spatially_variant: expected a probability in [0, 1], "
+                             f"got {share!r}")
+        return cls(ranges["width_range"], ranges["noise_range"], size, float(share))
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A random scalar field over the patch, a function of normalised position in [0, 1]^2."""
+
+    low: float
+    high: float
+    grid: torch.Tensor | None  # (3, 3) values for a smooth field, None for a ramp
+    angle: float = 0.0
+    start: float = 0.0
+    end: float = 0.0
+
+    @classmethod
+    def sample(cls, gen: torch.Generator, low: float, high: float) -> _Field:
+        if _uniform(gen, 0, 1) < 0.5:
+            angle = _uniform(gen, 0, 2 * math.pi)
+            return cls(low, high, None, angle, _uniform(gen, low, high), _uniform(gen, low, high))
+        grid = low + (high - low) * torch.rand(3, 3, generator=gen, dtype=torch.float64)
+        return cls(low, high, grid.to(torch.float32))
+
+    def __call__(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Values (len(ys), len(xs)) at normalised rows ``ys`` and columns ``xs``."""
+        if self.grid is None:
+            cos, sin = math.cos(self.angle), math.sin(self.angle)
+            # Projection on the direction, scaled to [-1, 1] between the patch's extreme corners.
+            t = ((xs[None, :] - 0.5) * cos + (ys[:, None] - 0.5) * sin) / (
+                0.5 * (abs(cos) + abs(sin)))
+            values = self.start + (self.end - self.start) * (t + 1) / 2
+            return values.clamp(self.low, self.high)
+        grid = torch.stack(torch.broadcast_tensors(xs[None, :] * 2 - 1, ys[:, None] * 2 - 1), -1)
+        return F.grid_sample(self.grid[None, None], grid[None], mode="bilinear",
+                             padding_mode="border", align_corners=True)[0, 0]
+
+
+def _per_pixel_gaussians(width: torch.Tensor, size: int) -> torch.Tensor:
+    """Isotropic Gaussians (1, k*k, H, W), taps row-major, one per pixel of a (1, 1, H, W) map.
+
+    The same kernels as ``isotropic_gaussian(size, width)``, built as outer products of
+    normalised 1-D Gaussians (a normalised isotropic Gaussian factorises exactly): 10x faster
+    than evaluating k*k exponentials per pixel.
+    """
+    offsets = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    variance = (width[0] ** 2).clamp_min(1e-12)  # width 0 becomes a delta, not 0/0
+    taps = torch.exp(-offsets[:, None, None] ** 2 / (2 * variance))  # (k, H, W)
+    taps = taps / taps.sum(0, keepdim=True)
+    # Far tails of narrow kernels are subnormal floats (exp(-112) at width 0.2), and CPU
+    # arithmetic on subnormals is ~100x slower; below 1e-15 (products >= 1e-30) they are 0.
+    taps = torch.where(taps < 1e-15, 0.0, taps)
+    return (taps[:, None] * taps[None, :]).reshape(1, size * size, *width.shape[-2:])
+
+
+class _Variational:
+    """UDVD Eq. 1: isotropic Gaussian blur, bicubic down, 8-bit quantisation, AWGN (unclipped)."""
+
+    extra_keys = ("blur", "noise")
+
+    def __init__(self, options: VariationalOptions) -> None:
+        self.options = options
+        self.maps = options.spatially_variant > 0  # maps for every sample: one shape per dataset
+
+    def context(self, scale: int) -> int:
+        return math.ceil((self.options.kernel_size // 2 + 2 * scale) / scale)
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        opts = self.options
+        patch = hr.shape[-1] - 2 * border * scale
+        lr_size = patch // scale
+        variant = _uniform(gen, 0, 1) < opts.spatially_variant
+        if variant:
+            width_field = _Field.sample(gen, *opts.width_range)
+            noise_field = _Field.sample(gen, *opts.noise_range)
+            # HR pixel centres of the extended crop, normalised to the inner patch.
+            hr_pos = (torch.arange(hr.shape[-1], dtype=torch.float32) - border * scale + 0.5)
+            hr_pos = hr_pos / patch
+            lr_pos = (torch.arange(lr_size, dtype=torch.float32) + 0.5) / lr_size
+            width_hr = width_field(hr_pos, hr_pos)[None, None]
+            blur = width_field(lr_pos, lr_pos)[None]
+            noise = noise_field(lr_pos, lr_pos)[None]
+        else:
+            width = _uniform(gen, *opts.width_range)
+            sigma = _uniform(gen, *opts.noise_range)
+            width_hr = width
+            blur = torch.tensor(width, dtype=torch.float32)
+            noise = torch.tensor(sigma, dtype=torch.float32)
+            if self.maps:
+                blur = blur.expand(1, lr_size, lr_size).clone()
+                noise = noise.expand(1, lr_size, lr_size).clone()
+        if isinstance(width_hr, torch.Tensor):
+            kernels = _per_pixel_gaussians(width_hr, opts.kernel_size)
+            clean = degrade(hr, scale, kernel=kernels)
+        else:
+            clean = degrade(hr, scale, width=width_hr, kernel_size=opts.kernel_size)
+        sigma_arg = noise[None] if noise.dim() == 3 else noise
+        lr = add_noise(_trim(clean, border), sigma_arg, generator=gen)
+        return {"lr": lr, "blur": blur, "noise": noise}
+
+
+class _Realistic:
+    """DDet without RealSR pairs: :mod:`dynsr.train.realistic`."""
+
+    extra_keys: tuple[str, ...] = ()
+
+    def __init__(self, options: realistic.RealisticOptions) -> None:
+        self.options = options
+
+    def context(self, scale: int) -> int:
+        return realistic.context(self.options, scale)
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        params = realistic.sample_params(self.options, gen)
+        # JPEG runs on the extended LR too, so the patch's blocks see real neighbours.
+        return {"lr": _trim(realistic.apply(hr, scale, params, gen), border)}
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _augment(sample: dict[str, torch.Tensor], gen: torch.Generator) -> None:
+    """One of the 8 flips/rotations, the same for every image-like (3-D) tensor, in place."""
+    hflip, vflip, transpose = (torch.rand(3, generator=gen) < 0.5).tolist()
+    for key, value in sample.items():
+        if value.dim() != 3:
+            continue
+        if hflip:
+            value = value.flip(-1)
+        if vflip:
+            value = value.flip(-2)
+        if transpose:
+            value = value.transpose(-2, -1)
+        sample[key] = value.contiguous()
+
+
+class SRDataset(Dataset, abc.ABC):
+    """Random training patches, sample n a pure function of (seed, n); see the module doc."""
+
+    def __init__(self, *, scale: int, seed: int, patch_size: int, augment: bool,
+                 num_sources: int) -> None:
+        self.scale = scale
+        self.seed = seed
+        self.patch_size = patch_size
+        self.augment = augment
+        self._num_sources = num_sources
+        self._permutation_cache: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        """Number of distinct source images (or pairs)."""
+        return self._num_sources
+
+    def image_index(self, n: int) -> int:
+        """Which source sample n uses: epoch e = n // len, position n % len of perm_e."""
+        epoch, position = divmod(n, self._num_sources)
+        cached = self._permutation_cache
+        if cached is None or cached[0] != epoch:
+            gen = _generator(self.seed, _PERMUTATION_STREAM, epoch)
+            cached = (epoch, torch.randperm(self._num_sources, generator=gen))
+            self._permutation_cache = cached
+        return int(cached[1][position])
+
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        """The n-th training sample of the whole run (n = 0, 1, 2, ...)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"sample number must be a non-negative int, got {n!r}")
+        gen = _generator(self.seed, _SAMPLE_STREAM, n)
+        sample = self._make(self.image_index(n), gen)
+        if self.augment:
+            _augment(sample, gen)
+        return sample
+
+    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+        return self.sample(int(n))
+
+    @abc.abstractmethod
+    def _make(self, index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The un-augmented sample of source ``index``, every random choice drawn from ``gen``."""
+
+
+def _keep_large_enough(sizes: Sequence[tuple[int, int]], minimum: Sequence[int],
+                       paths: Sequence[Path], what: str) -> list[int]:
+    keep = [i for i, size in enumerate(sizes) if min(size) >= minimum[i]]
+    kept = set(keep)
+    skipped = [paths[i] for i in range(len(sizes)) if i not in kept]
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        warnings.warn(f"data.train: skipped {len(skipped)} {what} smaller than the patch: "
+                      f"{names}", stacklevel=3)
+    if not keep:
+        raise ValueError(f"data.train: no {what} left: all are smaller than the patch")
+    return keep
+
+
+class HRFolderDataset(SRDataset):
+    """HR images; LR made from each patch by ``degradation`` (bicubic/variational/realistic)."""
+
+    def __init__(self, paths: Sequence[Path], *, scale: int, seed: int, patch_size: int,
+                 augment: bool, cache: bool, degradation: str = "bicubic",
+                 degradation_options: Mapping | None = None) -> None:
+        where = "data.train.degradation_options"
+        options = dict(degradation_options or {})
+        if degradation == "bicubic":
+            if options:
+                raise ValueError(f"{where}.{next(iter(options))}: unknown key (the bicubic "
+                                 f"degradation has no options)")
+            self.degradation = _Bicubic()
+        elif degradation == "variational":
+            self.degradation = _Variational(VariationalOptions.from_mapping(options, where))
+        elif degradation == "realistic":
+            self.degradation = _Realistic(realistic.RealisticOptions.from_mapping(options, where))
+        else:
+            raise ValueError(f"data.train.degradation: expected one of "
+                             f"{', '.join(DEGRADATIONS)}, got {degradation!r}")
+        self.degradation_name = degradation
+        self.context = self.degradation.context(scale)  # LR pixels of context per side
+        store = _ImageStore(paths, cache)
+        keep = _keep_large_enough(store.sizes, [patch_size] * len(store), store.paths, "images")
+        self.images = store.select(keep)
+        kept = set(keep)
+        self.skipped = [p for i, p in enumerate(store.paths) if i not in kept]
+        super().__init__(scale=scale, seed=seed, patch_size=patch_size, augment=augment,
+                         num_sources=len(self.images))
+
+    def _make(self, index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        s, patch, border = self.scale, self.patch_size, self.context * self.scale
+        height, width = self.images.sizes[index]
+        # Patch origin on a multiple of s: the LR patch then sits on the whole image's LR grid.
+        top = s * _randint(gen, (height - patch) // s)
+        left = s * _randint(gen, (width - patch) // s)
+        hr = _crop(self.images.get(index), top - border, left - border,
+                   patch + 2 * border, patch + 2 * border)
+        sample = self.degradation(hr, s, self.context, gen)
+        sample["hr"] = _trim(hr, border).contiguous()
+        sample["prescaled"] = torch.tensor(False)
+        return sample
+
+
+def _realsr_pairs(paths: Sequence[Path], scale: int) -> list[tuple[Path, Path]]:
+    by_stem = {(p.parent, p.stem): p for p in paths}
+    pairs, missing = [], []
+    for path in paths:
+        if not path.stem.endswith("_HR"):
+            continue
+        lr = by_stem.get((path.parent, f"{path.stem[:-3]}_LR{scale}"))
+        if lr is None:
+            missing.append(path)
+        else:
+            pairs.append((path, lr))
+    if missing:
+        names = ", ".join(p.name for p in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        warnings.warn(f"data.train: skipped {len(missing)} HR image(s) without a "
+                      f"*_LR{scale} partner: {names}", stacklevel=3)
+    if not pairs:
+        raise ValueError(f"data.train.paths: no RealSR pairs (NAME_HR + NAME_LR{scale}) found")
+    return pairs
+
+
+class PairedRealSRDataset(SRDataset):
+    """RealSR pairs ``NAME_HR`` / ``NAME_LR{s}`` of equal size: same-place crops, prescaled."""
+
+    def __init__(self, paths: Sequence[Path], *, scale: int, seed: int, patch_size: int,
+                 augment: bool, cache: bool) -> None:
+        pairs = _realsr_pairs(paths, scale)
+        hr_store = _ImageStore([hr for hr, _ in pairs], cache)
+        lr_store = _ImageStore([lr for _, lr in pairs], cache)
+        for (hr_path, lr_path), hr_size, lr_size in zip(pairs, hr_store.sizes, lr_store.sizes,
+                                                        strict=True):
+            if hr_size != lr_size:
+                raise ValueError(f"{lr_path}: RealSR LR images have the HR image's size, but "
+                                 f"this is {lr_size[1]}x{lr_size[0]} and {hr_path.name} is "
+                                 f"{hr_size[1]}x{hr_size[0]}")
+        keep = _keep_large_enough(hr_store.sizes, [patch_size] * len(pairs), hr_store.paths,
+                                  "pairs")
+        self.hr_images, self.lr_images = hr_store.select(keep), lr_store.select(keep)
+        super().__init__(scale=scale, seed=seed, patch_size=patch_size, augment=augment,
+                         num_sources=len(keep))
+
+    def _make(self, index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        patch = self.patch_size
+        height, width = self.hr_images.sizes[index]
+        top, left = _randint(gen, height - patch), _randint(gen, width - patch)
+        return {
+            "lr": _crop(self.lr_images.get(index), top, left, patch, patch).contiguous(),
+            "hr": _crop(self.hr_images.get(index), top, left, patch, patch).contiguous(),
+            "prescaled": torch.tensor(True),
+        }
+
+
+def _lr_partners(hr_paths: Sequence[Path], lr_paths: Sequence[Path],
+                 scale: int) -> list[Path]:
+    """The LR file of each HR file: same stem, or stem + scale suffix (``dynsr eval --lr``)."""
+    suffix = re.compile(rf"(?:[_-]?(?:x|lr|LR|LRx)?{scale})$")
+    by_key: dict[str, Path] = {}
+    for path in lr_paths:  # the first match in listing order wins, as in dynsr eval
+        by_key.setdefault(path.stem, path)
+        base = suffix.sub("", path.stem)
+        if base != path.stem:
+            by_key.setdefault(base, path)
+    partners = []
+    for hr in hr_paths:
+        partner = by_key.get(hr.stem)
+        if partner is None:
+            raise ValueError(f"{hr}: no LR image for it among the {len(lr_paths)} LR images "
+                             f"(expected {hr.stem}, {hr.stem}x{scale}, {hr.stem}_x{scale}, "
+                             f"{hr.stem}_LR{scale}, ...)")
+        partners.append(partner)
+    return partners
+
+
+class PairedFoldersDataset(SRDataset):
+    """HR images with given LR images at LR size: aligned crops (LR (y, x), HR (s y, s x))."""
+
+    def __init__(self, hr_paths: Sequence[Path], lr_paths: Sequence[Path], *, scale: int,
+                 seed: int, patch_size: int, augment: bool, cache: bool) -> None:
+        partners = _lr_partners(hr_paths, lr_paths, scale)
+        hr_store = _ImageStore(hr_paths, cache)
+        lr_store = _ImageStore(partners, cache)
+        for hr_path, lr_path, hr_size, lr_size in zip(hr_paths, partners, hr_store.sizes,
+                                                      lr_store.sizes, strict=True):
+            if any(not size // scale <= lr <= -(-size // scale)
+                   for size, lr in zip(hr_size, lr_size, strict=True)):
+                raise ValueError(f"{lr_path}: {lr_size[1]}x{lr_size[0]} is not the x{scale} LR "
+                                 f"size of {hr_path.name} ({hr_size[1]}x{hr_size[0]})")
+        # The LR crop must fit too: a 97-pixel HR has a 48-pixel LR at x2 (floor) or 49.
+        minimum = [patch_size if min(lr) * scale >= patch_size else math.inf
+                   for lr in lr_store.sizes]
+        keep = _keep_large_enough(hr_store.sizes, minimum, hr_store.paths, "pairs")
+        self.hr_images, self.lr_images = hr_store.select(keep), lr_store.select(keep)
+        super().__init__(scale=scale, seed=seed, patch_size=patch_size, augment=augment,
+                         num_sources=len(keep))
+
+    def _make(self, index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        s, patch = self.scale, self.patch_size
+        lr_patch = patch // s
+        height, width = self.hr_images.sizes[index]
+        lr_height, lr_width = self.lr_images.sizes[index]
+        top = _randint(gen, min(lr_height - lr_patch, (height - patch) // s))
+        left = _randint(gen, min(lr_width - lr_patch, (width - patch) // s))
+        return {
+            "lr": _crop(self.lr_images.get(index), top, left, lr_patch, lr_patch).contiguous(),
+            "hr": _crop(self.hr_images.get(index), s * top, s * left, patch,
+                        patch).contiguous(),
+            "prescaled": torch.tensor(False),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Sampler
+
+
+class SampleIndexSampler(Sampler[int]):
+    """Sample numbers for one process: n = (it * world_size + rank) * batch_size + b.
+
+    Iteration ``it`` runs from ``start_iteration`` up to ``iterations`` (exclusive; the total
+    length of the schedule, so a resumed run passes the same value) or forever when None;
+    b = 0 .. batch_size - 1. Together the ranks take every n exactly once, and iteration it
+    of a resumed run gets the same samples as in an uninterrupted one. Use it with
+    ``DataLoader(dataset, batch_size=batch_size, sampler=...)``.
+    """
+
+    def __init__(self, batch_size: int, rank: int = 0, world_size: int = 1,
+                 start_iteration: int = 0, iterations: int | None = None) -> None:
+        super().__init__()
+        for name, value, low in (("batch_size", batch_size, 1), ("world_size", world_size, 1),
+                                 ("rank", rank, 0), ("start_iteration", start_iteration, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if rank >= world_size:
+            raise ValueError(f"rank {rank} is not below world_size {world_size}")
+        if iterations is not None and (isinstance(iterations, bool)
+                                       or not isinstance(iterations, int) or iterations < 0):
+            raise ValueError(f"iterations must be None or an int >= 0, got {iterations!r}")
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.start_iteration = start_iteration
+        self.iterations = iterations
+
+    def __iter__(self) -> Iterator[int]:
+        iteration = self.start_iteration
+        while self.iterations is None or iteration < self.iterations:
+            first = (iteration * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+            iteration += 1
+
+    def __len__(self) -> int:
+        if self.iterations is None:
+            raise TypeError("an endless SampleIndexSampler (iterations=None) has no length")
+        return max(0, self.iterations - self.start_iteration) * self.batch_size
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+def _bool(cfg: Mapping, key: str, default: bool) -> bool:
+    value = cfg.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"data.train.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _path_list(cfg: Mapping, key: str) -> list[Path]:
+    if key not in cfg:
+        raise ValueError(f"data.train.{key}: required for type {cfg['type']!r}")
+    value = cfg[key]
+    items = [value] if isinstance(value, str | os.PathLike) else value
+    if (not isinstance(items, list | tuple) or not items
+            or not all(isinstance(v, str | os.PathLike) for v in items)):
+        raise ValueError(f"data.train.{key}: expected a path or a non-empty list of paths, "
+                         f"got {value!r}")
+    return [Path(v).expanduser() for v in items]
+
+
+def _images(cfg: Mapping, key: str, recursive: bool) -> list[Path]:
+    found = list_images(_path_list(cfg, key), recursive=recursive)
+    if not found:
+        raise ValueError(f"data.train.{key}: no images found in {cfg[key]!r}"
+                         + ("" if recursive else " (set recursive: true for sub-folders)"))
+    return found
+
+
+def build_dataset(cfg: Mapping, scale: int, seed: int) -> SRDataset:
+    """The training data set described by ``cfg`` (the ``data.train`` mapping; module doc)."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"data.train: expected a mapping, got {type(cfg).__name__}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    kind = cfg.get("type")
+    if kind not in _KEYS:
+        raise ValueError(f"data.train.type: expected one of {', '.join(DATASET_TYPES)}, "
+                         f"got {kind!r}")
+    for key in cfg:
+        if key not in _KEYS[kind]:
+            raise ValueError(f"data.train.{key}: unknown key for type {kind!r} "
+                             f"(known: {', '.join(_KEYS[kind])})")
+    patch_size = cfg.get("patch_size", 96)
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"data.train.patch_size: expected a positive int, got {patch_size!r}")
+    if patch_size % scale:
+        raise ValueError(f"data.train.patch_size: {patch_size} is not a multiple of the scale "
+                         f"{scale}")
+    common = {
+        "scale": scale,
+        "seed": seed,
+        "patch_size": patch_size,
+        "augment": _bool(cfg, "augment", True),
+        "cache": _bool(cfg, "cache", True),
+    }
+    recursive = _bool(cfg, "recursive", False)
+    if kind == "hr_folder":
+        options = cfg.get("degradation_options") or {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"data.train.degradation_options: expected a mapping, "
+                             f"got {options!r}")
+        return HRFolderDataset(_images(cfg, "paths", recursive),
+                               degradation=cfg.get("degradation", "bicubic"),
+                               degradation_options=options, **common)
+    if kind == "paired_realsr":
+        return PairedRealSRDataset(_images(cfg, "paths", recursive), **common)
+    return PairedFoldersDataset(_images(cfg, "hr", recursive), _images(cfg, "lr", recursive),
+                                **common)
