@@ -16,6 +16,7 @@ import math
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -61,6 +62,84 @@ def find_lr(lr_dir: Path, hr_path: Path, scale: int) -> Path:
     raise ValueError(f"{hr_path}: no LR image for it in {lr_dir}")
 
 
+@dataclass
+class EvalResult:
+    """Per-image scores (``name``, ``psnr_y``, ``ssim_y``) and the number of skipped images."""
+
+    rows: list[dict]
+    failures: int
+
+    def mean(self) -> dict[str, float]:
+        """The data-set scores: mean of the per-image scores (``ValueError`` if none)."""
+        if not self.rows:
+            raise ValueError("no image could be evaluated")
+        return {k: sum(r[k] for r in self.rows) / len(self.rows) for k in ("psnr_y", "ssim_y")}
+
+
+def load_pair(hr_path: Path, degradation: Degradation,
+              lr_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) float64 (C, h, w) / (C, H, W) for one HR file: HR cropped to a multiple of
+    the scale; LR read from ``lr_dir`` or made by ``degradation``."""
+    hr = modcrop(load_tensor(hr_path).to(torch.float64), degradation.scale)
+    if lr_dir is not None:
+        lr = load_tensor(find_lr(lr_dir, hr_path, degradation.scale)).to(torch.float64)
+    else:
+        lr = degradation.apply(hr, hr_path.name)
+    return lr, hr
+
+
+def evaluate_images(
+    model: torch.nn.Module,
+    hr_paths: list[Path],
+    degradation: Degradation,
+    *,
+    lr_dir: Path | None = None,
+    crop: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    conditions: dict | None = None,
+    save_sr: Path | None = None,
+    pairs: dict | None = None,
+    desc: str = "eval",
+    label: str = "dynsr eval",
+) -> EvalResult:
+    """PSNR-Y/SSIM-Y of ``model`` (already in eval mode) on ``hr_paths``: what ``dynsr eval``
+    measures, also used by training's validation.
+
+    ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``).
+    ``pairs``: a dict kept by the caller in which the (LR, HR) pairs are cached between
+    calls (validation measures the same images many times). Images that cannot be read or
+    measured are skipped with a one-line message (starting with ``label``) and counted in
+    ``failures``; ``desc`` labels the progress bar.
+    """
+    crop = degradation.scale if crop is None else crop
+    rows, failures = [], 0
+    for hr_path in tqdm(hr_paths, desc=desc, unit="img", disable=None, leave=False):
+        try:
+            if pairs is not None and hr_path in pairs:
+                lr, hr = pairs[hr_path]
+            else:
+                lr, hr = load_pair(hr_path, degradation, lr_dir)
+                if pairs is not None:
+                    pairs[hr_path] = (lr, hr)
+            sr = upscale_batch(model, lr.unsqueeze(0), precision=precision,
+                               channels_last=channels_last, **(conditions or {}))[0]
+            sr = sr.to(torch.float64)
+            if sr.shape != hr.shape:
+                raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
+                                 f"{tuple(hr.shape)} (after cropping to a multiple of "
+                                 f"{degradation.scale})")
+            scores = evaluate_pair(sr, hr, crop)
+            if save_sr is not None:
+                write_image(save_sr / f"{hr_path.stem}.png", sr.clamp(0, 1))
+        except (ImageReadError, ValueError, OSError) as err:
+            failures += 1
+            tqdm.write(f"{label}: skipped: {err}", file=sys.stderr)
+            continue
+        rows.append({"name": hr_path.stem, **scores})
+    return EvalResult(rows, failures)
+
+
 def _format_table(rows: list[dict], mean: dict) -> str:
     width = max([len("image"), *(len(r["name"]) for r in rows)])
     lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}"]
@@ -84,34 +163,15 @@ def run(args: argparse.Namespace) -> int:
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")
 
-    rows, failures = [], 0
     start = time.perf_counter()
-    for hr_path in tqdm(hr_paths, desc=f"eval {args.model} x{scale}", unit="img",
-                        disable=None, leave=False):
-        try:
-            hr = modcrop(load_tensor(hr_path).to(torch.float64), scale)
-            if args.lr is not None:
-                lr_path = find_lr(args.lr, hr_path, scale)
-                lr = load_tensor(lr_path).to(torch.float64)
-            else:
-                lr = degradation.apply(hr, hr_path.name)
-            sr = upscale_batch(model, lr.unsqueeze(0), precision=args.precision,
-                               channels_last=fast, **conditions)[0].to(torch.float64)
-            if sr.shape != hr.shape:
-                raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
-                                 f"{tuple(hr.shape)} (after cropping to a multiple of {scale})")
-            scores = evaluate_pair(sr, hr, crop)
-            if args.save_sr is not None:
-                write_image(args.save_sr / f"{hr_path.stem}.png", sr.clamp(0, 1))
-        except (ImageReadError, ValueError, OSError) as err:
-            failures += 1
-            tqdm.write(f"dynsr eval: skipped: {err}", file=sys.stderr)
-            continue
-        rows.append({"name": hr_path.stem, **scores})
-
+    result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
+                             precision=args.precision, channels_last=fast,
+                             conditions=conditions, save_sr=args.save_sr,
+                             desc=f"eval {args.model} x{scale}")
+    rows, failures = result.rows, result.failures
     if not rows:
         raise ValueError("no image could be evaluated")
-    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr_y", "ssim_y")}
+    mean = result.mean()
     print(f"model {args.model}, x{scale}, Y channel, crop {crop}, {len(rows)} images "
           f"({time.perf_counter() - start:.2f} s)")
     print(_format_table(rows, mean))

@@ -1,0 +1,906 @@
+"""The training loop: from a checked configuration to weights, resumable and validated.
+
+``dynsr train CONFIG.yaml [key=value ...] [--resume] [--out DIR]`` calls :func:`train`; the
+configuration keys are documented in :mod:`dynsr.train.config`.
+
+One iteration
+-------------
+1. ``model.set_progress(iteration / iterations)`` for models that anneal something (DyConvSR's
+   attention temperature); the learning rate of this step from :func:`learning_rate`.
+2. A batch of samples ``n = (iteration · processes + rank) · batch_size + b`` from
+   :func:`dynsr.train.datasets.build_dataset`, whose every random choice (crop, flips,
+   degradation, noise) is a function of ``(train.seed, n)`` only.
+3. Forward under bf16 autocast when ``train.precision: bf16``: ``model(lr)``;
+   ``model(lr, blur=, noise=)`` for non-blind models (UDVD), with ``return_all=True`` when
+   the loss is multistage; ``model.forward_prescaled(lr)`` when the data gives LR images
+   already at the HR size (DDet on RealSR pairs).
+4. Loss in float32 (:mod:`dynsr.train.losses`), backward, gradients averaged over processes
+   (DistributedDataParallel), optional clipping of their global norm, Adam/AdamW step, EMA.
+
+Every ``data.val.every`` iterations (and at the end) the EMA weights, or the raw weights
+without EMA, are measured on ``data.val`` by the function ``dynsr eval`` uses
+(:func:`dynsr.cli.eval_cmd.evaluate_images`): PSNR-Y / SSIM-Y, SR rounded to 8 bit,
+``crop = scale``.
+
+Files written to the output folder (by the first process only)
+--------------------------------------------------------------
+* ``config.yaml``: the resolved configuration (every default filled in).
+* ``state.pt``: everything needed to continue: model, EMA, optimiser, schedule, the RNG
+  states of torch / numpy / Python, iteration, best PSNR, validation history, elapsed time,
+  configuration. Written atomically (temporary file, fsync, rename) every
+  ``checkpoint.every`` iterations, when stopped early, and at the end. Loaded with
+  ``torch.load(weights_only=True)``: no pickled code.
+* ``model.safetensors``: the final weights (EMA when enabled); ``best.safetensors``: the
+  weights at the best validation PSNR (``checkpoint.keep_best``). Metadata (all strings):
+  ``model``, ``scale``, ``model_config`` (JSON), ``config`` (the resolved training
+  configuration, YAML), ``iterations``, ``wall_time_s``, ``weights`` (``ema`` or ``raw``),
+  ``val_psnr_y`` / ``val_ssim_y`` when measured, ``dynsr_version``.
+* ``log.csv``: iteration, loss (mean since the previous row), lr, it/s, elapsed seconds and,
+  when measured at that iteration, val_psnr_y / val_ssim_y. ``summary.json``: the run at a
+  glance (progress, throughput, best and latest validation).
+
+Resuming
+--------
+``--resume`` loads ``state.pt`` and continues; the result is bit-identical to a run that was
+never interrupted, because nothing in an iteration depends on history other than what the
+state holds: the data of iteration i is a function of (seed, i), the learning rate a function
+of i, and model, EMA and optimiser tensors are restored exactly. (Bit-identity assumes the
+same machine, torch build and ``train.threads``: a different thread count may reorder
+floating-point sums.) Keys that change the weights must be the same as in the state; the
+others (``train.stop_after``, ``train.time_limit``, ``train.workers``, ``train.threads``,
+``data.val``, ``checkpoint``, ``log``) may differ. SIGTERM or Ctrl-C stops at the end of the
+current iteration with a checkpoint; a second one stops at once.
+
+Several processes
+-----------------
+Under ``torchrun --nproc_per_node=N -m dynsr train ...`` (``WORLD_SIZE`` > 1 in the
+environment) each process trains on its own samples (``train.batch_size`` each, so the
+effective batch is N times larger) with DistributedDataParallel: gloo on the CPU, nccl on
+GPUs. All processes hold the same weights after every step (checked at the end); only the
+first validates and writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import datetime
+import inspect
+import io
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import save as safetensors_save
+from torch import nn
+from tqdm import tqdm
+
+from dynsr import __version__
+from dynsr.cli.eval_cmd import evaluate_images
+from dynsr.cli.options import Degradation
+from dynsr.io import atomic_write_bytes, atomic_write_text, list_images
+from dynsr.models import create, get_spec
+from dynsr.train.config import (
+    Config,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    weight_affecting_changes,
+)
+from dynsr.train.datasets import SampleIndexSampler, build_dataset
+from dynsr.train.losses import pixel_loss, sr_loss
+
+__all__ = [
+    "EMA",
+    "LOG_COLUMNS",
+    "STATE_FORMAT",
+    "DistributedContext",
+    "TrainResult",
+    "Trainer",
+    "learning_rate",
+    "load_state",
+    "seed_everything",
+    "torch_settings",
+    "train",
+]
+
+STATE_FORMAT = "dynsr-train-state-1"
+LOG_COLUMNS = ("iteration", "loss", "lr", "it_per_s", "elapsed_s", "val_psnr_y", "val_ssim_y")
+
+
+# ------------------------------------------------------------------------------------------
+# schedule, seeding, EMA
+
+
+def learning_rate(cfg: TrainConfig, iteration: int) -> float:
+    """Learning rate of the optimiser step that follows ``iteration`` completed steps.
+
+    Warm-up: ``lr · (i + 1) / warmup`` for the first ``warmup`` steps (never 0). Then
+    ``constant``; ``step``: times ``gamma`` for every milestone ≤ i; ``cosine``: from ``lr``
+    at the end of the warm-up to ``min_lr`` at the last step (i = iterations - 1).
+    """
+    if iteration < cfg.warmup:
+        return cfg.lr * (iteration + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "step":
+        passed = sum(1 for m in cfg.milestones if m <= iteration)
+        return cfg.lr * cfg.gamma**passed
+    if cfg.schedule == "cosine":
+        span = max(cfg.iterations - 1 - cfg.warmup, 1)
+        t = min((iteration - cfg.warmup) / span, 1.0)
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (model initialisation)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: ``e ← decay·e + (1 − decay)·p``
+    after every step; buffers are copied (they hold settings such as DyConvSR's temperature,
+    not statistics to average)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+
+# ------------------------------------------------------------------------------------------
+# processes
+
+
+@dataclasses.dataclass
+class DistributedContext:
+    """Which process this is; ``world_size`` 1 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def from_environment(cls) -> DistributedContext:
+        """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``,
+        ``MASTER_ADDR``/``MASTER_PORT``), or a single-process context."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available()
+        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(device)
+        if world_size <= 1:
+            return cls(device=device)
+        owns = False
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            owns = True
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if ``flag`` is true on any (stopping together)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def mean(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.item() / self.world_size
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------
+# the model as training calls it
+
+
+class TrainingForward(nn.Module):
+    """``model`` called the way a batch asks for, always returning a list of outputs (SR
+    last). A module of its own so that DistributedDataParallel wraps the call actually made
+    (``forward_prescaled`` included) and synchronises its gradients."""
+
+    def __init__(self, model: nn.Module, needs_degradation: bool, multistage: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.needs_degradation = needs_degradation
+        self.multistage = multistage
+
+    def forward(
+        self,
+        lr: torch.Tensor,
+        prescaled: bool = False,
+        blur: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        if prescaled:
+            out = self.model.forward_prescaled(lr)
+        else:
+            kwargs: dict[str, Any] = {}
+            if self.needs_degradation:
+                kwargs = {"blur": blur, "noise": noise}
+            if self.multistage:
+                kwargs["return_all"] = True
+            out = self.model(lr, **kwargs)
+        return list(out) if isinstance(out, list | tuple) else [out]
+
+
+def _supports_multistage(model: nn.Module) -> bool:
+    return "return_all" in inspect.signature(model.forward).parameters
+
+
+def _resolve_multistage(cfg: Config, model: nn.Module) -> bool:
+    setting = cfg.train.multistage
+    capable = _supports_multistage(model)
+    if setting is True and not capable:
+        raise ValueError(f"train.multistage: model {cfg.model.name!r} returns only its final "
+                         f"output (no return_all); use auto or false")
+    return capable if setting == "auto" else bool(setting)
+
+
+# ------------------------------------------------------------------------------------------
+# state files
+
+
+def _rng_state() -> dict:
+    """The global RNG states as tensors and plain numbers (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached_gaussian": cached},
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_state(path: str | Path) -> dict:
+    """Read a training state written by :class:`Trainer` (no pickled code is executed)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no training state to resume from") from None
+    except Exception as err:  # unpickling errors have many types
+        raise ValueError(f"{path}: not a readable training state ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a dynsr training state")
+    return state
+
+
+def _tensors_for_export(module: nn.Module) -> dict[str, torch.Tensor]:
+    # Own contiguous CPU copies: safetensors refuses tensors that share memory.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns (on every process)."""
+
+    out_dir: Path
+    iteration: int
+    completed: bool
+    model: nn.Module
+    ema_model: nn.Module | None
+    best_psnr_y: float | None
+    wall_time_s: float
+    last_loss: float | None
+
+
+class _StopSignals:
+    """SIGTERM / SIGINT ask the loop to stop after the current iteration (with a
+    checkpoint); a second signal acts as usual. Only in the main thread (signal rules)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second signal: the default behaviour
+            previous = self._previous.get(signum)
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
+        self.requested = True
+        print(f"\ndynsr train: {signal.Signals(signum).name}: stopping after this iteration "
+              f"(again to stop now)", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+class Trainer:
+    """One training run: built from a :class:`~dynsr.train.config.Config`; :meth:`run` trains.
+
+    The pieces of an iteration are separate methods (:meth:`next_batch`,
+    :meth:`forward_loss`, :meth:`backward`, :meth:`optimizer_step`) so that the benchmark can
+    time them; :meth:`train_step` chains them.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        context: DistributedContext | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.ctx = context or DistributedContext()
+        self.state_path = self.out_dir / "state.pt"
+        t = cfg.train
+
+        state = None
+        if resume and self.state_path.exists():
+            state = load_state(self.state_path)
+            changed = weight_affecting_changes(state["config"], config_to_dict(cfg))
+            if changed:
+                raise ValueError(f"--resume: the configuration differs from the saved run in "
+                                 f"{', '.join(changed)} (these change the weights)")
+        elif not resume and self.state_path.exists():
+            raise ValueError(f"{self.out_dir} already holds a run (state.pt): continue it "
+                             f"with --resume, or give another --out")
+        self.resumed = state is not None
+
+        # Same seed on every process: identical initial weights (DDP also broadcasts them).
+        seed_everything(t.seed)
+        spec = get_spec(cfg.model.name)
+        try:
+            self.model = create(cfg.model.name, scale=cfg.model.scale, **cfg.model.config)
+        except TypeError as err:
+            raise ValueError(f"model.config: {err}") from None
+        if next(self.model.parameters(), None) is None:
+            raise ValueError(f"model {cfg.model.name!r} has no trainable parameters")
+        self.model.to(self.ctx.device)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.model.train()
+        self.multistage = _resolve_multistage(cfg, self.model)
+        self.forward_module: nn.Module = TrainingForward(
+            self.model, spec.needs_degradation, self.multistage)
+        if self.ctx.distributed:
+            self.forward_module = nn.parallel.DistributedDataParallel(
+                self.forward_module,
+                device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None)
+
+        self.loss_fn = pixel_loss(t.loss)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[t.optimizer]
+        self.optimizer = optimizer_cls(params, lr=learning_rate(t, 0), betas=tuple(t.betas),
+                                       weight_decay=t.weight_decay)
+        self.ema = EMA(self.model, t.ema_decay) if t.ema_decay is not None else None
+
+        try:
+            self.dataset = build_dataset(dict(cfg.data.train), cfg.model.scale, t.seed)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"data.train: {err}") from None
+
+        self.iteration = 0
+        self.elapsed_before = 0.0  # training seconds of earlier sessions
+        self.best: dict[str, Any] = {"psnr_y": None, "ssim_y": None, "iteration": None}
+        self.val_history: list[dict] = []
+        self.last_loss: float | None = None
+        if state is not None:
+            self._load(state)
+
+        self._batches: Iterator[dict] | None = None
+        self._session_start: float | None = None
+        self._val_pairs: dict = {}
+        self._val_paths: list[Path] | None = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise ValueError("--resume: the saved run has no EMA weights")
+            self.ema.module.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        self.iteration = int(state["iteration"])
+        self.elapsed_before = float(state["elapsed_s"])
+        self.best = dict(state["best"])
+        self.val_history = list(state["val_history"])
+        self.last_loss = state.get("last_loss")
+
+    def state_dict(self) -> dict:
+        """The resumable training state (see the module doc)."""
+        return {
+            "format": STATE_FORMAT,
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            # The learning rate is a pure function of the iteration (learning_rate()).
+            "scheduler": {"schedule": self.cfg.train.schedule,
+                          "lr": learning_rate(self.cfg.train, self.iteration)},
+            "rng": _rng_state(),
+            "best": dict(self.best),
+            "val_history": list(self.val_history),
+            "last_loss": self.last_loss,
+            "elapsed_s": self.elapsed_s,
+            "config": config_to_dict(self.cfg),
+            "dynsr_version": __version__,
+            "torch_version": str(torch.__version__),
+        }
+
+    def save_state(self) -> None:
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write_bytes(self.state_path, buffer.getvalue())
+
+    @property
+    def export_module(self) -> nn.Module:
+        """The weights validation and export use: EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def export(self, path: Path, scores: dict | None = None) -> None:
+        """Write the weights of :attr:`export_module` as safetensors with metadata."""
+        metadata = {
+            "format": "pt",
+            "model": self.cfg.model.name,
+            "scale": str(self.cfg.model.scale),
+            "model_config": json.dumps(self.cfg.model.config, sort_keys=True),
+            "config": config_to_yaml(self.cfg),
+            "iterations": str(self.iteration),
+            "wall_time_s": f"{self.elapsed_s:.1f}",
+            "weights": "ema" if self.ema is not None else "raw",
+            "dynsr_version": __version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if scores is not None:
+            metadata["val_psnr_y"] = repr(scores["psnr_y"])
+            metadata["val_ssim_y"] = repr(scores["ssim_y"])
+        data = safetensors_save(_tensors_for_export(self.export_module), metadata=metadata)
+        atomic_write_bytes(path, data)
+
+    # -- one iteration --------------------------------------------------------------------
+
+    def _make_batches(self) -> Iterator[dict]:
+        t = self.cfg.train
+        sampler = SampleIndexSampler(t.batch_size, rank=self.ctx.rank,
+                                     world_size=self.ctx.world_size,
+                                     start_iteration=self.iteration, iterations=t.iterations)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.workers,
+            persistent_workers=t.workers > 0, drop_last=False,
+            # Own generator: creating the loader must not draw from the global RNG.
+            generator=torch.Generator().manual_seed(t.seed))
+        return iter(loader)
+
+    def next_batch(self) -> dict:
+        """The samples of the current iteration (this process's share)."""
+        if self._batches is None:
+            self._batches = self._make_batches()
+        try:
+            return next(self._batches)
+        except StopIteration:
+            raise RuntimeError(f"the sampler ran out of samples at iteration "
+                               f"{self.iteration}") from None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_loss(self, batch: dict) -> torch.Tensor:
+        """Forward pass and loss of ``batch`` (float32 scalar)."""
+        device = self.ctx.device
+        memory_format = (torch.channels_last if self.cfg.train.channels_last
+                         else torch.contiguous_format)
+        lr = batch["lr"].to(device).contiguous(memory_format=memory_format)
+        hr = batch["hr"].to(device)
+        prescaled_flags = batch.get("prescaled")
+        prescaled = bool(prescaled_flags.all()) if prescaled_flags is not None else False
+        if prescaled_flags is not None and prescaled != bool(prescaled_flags.any()):
+            raise ValueError("a batch mixes pre-upscaled and LR-size inputs")
+        if prescaled and not hasattr(self.model, "forward_prescaled"):
+            raise ValueError(f"data.train gives LR images at the HR size (pre-upscaled), but "
+                             f"model {self.cfg.model.name!r} takes LR-size input")
+        blur, noise = batch.get("blur"), batch.get("noise")
+        with self._autocast():
+            outputs = self.forward_module(
+                lr, prescaled,
+                blur.to(device) if blur is not None else None,
+                noise.to(device) if noise is not None else None)
+        return sr_loss(outputs, hr, self.loss_fn, self.multistage,
+                       self.cfg.train.multistage_smaller)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise ValueError(f"the loss is {loss.item()} at iteration {self.iteration}: lower "
+                             f"train.lr, or set train.grad_clip")
+        loss.backward()
+
+    def optimizer_step(self) -> None:
+        """Clip, step with this iteration's learning rate, clear gradients, update the EMA."""
+        t = self.cfg.train
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        lr = learning_rate(t, self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.iteration += 1
+
+    def _set_progress(self) -> None:
+        fraction = self.iteration / self.cfg.train.iterations
+        for module in (self.model, self.ema.module if self.ema is not None else None):
+            if module is not None and hasattr(module, "set_progress"):
+                module.set_progress(fraction)
+
+    def train_step(self) -> float:
+        """One whole iteration; returns its loss."""
+        self._set_progress()
+        batch = self.next_batch()
+        loss = self.forward_loss(batch)
+        self.backward(loss)
+        self.optimizer_step()
+        return loss.item()
+
+    # -- validation -----------------------------------------------------------------------
+
+    def validate(self) -> dict[str, float] | None:
+        """PSNR-Y / SSIM-Y of :attr:`export_module` on ``data.val`` (None without it)."""
+        val = self.cfg.data.val
+        if val is None:
+            return None
+        degradation = Degradation(self.cfg.model.scale, val.blur,
+                                  Path(val.kernel) if val.kernel else None, val.kernel_size,
+                                  val.noise, val.downsample, val.seed)
+        if self._val_paths is None:
+            self._val_paths = list_images([Path(p) for p in val.hr], recursive=val.recursive)
+            if not self._val_paths:
+                raise ValueError(f"data.val.hr: no images found in {', '.join(val.hr)}")
+        model = self.export_module
+        conditions = (degradation.model_conditions()
+                      if get_spec(self.cfg.model.name).needs_degradation else {})
+        was_training = model.training
+        model.eval()
+        try:
+            result = evaluate_images(
+                model, self._val_paths, degradation,
+                lr_dir=Path(val.lr) if val.lr else None, crop=val.crop,
+                # As `dynsr eval`: channels_last goes with bf16.
+                precision=val.precision, channels_last=val.precision == "bf16",
+                conditions=conditions, pairs=self._val_pairs, desc="validation",
+                label="dynsr train: validation")
+        finally:
+            model.train(was_training)
+        return result.mean()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    @property
+    def elapsed_s(self) -> float:
+        start = self._session_start
+        return self.elapsed_before + (time.perf_counter() - start if start is not None else 0.0)
+
+    def run(self, progress: bool | None = None) -> TrainResult:
+        """Train to ``train.iterations`` (or until a stop condition) and write the results.
+
+        ``progress``: force the progress bar on/off (default: ``log.progress``).
+        """
+        cfg, t, main = self.cfg, self.cfg.train, self.ctx.is_main
+        self._session_start = session_start = time.perf_counter()
+        if main:
+            atomic_write_text(self.out_dir / "config.yaml", _config_header(cfg) +
+                              config_to_yaml(cfg))
+        log = _CsvLog(self.out_dir / "log.csv", self.iteration, append=self.resumed) \
+            if main else None
+        if progress is None:
+            progress = {"always": True, "never": False}.get(cfg.log.progress)
+        bar = tqdm(total=t.iterations, initial=self.iteration, unit="it", dynamic_ncols=True,
+                   desc=cfg.name, disable=not main or (progress is False) or
+                   (progress is None and not sys.stderr.isatty()), leave=True)
+        stop_at = t.iterations if t.stop_after is None else min(t.stop_after, t.iterations)
+
+        if (main and cfg.data.val is not None and cfg.data.val.at_start
+                and self.iteration == 0 and not self.val_history):
+            # The untrained network's score: the baseline the curve rises from.
+            scores = self._validation_round()
+            log.write({"iteration": 0, "lr": learning_rate(t, 0), "elapsed_s": self.elapsed_s,
+                       "val_psnr_y": scores["psnr_y"], "val_ssim_y": scores["ssim_y"]})
+
+        window_loss, window_n = 0.0, 0
+        window_start, window_pause = time.perf_counter(), 0.0
+        stop_reason = None
+        with _StopSignals() as signals:
+            while self.iteration < stop_at:
+                loss = self.train_step()
+                window_loss += loss
+                window_n += 1
+                self.last_loss = loss
+                it = self.iteration
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", lr=f"{learning_rate(t, it - 1):.3g}",
+                                refresh=False)
+                # Every process takes the same decisions in the same order (collectives).
+                stop = self.ctx.any(
+                    signals.requested
+                    or (t.time_limit is not None
+                        and time.perf_counter() - session_start >= t.time_limit))
+                last = it >= stop_at or stop
+                pause_start = time.perf_counter()
+                validate_now = cfg.data.val is not None and (
+                    it % cfg.data.val.every == 0 or it == t.iterations)
+                scores = self._validation_round() if validate_now and main else None
+                row_due = it % cfg.log.every == 0 or last or validate_now
+                if row_due:
+                    mean_loss = self.ctx.mean(window_loss / window_n)
+                    if main:
+                        # Throughput of training alone: validation and checkpoint time excluded.
+                        busy = pause_start - window_start - window_pause
+                        row = {"iteration": it, "loss": mean_loss, "lr": learning_rate(t, it - 1),
+                               "it_per_s": window_n / busy if busy > 0 else math.nan,
+                               "elapsed_s": self.elapsed_s,
+                               "val_psnr_y": scores["psnr_y"] if scores else None,
+                               "val_ssim_y": scores["ssim_y"] if scores else None}
+                        log.write(row)
+                        if bar.disable:
+                            print(_log_line(row, t.iterations), flush=True)
+                if main and (it % cfg.checkpoint.every == 0 or last):
+                    self.save_state()
+                    self._write_summary(completed=it >= t.iterations)
+                if row_due:
+                    window_loss, window_n = 0.0, 0
+                    window_start, window_pause = time.perf_counter(), 0.0
+                else:
+                    window_pause += time.perf_counter() - pause_start
+                if stop:
+                    stop_reason = "signal" if signals.requested else "time limit"
+                    break
+        bar.close()
+        completed = self.iteration >= t.iterations
+        if main:
+            if completed:
+                self.export(self.out_dir / "model.safetensors",
+                            self.val_history[-1] if self.val_history and
+                            self.val_history[-1]["iteration"] == self.iteration else None)
+            self._write_summary(completed=completed)
+            if log is not None:
+                log.close()
+            note = "finished" if completed else f"stopped ({stop_reason or 'stop_after'})"
+            print(f"dynsr train: {note} at iteration {self.iteration}/{t.iterations}; "
+                  f"results in {self.out_dir}", file=sys.stderr)
+        if completed:
+            self._check_ranks_agree()
+        return TrainResult(self.out_dir, self.iteration, completed, self.model,
+                           self.ema.module if self.ema is not None else None,
+                           self.best["psnr_y"], self.elapsed_s, self.last_loss)
+
+    def _validation_round(self) -> dict[str, float]:
+        scores = self.validate()
+        entry = {"iteration": self.iteration, **scores}
+        self.val_history.append(entry)
+        better = self.best["psnr_y"] is None or scores["psnr_y"] > self.best["psnr_y"]
+        if better:
+            self.best = dict(entry)
+            if self.cfg.checkpoint.keep_best:
+                self.export(self.out_dir / "best.safetensors", scores)
+        mark = " (best)" if better else ""
+        tqdm.write(f"validation at {self.iteration}: PSNR-Y {scores['psnr_y']:.4f} dB, "
+                   f"SSIM-Y {scores['ssim_y']:.5f}{mark}", file=sys.stderr)
+        return scores
+
+    def _write_summary(self, completed: bool) -> None:
+        t = self.cfg.train
+        summary = {
+            "name": self.cfg.name,
+            "model": self.cfg.model.name,
+            "scale": self.cfg.model.scale,
+            "iteration": self.iteration,
+            "iterations": t.iterations,
+            "completed": completed,
+            "wall_time_s": round(self.elapsed_s, 3),
+            "mean_it_per_s": self.iteration / self.elapsed_s if self.elapsed_s > 0 else None,
+            "processes": self.ctx.world_size,
+            "last_loss": self.last_loss,
+            "best": self.best,
+            "validation": self.val_history,
+            "weights": "ema" if self.ema is not None else "raw",
+            "dynsr_version": __version__,
+            "torch_version": str(torch.__version__),
+        }
+        text = json.dumps(_finite(summary), indent=2, allow_nan=False)
+        atomic_write_text(self.out_dir / "summary.json", text + "\n")
+
+    def _check_ranks_agree(self) -> None:
+        """DDP keeps replicas identical; a per-tensor checksum proves it at the end."""
+        if not self.ctx.distributed:
+            return
+        sums = torch.stack([p.detach().double().sum() for p in self.model.parameters()])
+        sums = sums.to(self.ctx.device)
+        low, high = sums.clone(), sums.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise RuntimeError("processes ended with different weights")
+
+
+class _CsvLog:
+    """``log.csv``, appended row by row; on resume, rows after the checkpoint (written by the
+    interrupted session) are dropped so that the log reads as one run."""
+
+    def __init__(self, path: Path, iteration: int, append: bool) -> None:
+        rows: list[dict] = []
+        if append and path.exists():
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
+        self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.file.flush()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: _csv_value(row.get(k)) for k in LOG_COLUMNS})
+        self.file.flush()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else ""
+    return str(value)
+
+
+def _log_line(row: dict, total: int) -> str:
+    line = (f"it {row['iteration']}/{total}  loss {row['loss']:.5g}  lr {row['lr']:.3g}  "
+            f"{row['it_per_s']:.2f} it/s")
+    if row["val_psnr_y"] is not None:
+        line += f"  val PSNR-Y {row['val_psnr_y']:.4f} SSIM-Y {row['val_ssim_y']:.5f}"
+    return line
+
+
+def _config_header(cfg: Config) -> str:
+    return (f"# resolved configuration of run {cfg.name!r} (dynsr {__version__}); "
+            f"all defaults filled in\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------------------------------
+# entry point
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int | None) -> Iterator[None]:
+    """Deterministic algorithms and the thread count for the run; restored afterwards."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    # warn_only: an op without a deterministic kernel warns instead of stopping training.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+def train(
+    cfg: Config | dict,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_trainer: Callable[[Trainer], None] | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says, writing results to ``out_dir``; see the module doc.
+
+    ``resume``: continue from ``out_dir/state.pt`` when it exists (else start afresh).
+    Joins the torchrun process group when ``WORLD_SIZE`` > 1. ``on_trainer`` is called with
+    the built trainer before the loop (benchmarks, tests).
+    """
+    if isinstance(cfg, dict):
+        cfg = config_from_dict(cfg)
+    ctx = DistributedContext.from_environment()
+    try:
+        with torch_settings(cfg.train.threads):
+            trainer = Trainer(cfg, out_dir, resume=resume, context=ctx)
+            if ctx.is_main:
+                where = f"resuming at {trainer.iteration}" if trainer.resumed else "starting"
+                print(f"dynsr train: {cfg.model.name} x{cfg.model.scale}, {where} "
+                      f"(of {cfg.train.iterations} iterations), {ctx.world_size} "
+                      f"process(es), output {out_dir}", file=sys.stderr)
+            if on_trainer is not None:
+                on_trainer(trainer)
+            result = trainer.run(progress=progress)
+            # Nobody leaves (and takes the rendezvous store with it) before all are done.
+            ctx.barrier()
+            return result
+    finally:
+        ctx.close()
