@@ -148,13 +148,17 @@ def test_ema_averages_parameters_and_copies_buffers():
     torch.manual_seed(0)
     model = torch.nn.BatchNorm1d(3)  # has parameters and buffers
     model.weight.data.normal_()
-    ema = EMA(model, decay=0.75)
-    before = ema.module.weight.detach().clone()
-    model.weight.data.add_(1.0)
-    model.running_mean.fill_(5.0)
-    ema.update(model)
-    assert torch.allclose(ema.module.weight, 0.75 * before + 0.25 * model.weight, atol=1e-7)
-    assert torch.equal(ema.module.running_mean, model.running_mean)
+    ema = EMA(model, decay=0.9)
+    assert [ema.decay_at(n) for n in (0, 10, 80, 81, 1000)] == pytest.approx(
+        [0.1, 0.55, 0.9, 0.9, 0.9])  # (1 + n) / (10 + n) until the decay is reached
+    for step, expected_decay in ((0, 0.1), (500, 0.9)):
+        before = ema.module.weight.detach().clone()
+        model.weight.data.add_(1.0)
+        model.running_mean.fill_(float(step))
+        ema.update(model, step)
+        mixed = expected_decay * before + (1 - expected_decay) * model.weight
+        assert torch.allclose(ema.module.weight, mixed, atol=1e-6)
+        assert torch.equal(ema.module.running_mean, model.running_mean)
     assert not ema.module.training and not ema.module.weight.requires_grad
 
 

@@ -49,8 +49,9 @@ Schema (defaults in brackets)::
       gamma: float                     [0.5]
       min_lr: float                    [0.0] cosine: the learning rate at the last iteration
       grad_clip: float                 [null = off] max global L2 norm of the gradients
-      ema_decay: float                 [null = off] EMA of the weights, e.g. 0.999;
-                                       validation and the exported weights then use the EMA
+      ema_decay: float                 [null = off] EMA of the weights, e.g. 0.999 (reached
+                                       after ~10/(1-decay) steps, see engine.EMA); validation
+                                       and the exported weights then use the EMA
       precision: fp32|bf16             [fp32] bf16 = autocast on the CPU (or GPU)
       channels_last: bool              [false] channels_last memory format for the model
       seed: int                        [0] model initialisation and every training sample
