@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import math
 import re
 import sys
 import time
@@ -24,7 +22,7 @@ from tqdm import tqdm
 
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
-from dynsr.io import ImageReadError, atomic_write_text, list_images, load_tensor, write_image
+from dynsr.io import ImageReadError, atomic_write_json, list_images, load_tensor, write_image
 from dynsr.metrics import MetricSettings, evaluate_pair
 from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
@@ -193,18 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
         }
-        # JSON has no infinity: a PSNR of identical images is recorded as null.
-        text = json.dumps(_finite(result), indent=2, default=str, allow_nan=False)
-        atomic_write_text(args.json, text + "\n")
+        atomic_write_json(args.json, result)  # an infinite PSNR is written as null
         print(f"wrote {args.json}")
     return 1 if failures else 0
 
-
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj

@@ -6,7 +6,7 @@
 - :mod:`dynsr.io.errors`: the one-line ``"{path}: {reason}"`` errors.
 """
 
-from dynsr.io.atomic import atomic_write_bytes, atomic_write_text
+from dynsr.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dynsr.io.errors import ImageReadError, ImageWriteError
 from dynsr.io.image import (
     DEFAULT_MAX_PIXELS,
@@ -27,6 +27,7 @@ __all__ = [
     "ImageWriteError",
     "LoadedImage",
     "atomic_write_bytes",
+    "atomic_write_json",
     "atomic_write_text",
     "list_images",
     "load_tensor",

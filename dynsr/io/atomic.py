@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import secrets
 from pathlib import Path
 
 from dynsr.io.errors import ImageWriteError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -49,6 +51,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write a text file (e.g. a metrics report) atomically, as :func:`atomic_write_bytes`."""
     return atomic_write_bytes(Path(path), text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: object) -> Path:
+    """Write ``obj`` as indented JSON atomically. JSON has no infinity or NaN: such floats
+    (e.g. the PSNR of identical images) are written as ``null``; other unknown values as
+    ``str``."""
+    text = json.dumps(_finite(obj), indent=2, default=str, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def _finite(obj: object) -> object:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _create_temp_file(path: Path) -> tuple[Path, int]:

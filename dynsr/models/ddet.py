@@ -122,12 +122,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynsr.models.blocks import ResidualBlock, conv3x3
 from dynsr.models.registry import register
 from dynsr.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from dynsr.ops.dynamic import dynamic_filter
 from dynsr.ops.resize import imresize
 
-__all__ = ["DDet", "DDetCore", "ResidualBlock", "build_ddet"]
+__all__ = ["DDet", "DDetCore", "build_ddet"]
 
 # The MDA trunk works at 1/4 of the HR size (Eq. 5): pixel-unshuffle/shuffle factor.
 TRUNK_FACTOR = 4
@@ -137,28 +138,14 @@ PAPER = (
 )
 
 
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-
-
-class ResidualBlock(nn.Module):
-    """conv - ReLU - conv with an identity skip; no batch norm, no residual scaling."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(channels, channels)
-        self.conv2 = _conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
 
 
 def _kernel_head(in_channels: int, kernel_size: int, hidden: int) -> nn.Sequential:
     """Predictor of one k×k kernel per pixel: k² output channels, tap t = u·k + v."""
     taps = kernel_size * kernel_size
     if hidden == 0:
-        return nn.Sequential(_conv3x3(in_channels, taps))
-    return nn.Sequential(_conv3x3(in_channels, hidden), nn.ReLU(), _conv3x3(hidden, taps))
+        return nn.Sequential(conv3x3(in_channels, taps))
+    return nn.Sequential(conv3x3(in_channels, hidden), nn.ReLU(), conv3x3(hidden, taps))
 
 
 class DDetCore(nn.Module):
@@ -205,14 +192,14 @@ class DDetCore(nn.Module):
 
         # MDA feature extractor G_Sat (Eq. 5, 6): 1/4-resolution residual trunk.
         self.unshuffle = nn.PixelUnshuffle(TRUNK_FACTOR)
-        self.trunk_in = _conv3x3(in_channels * TRUNK_FACTOR**2, channels)
+        self.trunk_in = conv3x3(in_channels * TRUNK_FACTOR**2, channels)
         self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_blocks)))
-        self.trunk_out = _conv3x3(channels, channels)
+        self.trunk_out = conv3x3(channels, channels)
         self.shuffle = nn.PixelShuffle(TRUNK_FACTOR)
         self.predictor = nn.Sequential(
-            _conv3x3(channels // TRUNK_FACTOR**2, channels),
+            conv3x3(channels // TRUNK_FACTOR**2, channels),
             nn.ReLU(),
-            _conv3x3(channels, predictor_channels),
+            conv3x3(channels, predictor_channels),
             nn.ReLU(),
         )
         self.kernel_heads = nn.ModuleList(
@@ -222,11 +209,11 @@ class DDetCore(nn.Module):
         # CDM G_Dil (Eq. 10): a residual correction of the input before it is filtered.
         self.cdm = (
             nn.Sequential(
-                _conv3x3(in_channels, channels),
+                conv3x3(in_channels, channels),
                 nn.ReLU(),
-                _conv3x3(channels, channels),
+                conv3x3(channels, channels),
                 nn.ReLU(),
-                _conv3x3(channels, in_channels),
+                conv3x3(channels, in_channels),
             )
             if cdm
             else None
@@ -234,7 +221,7 @@ class DDetCore(nn.Module):
         # Post-refinement F_PR (Eq. 11).
         self.refine = (
             nn.Sequential(
-                _conv3x3(in_channels, channels), nn.ReLU(), _conv3x3(channels, in_channels)
+                conv3x3(in_channels, channels), nn.ReLU(), conv3x3(channels, in_channels)
             )
             if post_refine
             else None

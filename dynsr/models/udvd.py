@@ -165,6 +165,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE, degradation_map
+from dynsr.models.blocks import ResidualBlock, conv3x3
 from dynsr.models.registry import register
 from dynsr.ops.dynamic import dynamic_filter, dynamic_upsample
 from dynsr.ops.resize import imresize
@@ -189,10 +190,6 @@ IMAGE_PATH_WIDTHS = (16, 16, 32)
 RESIDUAL_WIDTH = 16
 KERNEL_HEAD_INIT_SCALE = 0.1
 KERNEL_NORMALIZATIONS = ("none", "softmax")
-
-
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 def block_rates(blocks: str, scale: int) -> list[int]:
@@ -220,16 +217,6 @@ def block_rates(blocks: str, scale: int) -> list[int]:
 # building blocks
 
 
-class ResidualBlock(nn.Module):
-    """conv-ReLU-conv with an identity skip (no batch norm, no scaling)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(channels, channels)
-        self.conv2 = _conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
 
 
 class FeatureExtractor(nn.Module):
@@ -237,9 +224,9 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, channels: int, num_residual_blocks: int) -> None:
         super().__init__()
-        self.head = _conv3x3(IMAGE_CHANNELS + MAP_CHANNELS, channels)
+        self.head = conv3x3(IMAGE_CHANNELS + MAP_CHANNELS, channels)
         self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_residual_blocks)))
-        self.tail = _conv3x3(channels, channels)
+        self.tail = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shallow = self.head(x)
@@ -251,7 +238,7 @@ class SubPixelUpsampler(nn.Module):
 
     def __init__(self, channels: int, rate: int) -> None:
         super().__init__()
-        self.conv = _conv3x3(channels, channels * rate * rate)
+        self.conv = conv3x3(channels, channels * rate * rate)
         self.shuffle = nn.PixelShuffle(rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,17 +272,17 @@ class DynamicBlock(nn.Module):
         self.kernel_normalization = kernel_normalization
         w1, w2, w3 = IMAGE_PATH_WIDTHS
         self.image_path = nn.Sequential(
-            _conv3x3(IMAGE_CHANNELS, w1), nn.ReLU(),
-            _conv3x3(w1, w2), nn.ReLU(),
-            _conv3x3(w2, w3),
+            conv3x3(IMAGE_CHANNELS, w1), nn.ReLU(),
+            conv3x3(w1, w2), nn.ReLU(),
+            conv3x3(w2, w3),
         )
         joint = w3 + feature_channels
         taps = kernel_size * kernel_size
-        self.kernel_head = _conv3x3(joint, taps * rate * rate)
+        self.kernel_head = conv3x3(joint, taps * rate * rate)
         self.residual_head = nn.Sequential(
-            _conv3x3(joint, RESIDUAL_WIDTH * rate * rate), nn.ReLU(),
+            conv3x3(joint, RESIDUAL_WIDTH * rate * rate), nn.ReLU(),
             nn.PixelShuffle(rate) if rate > 1 else nn.Identity(),
-            _conv3x3(RESIDUAL_WIDTH, IMAGE_CHANNELS),
+            conv3x3(RESIDUAL_WIDTH, IMAGE_CHANNELS),
         )
         self._init_kernel_head()
 

@@ -91,7 +91,7 @@ from tqdm import tqdm
 from dynsr import __version__
 from dynsr.cli.eval_cmd import evaluate_images
 from dynsr.cli.options import Degradation
-from dynsr.io import atomic_write_bytes, atomic_write_text, list_images
+from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models import create, get_spec
 from dynsr.train.config import (
     Config,
@@ -787,8 +787,7 @@ class Trainer:
             "dynsr_version": __version__,
             "torch_version": str(torch.__version__),
         }
-        text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-        atomic_write_text(self.out_dir / "summary.json", text + "\n")
+        atomic_write_json(self.out_dir / "summary.json", summary)
 
     def _check_ranks_agree(self) -> None:
         """DDP keeps replicas identical; a per-tensor checksum proves it at the end."""
@@ -851,14 +850,6 @@ def _config_header(cfg: Config) -> str:
             f"all defaults filled in\n")
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 # ------------------------------------------------------------------------------------------
