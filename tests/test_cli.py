@@ -116,3 +116,13 @@ def test_python_dash_m(hr_dir):
                         "4"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "mean" in r.stdout
+
+
+def test_overrides_may_follow_options(capsys):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "example_bundled.yaml"
+    assert main(["train", str(config), "--print-config", "train.iterations=777"]) == 0
+    assert "iterations: 777" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["eval", "--hr", "x", "--scale", "2", "--bogus"])
