@@ -1,0 +1,272 @@
+"""DualSR (Emad, Peemen, Corporaal, WACV 2021): zero-shot blind x2 SR of one image.
+
+An upsampler G_UP and a KernelGAN downsampler G_DN (with its discriminator D_DN,
+:mod:`dynsr.zeroshot.kernelgan`) are trained from scratch on crops of the input image and
+improve each other through cycle losses. Facts from the paper and the authors' release
+(memad73/DualSR: ``DualSR.py``, ``networks.py``, ``loss.py``, ``learner.py``, ``data.py``,
+``options.py``, ``torch_sobel.py``), and dynsr's choices:
+
+* Crops: "HR-like" y of 128 and "LR-like" x of 64 pixels, batch 2 each, even top-left,
+  drawn with probability proportional to local gradient magnitude, never within 10 pixels
+  of the border (:func:`dynsr.zeroshot.kernelgan.crop_sampler`). The release samples y by
+  the gradients of the bicubic-downscaled image and clips gradients per axis too; dynsr
+  uses the image's own gradient magnitude for both. On images too small for 128-pixel
+  crops both sizes shrink (y the largest even size that fits, x = y/2).
+* G_UP: bilinear x2 (edge pixels replicated; the release's 9/16, 3/16, 3/16, 1/16 phase
+  filters are ``F.interpolate(..., 'bilinear', align_corners=False)``), then 8 conv 3x3
+  (64 ch, zero padding, ReLU between, last linear) added to the bilinear image. Kaiming
+  normal (fan-in) init, zero biases.
+* Generator loss: LSGAN(D(G_DN(y)), 1) + 5 · L1(G_DN(G_UP(x)), x shaved) + 5 ·
+  L1(G_UP(G_DN(y)), y shaved) + 2 · L1(mask · G_UP(x), mask · bicubic(x)) + 2 · priors.
+  The factor 2 on the priors is the release's ``lambda_regularization`` (the paper does
+  not state it). Mask = 1 − clamp(|Sobel(bicubic(x))|, 0, 1) per channel, unnormalised
+  3x3 Sobel with zero padding (kornia's, as in the release), bicubic = MATLAB imresize.
+* D loss: 0.5 · (LSGAN(D(x shaved to G_DN(y)'s size), 1) + LSGAN(D(G_DN(y)), 0)).
+* Order per iteration (release): G step (D frozen), D step, then the schedule: G_UP lr 1e-3
+  halved every 750 iterations (a StepLR stepped every iteration); G_DN and D lr 2e-4
+  divided by 4 at 750, 1500, 2250; the KernelGAN prior schedule. Adam betas (0.5, 0.999).
+* Output: G_UP on the whole image, clamped to [0, 1]; the kernel is G_DN's composed kernel
+  post-processed as KernelGAN does (:func:`dynsr.zeroshot.kernelgan.post_process_kernel`;
+  the release saves it raw). x4 = two x2 runs (the second on the first's output, seed + 1);
+  the x4 kernel is the analytic composition of the first run's x2 kernel.
+* Repeatable: one seed fixes every initialisation and crop (the caller's global RNG is
+  saved and restored); the same machine and thread count give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynsr.degrade import analytic_x4_kernel
+from dynsr.ops.resize import imresize
+from dynsr.zeroshot.kernelgan import (
+    BORDER,
+    DeepLinearGenerator,
+    KernelPriors,
+    PatchDiscriminator,
+    PriorSchedule,
+    crop_sampler,
+    lsgan_loss,
+    post_process_kernel,
+    shave_to,
+)
+
+__all__ = ["DualSRConfig", "Upsampler", "format_progress", "masked_interpolation_loss",
+           "sobel_magnitude", "zeroshot"]
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class DualSRConfig:
+    """Hyper-parameters (defaults: the paper and the release, see the module docstring)."""
+
+    iterations: int = 3000
+    hr_crop: int = 128
+    batch: int = 2
+    lambda_cycle: float = 5.0
+    lambda_interp: float = 2.0
+    lambda_priors: float = 2.0
+    lr_up: float = 1e-3
+    lr_dn: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    lr_step: int = 750
+    up_lr_gamma: float = 0.5
+    dn_lr_divisor: float = 4.0
+
+
+class Upsampler(nn.Module):
+    """G_UP: bilinear x2 (replicated edges) + an 8-layer residual CNN."""
+
+    def __init__(self, channels: int = 3, features: int = 64, layers: int = 8) -> None:
+        super().__init__()
+        convs: list[nn.Module] = []
+        for index in range(layers):
+            c_in = channels if index == 0 else features
+            c_out = channels if index == layers - 1 else features
+            convs.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+            if index < layers - 1:
+                convs.append(nn.ReLU())
+        self.body = nn.Sequential(*convs)
+        for module in self.body:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # align_corners=False clamps at the edges: the release's replicate-padded bilinear.
+        up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return up + self.body(up)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel unnormalised 3x3 Sobel gradient magnitude, zero padding, (B, C, H, W)."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype,
+                      device=x.device)
+    kernels = torch.stack([kx, kx.t()])[:, None].repeat(x.shape[1], 1, 1, 1)
+    grads = F.conv2d(x, kernels, padding=1, groups=x.shape[1])
+    gx, gy = grads[:, 0::2], grads[:, 1::2]
+    return torch.sqrt(gx * gx + gy * gy)
+
+
+def masked_interpolation_loss(sr: torch.Tensor, bicubic: torch.Tensor) -> torch.Tensor:
+    """L1 between G_UP(x) and bicubic(x), weighted by 1 − clamp(Sobel(bicubic(x)), 0, 1)."""
+    mask = 1 - sobel_magnitude(bicubic).clamp(0, 1)
+    return F.l1_loss(sr * mask, bicubic * mask)
+
+
+def _crops(image: torch.Tensor, sampler: Callable[[], tuple[int, int]], size: int,
+           batch: int) -> torch.Tensor:
+    out = []
+    for _ in range(batch):
+        top, left = sampler()
+        out.append(image[:, top:top + size, left:left + size])
+    return torch.stack(out)
+
+
+def _hr_crop_size(image: torch.Tensor, wanted: int) -> int:
+    # Even, fits inside the border, and large enough for G_DN (13) and D (7) on x = y/2.
+    size = min(wanted, min(image.shape[-2:]) - 2 * BORDER) // 2 * 2
+    if size < 32:
+        raise ValueError(f"image {image.shape[-2]}x{image.shape[-1]} is too small for DualSR "
+                         f"(needs at least {32 + 2 * BORDER} pixels per side)")
+    return size
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
+               progress: ProgressFn | None, stage: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                 list[dict[str, float]]]:
+    channels = image.shape[0]
+    hr_size = _hr_crop_size(image, config.hr_crop)
+    lr_size = hr_size // 2
+    log: list[dict[str, float]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        g_up = Upsampler(channels)
+        g_dn = DeepLinearGenerator()
+        d_dn = PatchDiscriminator(in_channels=channels)
+        priors = KernelPriors(kernel_size=g_dn.kernel_size)
+        schedule = PriorSchedule(lr_step=config.lr_step, lr_divisor=config.dn_lr_divisor)
+        betas = (config.beta1, 0.999)
+        opt_up = torch.optim.Adam(g_up.parameters(), lr=config.lr_up, betas=betas)
+        opt_dn = torch.optim.Adam(g_dn.parameters(), lr=config.lr_dn, betas=betas)
+        opt_d = torch.optim.Adam(d_dn.parameters(), lr=config.lr_d, betas=betas)
+        up_scheduler = torch.optim.lr_scheduler.StepLR(opt_up, config.lr_step,
+                                                       config.up_lr_gamma)
+        hr_sampler = crop_sampler(image, hr_size, gen)
+        lr_sampler = crop_sampler(image, lr_size, gen)
+        start = time.perf_counter()
+        for iteration in range(config.iterations):
+            real_hr = _crops(image, hr_sampler, hr_size, config.batch)
+            real_lr = _crops(image, lr_sampler, lr_size, config.batch)
+            lr_bicubic = imresize(real_lr, 2)
+
+            # Generators (G_UP and G_DN together); D gets no gradient from this step.
+            d_dn.requires_grad_(False)
+            opt_up.zero_grad(set_to_none=True)
+            opt_dn.zero_grad(set_to_none=True)
+            kernel = g_dn.kernel()  # composed once, used by both G_DN passes
+            fake_hr = g_up(real_lr)
+            rec_lr = g_dn.forward_composed(fake_hr, kernel)
+            fake_lr = g_dn.forward_composed(real_hr, kernel)
+            rec_hr = g_up(fake_lr)
+            loss_gan = lsgan_loss(d_dn(fake_lr), True)
+            loss_fwd = F.l1_loss(rec_lr, shave_to(real_lr, rec_lr))
+            loss_bwd = F.l1_loss(rec_hr, shave_to(real_hr, rec_hr))
+            loss_interp = masked_interpolation_loss(fake_hr, lr_bicubic)
+            loss_priors = priors(kernel, real_hr, fake_lr)
+            total = (loss_gan + config.lambda_cycle * (loss_fwd + loss_bwd)
+                     + config.lambda_interp * loss_interp + config.lambda_priors * loss_priors)
+            total.backward()
+            opt_up.step()
+            opt_dn.step()
+
+            # Discriminator: real x crops (shaved to G_DN's output size) against G_DN(y).
+            d_dn.requires_grad_(True)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d = 0.5 * (lsgan_loss(d_dn(shave_to(real_lr, fake_lr)), True)
+                            + lsgan_loss(d_dn(fake_lr.detach()), False))
+            loss_d.backward()
+            opt_d.step()
+
+            up_scheduler.step()
+            schedule.update(iteration, priors, (opt_dn, opt_d))
+            entry = {"stage": float(stage), "iteration": float(iteration),
+                     "gan": float(loss_gan.detach()),
+                     "cycle_forward": float(loss_fwd.detach()),
+                     "cycle_backward": float(loss_bwd.detach()),
+                     "interp": float(loss_interp.detach()),
+                     "priors": float(loss_priors.detach()), "total": float(total.detach()),
+                     "d": float(loss_d.detach()),
+                     **{f"prior_{name}": value for name, value in priors.terms.items()},
+                     "lambda_bicubic": priors.bicubic,
+                     "seconds": time.perf_counter() - start}
+            log.append(entry)
+            if progress is not None:
+                progress(iteration, config.iterations, entry)
+        with torch.no_grad():
+            sr = g_up(image[None])[0].clamp(0, 1)
+            kernel = post_process_kernel(g_dn.kernel())
+    return sr, kernel, log
+
+
+def zeroshot(
+    image: torch.Tensor,
+    scale: int = 2,
+    iterations: int = 3000,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    config: DualSRConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
+    """DualSR on one (C, H, W) image in [0, 1]: ``(sr, kernel, log)``.
+
+    ``sr`` is (C, s·H, s·W) in [0, 1]; ``kernel`` the estimated blur kernel (float64,
+    correlation orientation, middle-centred: :func:`dynsr.degrade.blur` then
+    :func:`dynsr.degrade.subsample` with it models the degradation); ``log`` one dict of
+    losses per iteration (with ``stage`` 1 or 2 at x4). ``progress(iteration, iterations,
+    losses)`` is called after every iteration. ``config`` overrides the hyper-parameters
+    (its ``iterations`` is replaced by ``iterations``).
+    """
+    if scale not in (2, 4):
+        raise ValueError(f"DualSR supports scale 2 or 4, got {scale!r}")
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got "
+                         f"{tuple(image.shape)}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be positive, got {iterations}")
+    base = config or DualSRConfig()
+    config = DualSRConfig(**{**base.__dict__, "iterations": iterations})
+    image = image.float()
+    sr, kernel, log = _dualsr_x2(image, config, seed, progress, 1)
+    if scale == 4:
+        # Second x2 step on the first one's output, with fresh networks.
+        sr, _, log2 = _dualsr_x2(sr, config, seed + 1, progress, 2)
+        log += log2
+        kernel = analytic_x4_kernel(kernel)
+    if not all(math.isfinite(v) for entry in log for v in entry.values()):
+        raise FloatingPointError("DualSR diverged: a loss is not finite")
+    return sr, kernel, log
+
+
+def format_progress(iteration: int, iterations: int, losses: dict[str, float]) -> str:
+    """One progress line: iteration, the main losses and the ETA."""
+    done = iteration + 1
+    eta = losses["seconds"] / done * (iterations - done)
+    return (f"it {done}/{iterations} gan {losses['gan']:.4f} fwd {losses['cycle_forward']:.4f} "
+            f"bwd {losses['cycle_backward']:.4f} interp {losses['interp']:.4f} "
+            f"d {losses['d']:.4f} eta {_format_eta(eta)}")

@@ -1,0 +1,92 @@
+"""DualSR: upsampler, masked interpolation loss, repeatable zero-shot runs (tiny, few steps)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dynsr.degrade import analytic_x4_kernel
+from dynsr.zeroshot.dualsr import (
+    Upsampler,
+    format_progress,
+    masked_interpolation_loss,
+    sobel_magnitude,
+    zeroshot,
+)
+
+torch.set_num_threads(1)
+
+
+def _image(height: int = 60, width: int = 56) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(1, 3, height // 4, width // 4, generator=gen),
+                           size=(height, width), mode="bicubic", align_corners=False)
+    return smooth[0].clamp(0, 1)
+
+
+def test_upsampler_bilinear_is_replicate_padded_phase_filters():
+    # The release upsamples with 2x2 phase filters (9, 3, 3, 1)/16 on a replicate-padded image.
+    x = torch.rand(1, 3, 9, 7, dtype=torch.float64)
+    phases = torch.tensor([[[9, 3], [3, 1]], [[3, 9], [1, 3]], [[3, 1], [9, 3]], [[1, 3], [3, 9]]],
+                          dtype=torch.float64)[:, None] / 16
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate").reshape(3, 1, 11, 9)
+    reference = F.pixel_shuffle(F.conv2d(padded, phases), 2).reshape(1, 3, 20, 16)[..., 1:-1, 1:-1]
+    model = Upsampler().double()
+    for module in model.body:
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.zeros_(module.weight)
+    torch.testing.assert_close(model(x), reference, rtol=0, atol=1e-12)
+
+
+def test_sobel_and_masked_interpolation_loss():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert sobel_magnitude(flat)[..., 1:-1, 1:-1].abs().max() == 0
+    ramp = torch.arange(8.0).repeat(8, 1)[None, None] * 0.1
+    # Unnormalised Sobel of a ramp of slope 0.1 is 0.8 inside the image.
+    torch.testing.assert_close(sobel_magnitude(ramp)[..., 1:-1, 1:-1],
+                               torch.full((1, 1, 6, 6), 0.8))
+    bic = torch.rand(1, 3, 8, 8)
+    assert masked_interpolation_loss(bic, bic) == 0
+    # On a flat image the mask is 1 inside, so the loss is the plain mean difference there.
+    loss = masked_interpolation_loss(flat + 0.1, flat)
+    assert 0 < loss.item() <= 0.1 + 1e-6
+
+
+def test_zeroshot_same_seed_same_output_and_finite_losses():
+    image = _image()
+    seen = []
+    sr, kernel, log = zeroshot(image, 2, iterations=3, seed=7,
+                               progress=lambda i, n, losses: seen.append(format_progress(
+                                   i, n, losses)))
+    assert sr.shape == (3, 120, 112)
+    assert 0 <= sr.min() and sr.max() <= 1
+    assert kernel.dim() == 2 and kernel.shape[0] % 2 == 1
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-9)
+    assert len(log) == 3 and len(seen) == 3 and seen[-1].startswith("it 3/3")
+    assert all(math.isfinite(v) for entry in log for v in entry.values())
+    state = torch.get_rng_state()
+    sr2, kernel2, log2 = zeroshot(image, 2, iterations=3, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(sr, sr2) and torch.equal(kernel, kernel2)
+    assert [e["total"] for e in log] == [e["total"] for e in log2]
+    sr3, _, _ = zeroshot(image, 2, iterations=3, seed=8)
+    assert not torch.equal(sr, sr3)
+
+
+def test_zeroshot_x4_is_two_x2_steps():
+    image = _image(52, 52)
+    sr, kernel, log = zeroshot(image, 4, iterations=2, seed=0)
+    assert sr.shape == (3, 208, 208)
+    assert [e["stage"] for e in log] == [1.0, 1.0, 2.0, 2.0]
+    _, kernel2, _ = zeroshot(image, 2, iterations=2, seed=0)
+    torch.testing.assert_close(kernel, analytic_x4_kernel(kernel2))
+
+
+def test_zeroshot_rejects_bad_input():
+    with pytest.raises(ValueError):
+        zeroshot(_image(), 3, iterations=1)
+    with pytest.raises(ValueError):
+        zeroshot(torch.rand(3, 40, 40), 2, iterations=1)
