@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
+from dynsr.io import load_tensor, write_image
 from dynsr.zeroshot.dualsr import (
     Upsampler,
     format_progress,
@@ -90,3 +94,19 @@ def test_zeroshot_rejects_bad_input():
         zeroshot(_image(), 3, iterations=1)
     with pytest.raises(ValueError):
         zeroshot(torch.rand(3, 40, 40), 2, iterations=1)
+
+
+def test_zeroshot_command_writes_image_kernel_and_log(tmp_path, capsys):
+    write_image(tmp_path / "photo.png", _image())
+    out = tmp_path / "out"
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(out), "--scale", "2",
+                 "--iterations", "3", "--seed", "1"]) == 0
+    assert load_tensor(out / "photo_x2.png").shape == (3, 120, 112)
+    kernel = np.load(out / "photo_kernel_x2.npy")
+    assert kernel.ndim == 2 and abs(kernel.sum() - 1) < 1e-9
+    assert load_tensor(out / "photo_kernel_x2.png").shape[-1] >= 256
+    log = json.loads((out / "photo_log.json").read_text())
+    assert len(log) == 3 and "cycle_forward" in log[0]
+    csv_lines = (out / "photo_log.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and "interp" in csv_lines[0].split(",")
+    assert "super-resolved 1 of 1" in capsys.readouterr().out

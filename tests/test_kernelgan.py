@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel, blur, center_of_mass, isotropic_gaussian, subsample
+from dynsr.io import write_image
 from dynsr.zeroshot.kernelgan import (
     DeepLinearGenerator,
     KernelPriors,
@@ -138,3 +141,15 @@ def test_estimate_kernel_repeatable_and_normalised():
     assert k2.shape[-1] % 2 == 1 and k2.shape[-1] >= 13
     k4 = estimate_kernel(image, 4, iterations=4, seed=5, crop=40)
     torch.testing.assert_close(k4, analytic_x4_kernel(k2))
+
+
+def test_estimate_kernel_command(tmp_path):
+    image = blur(torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(2)),
+                 isotropic_gaussian(7, 1.0))
+    write_image(tmp_path / "in.png", image)
+    out = tmp_path / "out"
+    assert main(["estimate-kernel", str(tmp_path / "in.png"), "--scale", "4", "-o", str(out),
+                 "--iterations", "3"]) == 0
+    kernel = np.load(out / "in_kernel_x4.npy")
+    assert kernel.shape[0] == kernel.shape[1] and abs(kernel.sum() - 1) < 1e-9
+    assert (out / "in_kernel_x4.png").is_file()

@@ -7,9 +7,16 @@ import sys
 import traceback
 
 from dynsr import __version__
-from dynsr.cli import degrade_cmd, eval_cmd, models_cmd, train_cmd
+from dynsr.cli import (
+    degrade_cmd,
+    estimate_kernel_cmd,
+    eval_cmd,
+    models_cmd,
+    train_cmd,
+    zeroshot_cmd,
+)
 
-COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd)
+COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, zeroshot_cmd, estimate_kernel_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

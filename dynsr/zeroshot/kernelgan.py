@@ -438,7 +438,7 @@ def estimate_kernel(
             opt_d.step()
             schedule.update(iteration, priors, (opt_g, opt_d))
             if progress is not None:
-                progress(iteration, {"gan": float(loss_g), "d": float(loss_d),
+                progress(iteration, {"gan": float(loss_g.detach()), "d": float(loss_d.detach()),
                                      **{f"prior_{k}": v for k, v in priors.terms.items()}})
         with torch.no_grad():
             kernel = post_process_kernel(g_dn.kernel())
