@@ -393,8 +393,10 @@ def estimate_kernel(
     """KernelGAN: the blur kernel of ``image`` (C, H, W) in [0, 1] for x2 or x4 downscaling.
 
     Trains G_DN (input crops of ``crop`` pixels, batch 1) against D_DN (real crops of G_DN's
-    output size) with the priors and KernelGAN's schedule (Adam lr 2e-4, betas (0.5, 0.999),
-    lr / 10 every 750 iterations), then post-processes (:func:`post_process_kernel`). x4
+    output size; its fakes are the updated G_DN's output plus N(0, 1/255) noise, as
+    KernelGAN's ``train_d``) with the priors and KernelGAN's schedule (Adam lr 2e-4, betas
+    (0.5, 0.999), lr / 10 every 750 iterations), then post-processes
+    (:func:`post_process_kernel`). x4
     returns :func:`dynsr.degrade.analytic_x4_kernel` of the x2 kernel. Seeded: the same
     inputs give the same kernel on the same machine; the caller's global RNG is untouched.
     ``progress(iteration, losses)`` is called after every iteration.
@@ -429,11 +431,14 @@ def estimate_kernel(
             loss_total = loss_g + priors(kernel, g_input, fake)
             loss_total.backward()
             opt_g.step()
-            # Discriminator step.
+            # Discriminator step. KernelGAN re-runs the updated G_DN and adds N(0, 1/255)
+            # noise to its output before D sees it.
             d_dn.requires_grad_(True)
             opt_d.zero_grad(set_to_none=True)
-            loss_d = 0.5 * (lsgan_loss(d_dn(real), True)
-                            + lsgan_loss(d_dn(fake.detach()), False))
+            with torch.no_grad():
+                fake = g_dn(g_input)
+                fake = fake + torch.randn_like(fake) / 255.0
+            loss_d = 0.5 * (lsgan_loss(d_dn(real), True) + lsgan_loss(d_dn(fake), False))
             loss_d.backward()
             opt_d.step()
             schedule.update(iteration, priors, (opt_g, opt_d))
