@@ -13,10 +13,12 @@ from dynsr.cli import (
     eval_cmd,
     models_cmd,
     train_cmd,
+    upscale_cmd,
     zeroshot_cmd,
 )
 
-COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, zeroshot_cmd, estimate_kernel_cmd)
+COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, upscale_cmd, zeroshot_cmd,
+            estimate_kernel_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

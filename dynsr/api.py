@@ -1,0 +1,363 @@
+"""The Python API: ``dynsr.load(name, scale)`` → an :class:`Upscaler` with ``.upscale(image)``.
+
+``upscale`` returns the kind of image it is given:
+
+=====================================  ==================================================
+input                                  output
+=====================================  ==================================================
+path (``str`` / ``PathLike``)          :class:`UpscaledImage` (float planes + bit depth,
+                                       ICC, EXIF of the file); ``.save(path)`` writes it
+``PIL.Image.Image``                    ``PIL.Image.Image`` of the same mode (P/CMYK/… →
+                                       RGB or RGBA), ICC profile and EXIF bytes kept
+NumPy (H, W) or (H, W, C), C = 1–4     same dtype and layout; uint8/uint16 rounded,
+                                       floats taken in [0, 1] and clamped to it
+tensor (C, H, W) or (B, C, H, W) float same dtype and device, clamped to [0, 1]
+=====================================  ==================================================
+
+A path gives an :class:`UpscaledImage` rather than a PIL image because Pillow cannot hold
+16-bit colour; EXIF orientation is applied on reading (the saved EXIF no longer has it). With
+two or four channels the last one is alpha.
+
+Alpha: upscaled separately with MATLAB bicubic (it has no texture to invent, and bicubic
+does not grow halos); the colour is premultiplied by alpha before the model and divided by
+the upscaled alpha after it, so colour hidden under transparent pixels never bleeds into the
+edges. Fully opaque alpha skips all this and stays exactly 1.
+
+Defaults: the model is :data:`DEFAULT_MODEL`; the device the first of cuda, mps, cpu that
+is available; the precision :func:`default_precision`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from dynsr.io import LoadedImage, read_image, write_image
+from dynsr.models import create, get_spec
+from dynsr.models.inference import PRECISIONS, prepare_model
+from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
+from dynsr.upscale.weights import find_weights, load_state_dict
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEVICES",
+    "ImageLike",
+    "UpscaledImage",
+    "Upscaler",
+    "default_precision",
+    "load",
+    "resolve_device",
+]
+
+#: The model used when none is named. Bicubic until trained weights ship (issue 5); then
+#: this one constant becomes the learned default (e.g. "ddet").
+DEFAULT_MODEL = "bicubic"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: What :meth:`Upscaler.upscale` accepts (and returns the same kind of).
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+#: A degradation description for UDVD: a width, a kernel tensor or per-pixel maps.
+Condition = float | torch.Tensor | None
+# Upscaled alpha below this is treated as fully transparent when un-premultiplying.
+_ALPHA_EPS = 1e-3
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: cuda, else mps, else cpu; a named device must be available."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps: MPS is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
+    return device
+
+
+def cpu_supports_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX-512 BF16 or AMX); without them bf16 is slower."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 on CPUs with native bf16 and on CUDA GPUs that support it, else fp32.
+
+    bf16 has fp32's range (no overflow to inf/NaN, unlike fp16) and was measured within
+    0.1 dB of fp32 for every model (models issue); fp16 is only used when asked.
+    """
+    if device.type == "cpu":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
+
+
+@dataclass(frozen=True, eq=False)
+class UpscaledImage:
+    """An upscaled image file: what :class:`~dynsr.io.LoadedImage` holds, SR-sized."""
+
+    pixels: torch.Tensor  # float32 (C, H, W) in [0, 1], C = 1 or 3
+    alpha: torch.Tensor | None  # float32 (1, H, W) in [0, 1]
+    bit_depth: int
+    icc_profile: bytes | None
+    exif: bytes | None
+    source: Path | None = None
+
+    def save(self, path: str | os.PathLike[str], *, quality: int = 95) -> Path:
+        """Write atomically; 16-bit is kept in PNG (the only format dynsr writes in 16 bit)."""
+        path = Path(path)
+        bit_depth = self.bit_depth if path.suffix.lower() == ".png" else 8
+        return write_image(path, self.pixels, self.alpha, bit_depth=bit_depth,
+                           icc_profile=self.icc_profile, exif=self.exif, quality=quality)
+
+
+class Upscaler:
+    """A model ready to upscale images of any size (build it with :func:`load`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        scale: int,
+        *,
+        device: torch.device,
+        precision: str,
+        tile: int = DEFAULT_TILE,
+        overlap: int | None = None,
+        trained: bool = False,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.scale = scale
+        self.device = device
+        self.precision = precision
+        self.tile = tile
+        self.overlap = default_overlap(name) if overlap is None else overlap
+        self.trained = trained
+        self.notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
+        self.needs_degradation = get_spec(name).needs_degradation
+        # Parameter-free models (bicubic) run in float64 on the CPU, exact as MATLAB.
+        self.has_parameters = next(model.parameters(), None) is not None
+        self._alpha_model = create("bicubic", scale=scale)
+        if tile < 1 or self.overlap < 0 or self.overlap >= tile:
+            raise ValueError(f"need tile > overlap >= 0, got tile {tile}, overlap {self.overlap}")
+
+    def __repr__(self) -> str:
+        return (f"Upscaler({self.name!r}, scale={self.scale}, device={str(self.device)!r}, "
+                f"precision={self.precision!r}, tile={self.tile}, overlap={self.overlap}, "
+                f"trained={self.trained})")
+
+    # ----------------------------------------------------------------------------------------
+    # public
+
+    def upscale(self, image: ImageLike, *, blur: Condition = None, noise: Condition = None,
+                progress: bool = False) -> ImageLike | UpscaledImage:
+        """Upscale ``image`` (path, PIL image, NumPy array or tensor); returns the same kind
+        (module doc). ``blur`` / ``noise``: the degradation, for UDVD only (a width, a
+        kernel tensor or per-pixel maps on the LR grid; noise on the 0..255 scale)."""
+        conditions = self.conditions(blur, noise)
+        if isinstance(image, (str, os.PathLike)):
+            return self.upscale_loaded(read_image(image), conditions, progress=progress)
+        if isinstance(image, Image.Image):
+            return self._upscale_pil(image, conditions, progress)
+        if isinstance(image, np.ndarray):
+            return self._upscale_numpy(image, conditions, progress)
+        if isinstance(image, torch.Tensor):
+            return self._upscale_tensor(image, conditions, progress)
+        raise TypeError(f"cannot upscale a {type(image).__name__}: give a path, a PIL image, "
+                        "a NumPy array or a tensor")
+
+    def upscale_loaded(self, image: LoadedImage, conditions: dict | None = None, *,
+                       progress: bool = False) -> UpscaledImage:
+        """Upscale an image read by :func:`dynsr.io.read_image`, keeping its bit depth,
+        ICC profile and EXIF."""
+        colour, alpha = self.upscale_planes(image.pixels, image.alpha, conditions or {},
+                                            progress=progress)
+        return UpscaledImage(colour, alpha, image.bit_depth, image.icc_profile, image.exif,
+                             image.path)
+
+    def upscale_planes(self, colour: torch.Tensor, alpha: torch.Tensor | None,
+                       conditions: dict | None = None, *, progress: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Colour (C, h, w), C = 1 or 3, and optional alpha (1, h, w), floats in [0, 1] →
+        the SR planes, float32 on the CPU, clamped to [0, 1]. Alpha: module doc."""
+        colour = colour.detach().to("cpu", torch.float32)
+        if alpha is None:
+            return self._run(colour, conditions or {}, progress).clamp_(0, 1), None
+        alpha = alpha.detach().to("cpu", torch.float32)
+        if bool((alpha >= 1).all()):
+            sr = self._run(colour, conditions or {}, progress).clamp_(0, 1)
+            return sr, torch.ones(1, *sr.shape[-2:])
+        premultiplied = self._run(colour * alpha, conditions or {}, progress)
+        alpha_sr = self._run_alpha(alpha)
+        # Divide by the unclamped alpha: bicubic overshoots (ringing) alike in both planes.
+        visible = alpha_sr > _ALPHA_EPS
+        sr = torch.where(visible, premultiplied / alpha_sr.clamp_min(_ALPHA_EPS), 0.0)
+        return sr.clamp_(0, 1), alpha_sr.clamp_(0, 1)
+
+    # ----------------------------------------------------------------------------------------
+    # running the model
+
+    def conditions(self, blur: Condition = None, noise: Condition = None) -> dict:
+        """The model's keyword arguments for this degradation (empty for blind models)."""
+        if not self.needs_degradation:
+            if blur is not None or noise is not None:
+                raise ValueError(f"blur and noise describe the degradation for non-blind "
+                                 f"models (udvd); {self.name} does not take them")
+            return {}
+        return {"blur": blur, "noise": 0.0 if noise is None else noise}
+
+    def _run(self, lr: torch.Tensor, conditions: dict, progress: bool) -> torch.Tensor:
+        precision = self.precision if self.has_parameters else "fp32"
+        device = self.device if self.has_parameters else torch.device("cpu")
+
+        def run(tile: int, overlap: int) -> torch.Tensor:
+            return upscale_tiled(self.model, lr, self.scale, tile=tile, overlap=overlap,
+                                 device=device, precision=precision,
+                                 channels_last=self.has_parameters, conditions=conditions,
+                                 progress=progress)
+
+        empty_cache = torch.cuda.empty_cache if device.type == "cuda" else None
+        return upscale_with_retry(run, self.tile, self.overlap, notify=self.notify,
+                                  empty_cache=empty_cache)
+
+    def _run_alpha(self, alpha: torch.Tensor) -> torch.Tensor:
+        return upscale_tiled(self._alpha_model, alpha, self.scale, tile=self.tile,
+                             overlap=min(default_overlap("bicubic"), self.tile // 2))
+
+    # ----------------------------------------------------------------------------------------
+    # input kinds
+
+    def _upscale_pil(self, image: Image.Image, conditions: dict, progress: bool) -> Image.Image:
+        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+            array = np.asarray(image).astype(np.uint16)
+        elif image.mode in ("L", "LA", "RGB", "RGBA"):
+            array = np.asarray(image)
+        elif image.mode in ("I", "F"):
+            raise ValueError(f"PIL mode {image.mode} (32-bit) is not supported: convert to "
+                             "L, I;16, RGB or RGBA")
+        else:  # 1, P, PA, CMYK, YCbCr, ...: to the 8-bit mode that keeps any transparency
+            has_alpha = "transparency" in image.info or image.mode in ("PA", "La", "RGBa")
+            array = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+        result = Image.fromarray(self._upscale_numpy(array, conditions, progress))
+        for key in ("icc_profile", "exif"):
+            if image.info.get(key):
+                result.info[key] = image.info[key]
+        return result
+
+    def _upscale_numpy(self, array: np.ndarray, conditions: dict, progress: bool) -> np.ndarray:
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected an (H, W) or (H, W, C) array with C = 1 to 4, got "
+                             f"{array.shape}")
+        if array.dtype == np.uint8 or array.dtype == np.uint16:
+            maxval = float(np.iinfo(array.dtype).max)
+        elif np.issubdtype(array.dtype, np.floating):
+            maxval = 1.0
+        else:
+            raise ValueError(f"array dtype must be uint8, uint16 or float, got {array.dtype}")
+        chw = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / maxval)
+        chw = chw[None] if array.ndim == 2 else chw.permute(2, 0, 1)
+        sr = self._upscale_channels(chw, conditions, progress)
+        out = sr.permute(1, 2, 0).numpy()
+        out = out[..., 0] if array.ndim == 2 else out
+        if maxval == 1.0:
+            return out.astype(array.dtype)
+        # MATLAB im2uint8/im2uint16 rounding, as dynsr.io writes files.
+        return np.floor(out.astype(np.float64) * maxval + 0.5).astype(array.dtype)
+
+    def _upscale_tensor(self, tensor: torch.Tensor, conditions: dict,
+                        progress: bool) -> torch.Tensor:
+        if not tensor.is_floating_point() or tensor.dim() not in (3, 4):
+            raise ValueError(f"expected a float (C, H, W) or (B, C, H, W) tensor, got "
+                             f"{tensor.dtype} of shape {tuple(tensor.shape)}")
+        batch = tensor if tensor.dim() == 4 else tensor[None]
+        # One image at a time: tiles are cut per image, so memory does not grow with B.
+        out = torch.stack([self._upscale_channels(image, conditions, progress)
+                           for image in batch])
+        out = out.to(tensor.device, tensor.dtype)
+        return out if tensor.dim() == 4 else out[0]
+
+    def _upscale_channels(self, chw: torch.Tensor, conditions: dict,
+                          progress: bool) -> torch.Tensor:
+        """(C, h, w) with C = 1–4 (2 and 4: last is alpha) → float32 (C, s·h, s·w)."""
+        channels = chw.shape[0]
+        if channels not in (1, 2, 3, 4):
+            raise ValueError(f"images have 1 to 4 channels, got {channels}")
+        has_alpha = channels in (2, 4)
+        colour = chw[:-1] if has_alpha else chw
+        alpha = chw[-1:] if has_alpha else None
+        colour_sr, alpha_sr = self.upscale_planes(colour, alpha, conditions, progress=progress)
+        return colour_sr if alpha_sr is None else torch.cat([colour_sr, alpha_sr])
+
+
+def load(
+    name: str | None = None,
+    scale: int = 2,
+    *,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Upscaler:
+    """An :class:`Upscaler` for model ``name`` (default :data:`DEFAULT_MODEL`) at ``scale``.
+
+    Weights: the file ``weights`` if given (safetensors), else the shipped ones listed in the
+    weights manifest (checked against their sha256; see :mod:`dynsr.upscale.weights`). A
+    learned model without weights runs randomly initialised (seed 0, so runs agree) and
+    ``notify`` (default: ``warnings.warn``) is told so. ``device``: "auto" (default), "cpu",
+    "cuda", "mps". ``precision``: "fp32", "bf16", "fp16" (not on the CPU); default
+    :func:`default_precision`. ``tile`` / ``overlap``: LR pixels; the default overlap makes
+    tiling exact for the model (:func:`dynsr.upscale.default_overlap`).
+    """
+    name = DEFAULT_MODEL if name is None else name
+    spec = get_spec(name)
+    device = resolve_device(device)
+    if precision is None:
+        precision = default_precision(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 is not supported on the CPU (slow and prone to overflow): "
+                         "use bf16 or fp32")
+    notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
+    entry = find_weights(name, scale, weights_dir) if weights is None else None
+    config = entry.config if entry is not None else {}
+    # Seeded so an untrained model gives the same output on every run.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create(spec.name, scale=scale, **config)
+    has_parameters = next(model.parameters(), None) is not None
+    trained = not has_parameters
+    if weights is not None:
+        load_state_dict(model, weights)
+        trained = True
+    elif entry is not None:
+        load_state_dict(model, entry.path, entry.sha256)
+        trained = True
+    elif has_parameters:
+        notify(f"no trained weights for {name} x{scale} yet; using random initialisation "
+               f"(the output is not a real upscale; --model bicubic gives one)")
+    if not has_parameters:
+        precision = "fp32"  # bicubic runs in float64 on the CPU whatever was asked
+    model = prepare_model(model, channels_last=has_parameters).to(device)
+    return Upscaler(model, name, scale, device=device, precision=precision, tile=tile,
+                    overlap=overlap, trained=trained, notify=notify)

@@ -1,0 +1,196 @@
+"""``dynsr upscale``: upscale image files and folders with any model.
+
+Each output is written next to its input (or under ``-o DIR``, keeping the folders' structure
+with ``--recursive``) as ``NAME{suffix}.{ext}``, atomically: a failed or interrupted image
+leaves no partial file. Existing files are never replaced without ``--overwrite``, and an
+input is never overwritten. Alpha, grayscale, 16-bit (PNG output), EXIF (orientation applied)
+and ICC profiles are kept. Large images go through the model in tiles with blended seams;
+the default overlap makes tiles exact for the model. A file that fails is reported on one
+line and the others are still processed; the exit code is 1 only if something failed.
+
+The default model is bicubic until trained weights ship; learned models without weights run
+randomly initialised, with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dynsr.api import DEFAULT_MODEL, DEVICES, load
+from dynsr.degrade import load_kernel
+from dynsr.io import list_images, read_image
+from dynsr.models.inference import PRECISIONS
+from dynsr.upscale.tiling import DEFAULT_TILE
+
+EXTENSIONS = ("png", "jpg", "webp", "same")
+_PROG = "dynsr upscale"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="upscale images (files, folders)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR",
+                   help="output folder (created if missing); default: next to each input")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name (see `dynsr models`; default {DEFAULT_MODEL})")
+    p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4),
+                   help="upscaling factor (default 2)")
+    p.add_argument("--suffix", metavar="SUF",
+                   help="added to output names (default _x<scale>; '' for none)")
+    p.add_argument("--ext", choices=EXTENSIONS, default="png",
+                   help="output format (default png, which keeps 16 bit and alpha; same: "
+                        "the input's)")
+    p.add_argument("--quality", type=int, default=95, help="jpg/webp quality (default 95)")
+    p.add_argument("--recursive", action="store_true",
+                   help="look into sub-folders, keeping their structure in the output")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
+                   help=f"tile side in input pixels (default {DEFAULT_TILE}; smaller uses "
+                        "less memory; halved automatically when memory runs out)")
+    p.add_argument("--overlap", type=int, metavar="N",
+                   help="tile overlap in input pixels (default: the model's, exact tiling)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto (default): cuda, else mps, else cpu")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="default: bf16 on CPUs with native bf16 (AVX-512 BF16/AMX) and on "
+                        "CUDA GPUs that support it, else fp32; fp16 only on GPUs")
+    g = p.add_argument_group("degradation (non-blind models: udvd, udvd-lite)")
+    blur = g.add_mutually_exclusive_group()
+    blur.add_argument("--blur", type=float, metavar="WIDTH",
+                      help="isotropic Gaussian blur width (sigma, HR pixels) of the input")
+    blur.add_argument("--kernel", type=Path, metavar="FILE",
+                      help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
+    g.add_argument("--noise", metavar="LEVEL|FILE",
+                   help="noise level of the input on the 0..255 scale, or an image file of "
+                        "the input's size whose pixel values (0..255) are per-pixel levels")
+    # SUPPRESS: only set when given here, so `dynsr --debug upscale` keeps working.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks on errors")
+    p.set_defaults(run=run)
+
+
+def _noise_argument(value: str | None) -> float | torch.Tensor | None:
+    """A level, or a per-pixel level map (1, 1, h, w) read from an image file."""
+    if value is None:
+        return None
+    try:
+        level = float(value)
+    except ValueError:
+        image = read_image(value)  # ImageReadError names the file
+        return (image.pixels.mean(dim=0, keepdim=True) * 255.0)[None]
+    if level < 0:
+        raise ValueError(f"--noise must be >= 0, got {value}")
+    return level
+
+
+def _relative_name(path: Path, roots: list[Path]) -> Path:
+    for root in roots:
+        if root.is_dir() and path.is_relative_to(root):
+            return path.relative_to(root)
+    return Path(path.name)
+
+
+def output_path(path: Path, roots: list[Path], output: Path | None, suffix: str,
+                ext: str) -> Path:
+    """Where the upscaled ``path`` goes (module doc)."""
+    extension = path.suffix if ext == "same" else f".{ext}"
+    name = f"{path.stem}{suffix}{extension}"
+    if output is None:
+        return path.with_name(name)
+    return output / _relative_name(path, roots).with_name(name)
+
+
+def _collect(inputs: list[Path], recursive: bool, report) -> tuple[list[Path], int]:
+    """Images of every input; a missing input is one failure, the others still count."""
+    paths: list[Path] = []
+    failed = 0
+    for given in inputs:
+        try:
+            found = list_images([given], recursive=recursive)
+        except OSError as err:
+            failed += 1
+            report(f"failed: {err}")
+            continue
+        if not found and given.is_dir():
+            report(f"{given}: no images in this folder"
+                   + ("" if recursive else " (use --recursive for sub-folders)"))
+        paths.extend(p for p in found if p not in paths)
+    return paths, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    debug = getattr(args, "debug", False)
+
+    def report(message: str) -> None:
+        tqdm.write(f"{_PROG}: {message}", file=sys.stderr)
+
+    if args.tile < 16:
+        raise ValueError(f"--tile must be at least 16, got {args.tile}")
+    if args.overlap is not None and not 0 <= args.overlap < args.tile:
+        raise ValueError(f"--overlap must be >= 0 and smaller than --tile, got {args.overlap}")
+    if args.quality < 1 or args.quality > 100:
+        raise ValueError(f"--quality must be 1 to 100, got {args.quality}")
+    if args.blur is not None and args.blur < 0:
+        raise ValueError(f"--blur must be >= 0, got {args.blur}")
+    suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
+
+    upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
+                    tile=args.tile, overlap=args.overlap,
+                    notify=lambda message: report(f"warning: {message}"))
+    conditions: dict = {}
+    if upscaler.needs_degradation:
+        blur = load_kernel(args.kernel) if args.kernel is not None else args.blur
+        conditions = upscaler.conditions(blur, _noise_argument(args.noise))
+    elif args.blur is not None or args.kernel is not None or args.noise is not None:
+        raise ValueError(f"--blur/--kernel/--noise describe the input's degradation for "
+                         f"non-blind models (udvd, udvd-lite); {args.model} does not use them")
+    print(f"{_PROG}: {upscaler.name} x{upscaler.scale} on {upscaler.device} "
+          f"({upscaler.precision}), tile {upscaler.tile}, overlap {upscaler.overlap}",
+          file=sys.stderr)
+
+    start = time.perf_counter()
+    paths, failed = _collect(args.inputs, args.recursive, report)
+    done = skipped = 0
+    written: dict[Path, Path] = {}
+    for path in tqdm(paths, desc=f"upscale x{args.scale}", unit="img", disable=None):
+        target = output_path(path, args.inputs, args.output, suffix, args.ext)
+        try:
+            if target.resolve() == path.resolve():
+                raise ValueError(f"{path}: the output would replace the input (give a "
+                                 "--suffix, another --ext or -o DIR)")
+            if target in written:
+                raise ValueError(f"{path}: same output name {target} as {written[target]} "
+                                 "(give another --ext or --suffix)")
+            if target.exists() and not args.overwrite:
+                skipped += 1
+                report(f"{target} exists, skipped (use --overwrite)")
+                continue
+            image = read_image(path)
+            result = upscaler.upscale_loaded(image, conditions, progress=True)
+            if result.bit_depth == 16 and target.suffix.lower() != ".png":
+                report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "
+                       "png to keep 16 bits)")
+            result.save(target, quality=args.quality)
+            written[target] = path
+        except (OSError, ValueError, RuntimeError) as err:
+            # One line per failed file; the rest of the batch still runs.
+            failed += 1
+            if debug:
+                traceback.print_exc()
+            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            report(f"failed: {' '.join(message.split())}")
+            continue
+        done += 1
+    elapsed = time.perf_counter() - start
+    where = f" into {args.output}" if args.output is not None else ""
+    print(f"upscaled {done} images{where} ({skipped} skipped, {failed} failed) in "
+          f"{elapsed:.1f} s")
+    return 1 if failed else 0

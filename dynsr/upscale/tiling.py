@@ -1,0 +1,228 @@
+"""Tiled inference: any image size through any model, with invisible seams.
+
+The LR image is cut into tiles of ``tile`` × ``tile`` pixels that overlap by ``overlap``
+pixels; only one tile at a time is moved to the device, and the SR tiles are blended into
+an output assembled on the CPU.
+
+Blend. Where two tiles overlap (``overlap`` LR pixels), each tile first drops a *margin*
+next to its cut edge (where the model saw zero/replicate padding instead of the real
+neighbours), then the two tiles cross-fade over a *ramp* of ``min(overlap // 2, 16)`` LR
+pixels with a raised cosine, ``w = ½ − ½·cos(π t)`` for one tile and ``1 − w`` for the other.
+The 1-D weights of neighbouring tiles sum to 1 and the 2-D weights are their outer
+products, so the weights form a partition of unity and no normalisation pass is needed.
+Edges of the image itself are not cut edges: there the tile sees what the whole image sees.
+
+Exactness. An output pixel is exact (equal to the untiled result) when every tile giving it a
+weight saw its whole receptive field: ``margin = (overlap − ramp) / 2 ≥ radius``.
+:data:`RECEPTIVE_RADIUS` holds each model's measured radius (in LR pixels at x2: an impulse
+in a random-initialised model changes outputs by more than 1e-6 up to that distance), and
+:func:`default_overlap` turns it into the overlap that makes tiling exact. Tile starts are
+multiples of 4, so models that pixel-unshuffle by 2 or 4 (DyConvSR, DDet's trunk) see the
+same sub-pixel grid in every tile.
+
+Out of memory. :func:`upscale_with_retry` catches ``RuntimeError`` (which includes
+``torch.OutOfMemoryError``) whose message says "out of memory" and starts the image again
+with tiles half as large, down to :data:`MIN_TILE`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dynsr.models.inference import upscale_batch
+
+__all__ = [
+    "ALIGN",
+    "DEFAULT_TILE",
+    "MIN_TILE",
+    "RECEPTIVE_RADIUS",
+    "Tiling",
+    "default_overlap",
+    "is_out_of_memory",
+    "plan_tiles",
+    "upscale_tiled",
+    "upscale_with_retry",
+]
+
+#: Tile starts are multiples of this (lcm of the models' pixel-unshuffle factors 2 and 4).
+ALIGN = 4
+#: Default tile side in LR pixels: large enough that the overlap costs little, small enough
+#: that UDVD's 128-channel features of one tile stay well under 1 GB.
+DEFAULT_TILE = 384
+#: Out-of-memory retries stop below this tile side.
+MIN_TILE = 32
+#: Longest cross-fade between two tiles, LR pixels.
+MAX_RAMP = 16
+
+#: Measured receptive radius in LR pixels at x2: an impulse in a 112 × 112 random image
+#: (udvd: 72 × 72) changes a random-initialised model's output by more than 1e-6 up to this
+#: distance (seed 0). DDet's trunk works on the bicubic-upscaled image, so its radius in LR
+#: pixels shrinks at x3/x4. To be measured again once trained weights ship.
+RECEPTIVE_RADIUS: dict[str, int] = {
+    "bicubic": 2,
+    "ddet": 24,
+    "ddet-release": 25,
+    "ddet-rgb": 25,
+    "dyconvsr": 14,
+    "kpn7": 27,
+    "kpn7-pr": 24,
+    "kpn7-pr-cdm": 25,
+    "udvd": 14,
+    "udvd-lite": 12,
+}
+#: Radius assumed for models missing from the table (e.g. a model added later).
+FALLBACK_RADIUS = 32
+
+
+def _ramp_of(overlap: int) -> int:
+    return min(overlap // 2, MAX_RAMP)
+
+
+def default_overlap(name: str) -> int:
+    """The overlap (LR pixels, a multiple of :data:`ALIGN`) that makes tiling exact for model
+    ``name``: ``2 · radius + ramp``, the ramp being :data:`MAX_RAMP`."""
+    radius = RECEPTIVE_RADIUS.get(name, FALLBACK_RADIUS)
+    return ALIGN * math.ceil((2 * radius + MAX_RAMP) / ALIGN)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA/MPS/CPU allocation failure (``torch.OutOfMemoryError`` is a RuntimeError)."""
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+class Tiling:
+    """Tile positions and blend weights along one axis of ``length`` LR pixels."""
+
+    def __init__(self, length: int, tile: int, overlap: int) -> None:
+        if tile < 1 or overlap < 0:
+            raise ValueError(f"tile must be >= 1 and overlap >= 0, got {tile} and {overlap}")
+        self.length = length
+        self.ramp = _ramp_of(overlap)
+        self.margin = (overlap - self.ramp) / 2
+        if length <= tile:
+            self.spans = [(0, length)]
+            return
+        # The step is a multiple of ALIGN and at least the ramp, so one tile's fade-in ends
+        # before its fade-out starts.
+        step = max(ALIGN * ((tile - overlap) // ALIGN), ALIGN * math.ceil(self.ramp / ALIGN),
+                   ALIGN)
+        size = step + overlap
+        # Enough tiles that the last one reaches the end; it may be shorter than the others
+        # but always holds more than `overlap` pixels, so its ramp fits.
+        count = 1 + max(0, math.ceil((length - size) / step))
+        self.spans = [(i * step, min(i * step + size, length)) for i in range(count)]
+
+    def weights(self, index: int, scale: int) -> torch.Tensor:
+        """Blend weights (float32, ``scale · tile length``) of tile ``index`` in HR pixels."""
+        start, end = self.spans[index]
+        centres = torch.arange(scale * start, scale * end, dtype=torch.float64) + 0.5
+        weight = torch.ones_like(centres)
+        if index > 0:  # fade in over the overlap with the previous tile
+            weight *= self._fade(centres, scale * (start + self.margin), scale)
+        if index + 1 < len(self.spans):  # fade out where the next tile fades in
+            weight *= 1 - self._fade(centres, scale * (self.spans[index + 1][0] + self.margin),
+                                     scale)
+        return weight.float()
+
+    def _fade(self, centres: torch.Tensor, begin: float, scale: int) -> torch.Tensor:
+        width = scale * self.ramp
+        if width == 0:
+            return (centres >= begin).double()
+        t = ((centres - begin) / width).clamp(0, 1)
+        return 0.5 - 0.5 * torch.cos(math.pi * t)
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int) -> tuple[Tiling, Tiling]:
+    """The row and column tilings of an ``height`` × ``width`` LR image."""
+    return Tiling(height, tile, overlap), Tiling(width, tile, overlap)
+
+
+def _crop_conditions(conditions: dict, size: tuple[int, int], rows: tuple[int, int],
+                     cols: tuple[int, int], device: torch.device) -> dict:
+    """Per-pixel maps (B, C, h, w) on the LR grid are cut like the image; others pass as is."""
+    cropped = {}
+    for key, value in conditions.items():
+        if isinstance(value, torch.Tensor):
+            if value.dim() == 4 and tuple(value.shape[-2:]) == size:
+                value = value[..., rows[0]:rows[1], cols[0]:cols[1]]
+            value = value.to(device)
+        cropped[key] = value
+    return cropped
+
+
+def upscale_tiled(
+    model: nn.Module,
+    lr: torch.Tensor,
+    scale: int,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    conditions: dict | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """SR of ``lr`` (C, h, w) on the CPU, C = 1 or 3, by tiles; returns float32 (C, s·h, s·w).
+
+    ``model`` must already be on ``device`` and in eval mode. ``conditions`` are the model's
+    keyword arguments (UDVD ``blur=``, ``noise=``); per-pixel maps are cut per tile. A tile
+    whose reduced-precision result is not finite is run again in fp32. Not clamped.
+    """
+    if lr.dim() != 3:
+        raise ValueError(f"expected an LR image (C, h, w), got shape {tuple(lr.shape)}")
+    channels, height, width = lr.shape
+    rows, cols = plan_tiles(height, width, tile, overlap)
+    out = torch.zeros(channels, scale * height, scale * width, dtype=torch.float32)
+    positions = [(i, j) for i in range(len(rows.spans)) for j in range(len(cols.spans))]
+    bar = tqdm(positions, desc="tiles", unit="tile", leave=False,
+               disable=None if progress and len(positions) > 1 else True)
+    for i, j in bar:
+        (y0, y1), (x0, x1) = rows.spans[i], cols.spans[j]
+        piece = lr[:, y0:y1, x0:x1].unsqueeze(0).to(device)
+        kwargs = _crop_conditions(conditions or {}, (height, width), (y0, y1), (x0, x1),
+                                  piece.device)
+        sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
+                           **kwargs)
+        if precision != "fp32" and not torch.isfinite(sr).all():
+            # Half precision can overflow on unusual inputs: never hand back NaN or black.
+            sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
+                               **kwargs)
+        sr = sr[0].to("cpu", torch.float32)
+        weight = rows.weights(i, scale)[:, None] * cols.weights(j, scale)[None, :]
+        out[:, scale * y0:scale * y1, scale * x0:scale * x1] += sr * weight
+        del piece, sr
+    return out
+
+
+def upscale_with_retry(
+    run: Callable[[int, int], torch.Tensor],
+    tile: int,
+    overlap: int,
+    *,
+    notify: Callable[[str], None] | None = None,
+    empty_cache: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """``run(tile, overlap)``, again with halved tiles while it runs out of memory.
+
+    The overlap is halved too when it would no longer leave room for a step of half the
+    tile (tiling then is no longer exact, but the image gets done). ``notify`` receives one
+    line per retry; ``empty_cache`` frees the device's cached blocks before a retry.
+    """
+    while True:
+        try:
+            return run(tile, overlap)
+        except RuntimeError as err:
+            if not is_out_of_memory(err) or tile // 2 < MIN_TILE:
+                raise
+            tile //= 2
+            overlap = min(overlap, tile // 2)
+            if empty_cache is not None:
+                empty_cache()
+            if notify is not None:
+                notify(f"out of memory; retrying with tile {tile}, overlap {overlap}")

@@ -1,0 +1,128 @@
+"""Shipped weights: a manifest of safetensors files, each checked against its sha256.
+
+Layout of a weights folder (the package's ``dynsr/weights/`` by default, or the folder
+named by ``$DYNSR_WEIGHTS_DIR``, or a ``weights_dir`` argument)::
+
+    manifest.json
+    ddet_x2.safetensors
+    ...
+
+``manifest.json``::
+
+    {"version": 1,
+     "models": {"ddet": {"2": {"file": "ddet_x2.safetensors",
+                               "sha256": "<64 hex digits>",
+                               "config": {}}}}}
+
+``config`` (optional) holds the keyword arguments the weights were trained with, passed to
+``dynsr.models.create``. A folder without a manifest ships no weights; so does a manifest
+without the model or the scale (:func:`find_weights` returns ``None`` and callers say so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+__all__ = [
+    "MANIFEST_NAME",
+    "WEIGHTS_DIR_ENV_VAR",
+    "WeightsEntry",
+    "WeightsError",
+    "default_weights_dir",
+    "file_sha256",
+    "find_weights",
+    "load_state_dict",
+]
+
+MANIFEST_NAME = "manifest.json"
+WEIGHTS_DIR_ENV_VAR = "DYNSR_WEIGHTS_DIR"
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be used (bad manifest, missing file, checksum mismatch)."""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One shipped weights file for a model name and scale."""
+
+    name: str
+    scale: int
+    path: Path
+    sha256: str | None
+    config: dict = field(default_factory=dict)
+
+
+def default_weights_dir() -> Path:
+    """``$DYNSR_WEIGHTS_DIR`` if set, else the ``weights`` folder inside the package."""
+    env = os.environ.get(WEIGHTS_DIR_ENV_VAR)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def find_weights(name: str, scale: int,
+                 weights_dir: str | os.PathLike[str] | None = None) -> WeightsEntry | None:
+    """The manifest entry for ``name`` at ``scale``, or ``None`` when none is shipped."""
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        entry = manifest.get("models", {}).get(name, {}).get(str(scale))
+    except (OSError, ValueError, AttributeError) as err:
+        raise WeightsError(f"{manifest_path}: not a valid weights manifest ({err})") from err
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise WeightsError(f"{manifest_path}: entry {name} x{scale} has no \"file\"")
+    sha = entry.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise WeightsError(f"{manifest_path}: entry {name} x{scale}: sha256 must be 64 hex "
+                           "digits")
+    config = entry.get("config") or {}
+    if not isinstance(config, dict):
+        raise WeightsError(f"{manifest_path}: entry {name} x{scale}: config must be an object")
+    return WeightsEntry(name, scale, folder / entry["file"], sha and sha.lower(), config)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
+                    sha256: str | None = None) -> nn.Module:
+    """Load a safetensors file into ``model`` (strict), checking ``sha256`` first if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file does not exist")
+    if sha256 is not None:
+        actual = file_sha256(path)
+        if actual != sha256.lower():
+            # A truncated download or a wrong file must never run silently.
+            raise WeightsError(f"{path}: sha256 mismatch (expected {sha256}, got {actual}); "
+                               "the file is damaged or not the shipped one")
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    # Keep the model's dtype: weights may be stored in bf16/fp16 to save space.
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise WeightsError(f"{path}: weights do not fit the model ({err})") from err
+    return model

@@ -1,0 +1,394 @@
+"""dynsr upscale and dynsr.load: tiling, every kind of image, weights, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+from safetensors.torch import save_file
+from skimage import data
+
+import dynsr
+from dynsr.cli.main import main
+from dynsr.io import read_image, write_image
+from dynsr.models import available, create
+from dynsr.ops.resize import imresize
+from dynsr.upscale.tiling import (
+    RECEPTIVE_RADIUS,
+    Tiling,
+    default_overlap,
+    upscale_tiled,
+    upscale_with_retry,
+)
+from dynsr.upscale.weights import WeightsError
+
+# A training run shares this machine: stay on one thread.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_weights(tmp_path_factory, monkeypatch):
+    # Tests of untrained behaviour must not change when real weights land in the package.
+    monkeypatch.setenv("DYNSR_WEIGHTS_DIR", str(tmp_path_factory.mktemp("no-weights")))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _photo_pair(size: int, scale: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) float32 from scikit-image's astronaut: HR a crop, LR its bicubic downscale."""
+    photo = torch.from_numpy(data.astronaut()[::2, ::2].copy()).permute(2, 0, 1).float() / 255
+    hr = photo[:, 40:40 + size * scale, 60:60 + size * scale].contiguous()
+    lr = imresize(hr.double(), 1 / scale).clamp(0, 1).float()
+    return lr, hr
+
+
+def _seeded(name: str, scale: int = 2) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create(name, scale=scale).eval()
+
+
+def _conditions(name: str) -> dict:
+    return {"noise": 0.0} if name.startswith("udvd") else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# tiling
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(100, 40, 12), (97, 24, 8), (300, 64, 44),
+                                                 (41, 24, 8), (24, 24, 8), (7, 24, 8)])
+def test_tile_weights_are_a_partition_of_unity(length, tile, overlap):
+    tiling = Tiling(length, tile, overlap)
+    scale = 3
+    total = torch.zeros(scale * length, dtype=torch.float64)
+    for index, (start, end) in enumerate(tiling.spans):
+        assert start % 4 == 0 and end <= length
+        total[scale * start:scale * end] += tiling.weights(index, scale)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
+    assert tiling.spans[0][0] == 0 and tiling.spans[-1][1] == length
+
+
+def test_every_model_has_a_measured_receptive_radius():
+    for spec in available():
+        assert spec.name in RECEPTIVE_RADIUS, spec.name
+        assert default_overlap(spec.name) >= 2 * RECEPTIVE_RADIUS[spec.name]
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in available()])
+def test_tiled_equals_untiled_within_0_01_db_for_every_model(name):
+    # Small tiles (24 LR px, overlap 8) on a real photo: 4 tiles, seams in both directions.
+    lr, hr = _photo_pair(40)
+    model = _seeded(name)
+    whole = upscale_tiled(model, lr, 2, tile=1000, overlap=0, conditions=_conditions(name))
+    tiled = upscale_tiled(model, lr, 2, tile=24, overlap=8, conditions=_conditions(name))
+    assert tiled.shape == whole.shape == hr.shape
+    assert abs(_psnr(tiled.clamp(0, 1), hr) - _psnr(whole.clamp(0, 1), hr)) < 0.01
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in available()])
+def test_default_overlap_makes_tiling_exact(name):
+    # The overlap small tiles lack (8 px is below most models' receptive radius): with the
+    # model's default overlap the tiled output is the untiled one, so no seam can show.
+    overlap = default_overlap(name)
+    tile = overlap + 24
+    lr, _ = _photo_pair(tile + 20)  # two tiles along each axis
+    model = _seeded(name)
+    whole = upscale_tiled(model, lr, 2, tile=10_000, overlap=0, conditions=_conditions(name))
+    tiled = upscale_tiled(model, lr, 2, tile=tile, overlap=overlap,
+                          conditions=_conditions(name))
+    assert len(Tiling(lr.shape[-1], tile, overlap).spans) == 2
+    assert float((tiled - whole).abs().max()) < 1e-4
+
+
+class _SmallMemoryModel(torch.nn.Module):
+    """Bicubic that 'runs out of memory' on inputs larger than ``limit`` pixels a side."""
+
+    def __init__(self, limit: int, message: str = "CUDA out of memory. Tried to allocate"):
+        super().__init__()
+        self.inner, self.limit, self.message, self.sizes = create("bicubic", 2), limit, message, []
+
+    def forward(self, x):
+        self.sizes.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > self.limit:
+            raise torch.OutOfMemoryError(self.message)
+        return self.inner(x)
+
+
+def test_out_of_memory_retries_with_halved_tiles():
+    lr, _ = _photo_pair(100)
+    model = _SmallMemoryModel(limit=40)
+    notes = []
+    out = upscale_with_retry(
+        lambda tile, overlap: upscale_tiled(model, lr, 2, tile=tile, overlap=overlap),
+        128, 12, notify=notes.append)
+    expected = upscale_tiled(create("bicubic", 2), lr, 2, tile=1000, overlap=0)
+    assert float((out - expected).abs().max()) < 1e-6
+    assert notes == ["out of memory; retrying with tile 64, overlap 12",
+                     "out of memory; retrying with tile 32, overlap 12"]
+
+
+def test_other_runtime_errors_are_not_retried():
+    lr, _ = _photo_pair(40)
+    model = _SmallMemoryModel(limit=10, message="shape mismatch")
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        upscale_with_retry(lambda t, o: upscale_tiled(model, lr, 2, tile=t, overlap=o), 64, 8)
+    assert len(model.sizes) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Python API
+
+
+def test_load_defaults_to_bicubic_and_returns_the_same_kind():
+    upscaler = dynsr.load(scale=2, device="cpu")
+    assert upscaler.name == "bicubic" and upscaler.trained and upscaler.precision == "fp32"
+    rgb = data.astronaut()[:30, :20]
+    out = upscaler.upscale(rgb)
+    assert out.dtype == np.uint8 and out.shape == (60, 40, 3)
+    gray16 = (data.camera()[:16, :18].astype(np.uint16) * 257)
+    out16 = upscaler.upscale(gray16)
+    assert out16.dtype == np.uint16 and out16.shape == (32, 36)
+    rgba = np.random.default_rng(0).random((10, 12, 4)).astype(np.float32)
+    assert upscaler.upscale(rgba).shape == (20, 24, 4)
+    batch = torch.rand(2, 3, 8, 9, dtype=torch.float64)
+    out_t = upscaler.upscale(batch)
+    assert out_t.dtype == torch.float64 and out_t.shape == (2, 3, 16, 18)
+    assert torch.allclose(out_t[1], upscaler.upscale(batch[1]))
+    for mode in ("RGBA", "L", "I;16", "RGB"):
+        image = Image.fromarray(rgb).convert(mode)
+        result = upscaler.upscale(image)
+        assert result.mode == mode and result.size == (40, 60)
+
+
+def test_bicubic_through_the_api_is_matlab_bicubic():
+    lr, _ = _photo_pair(30)
+    out = dynsr.load("bicubic", 3, device="cpu").upscale(lr)
+    assert torch.allclose(out, imresize(lr.double(), 3).clamp(0, 1).float(), atol=1e-6)
+
+
+def test_untrained_model_warns_and_is_reproducible():
+    lr, _ = _photo_pair(12)
+    with pytest.warns(UserWarning, match="no trained weights for dyconvsr x2 yet"):
+        first = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32")
+    with pytest.warns(UserWarning):
+        second = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32")
+    assert not first.trained
+    assert torch.equal(first.upscale(lr), second.upscale(lr))
+
+
+def test_options_that_cannot_apply_are_refused():
+    with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
+        dynsr.load("bicubic", 2, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="does not take them"):
+        dynsr.load("bicubic", 2, device="cpu").upscale(torch.rand(3, 8, 8), noise=5)
+    with pytest.raises(TypeError, match="cannot upscale a list"):
+        dynsr.load("bicubic", 2, device="cpu").upscale([1, 2])
+
+
+def test_udvd_takes_blur_and_noise():
+    lr, _ = _photo_pair(12)
+    with pytest.warns(UserWarning):
+        upscaler = dynsr.load("udvd-lite", 2, device="cpu", precision="fp32")
+    plain = upscaler.upscale(lr)
+    blurred = upscaler.upscale(lr, blur=1.6, noise=10.0)
+    assert plain.shape == blurred.shape == (3, 24, 24)
+    assert not torch.equal(plain, blurred)
+
+
+def _write_weights(folder, scale=2, seed=1):
+    torch.manual_seed(seed)
+    model = create("dyconvsr", scale=scale)
+    path = folder / f"dyconvsr_x{scale}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
+    model, path = _write_weights(tmp_path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = {"version": 1, "models": {"dyconvsr": {"2": {"file": path.name, "sha256": sha}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    upscaler = dynsr.load("dyconvsr", 2, device="cpu", weights_dir=tmp_path)
+    assert upscaler.trained
+    for key, value in model.state_dict().items():
+        assert torch.equal(upscaler.model.state_dict()[key], value), key
+
+    manifest["models"]["dyconvsr"]["2"]["sha256"] = "0" * 64
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        dynsr.load("dyconvsr", 2, device="cpu", weights_dir=tmp_path)
+
+
+def test_weights_file_given_directly_and_env_folder(tmp_path, monkeypatch):
+    _, path = _write_weights(tmp_path)
+    assert dynsr.load("dyconvsr", 2, device="cpu", weights=path).trained
+    with pytest.raises(WeightsError, match="do not fit"):
+        dynsr.load("dyconvsr", 3, device="cpu", weights=path)
+    # An empty folder ships nothing: the model runs untrained, with the warning.
+    monkeypatch.setenv("DYNSR_WEIGHTS_DIR", str(tmp_path / "none"))
+    with pytest.warns(UserWarning, match="no trained weights"):
+        assert not dynsr.load("dyconvsr", 2, device="cpu").trained
+
+
+# ---------------------------------------------------------------------------------------------
+# every kind of image, through the command
+
+
+def _run(capsys, *argv):
+    code = main(["upscale", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_alpha_is_kept_and_transparent_colour_does_not_bleed(tmp_path, capsys):
+    rgba = np.zeros((40, 48, 4), np.uint8)
+    rgba[..., :3] = (0, 255, 0)  # garish colour under the transparent half
+    rgba[20:, :, :3] = 128
+    rgba[20:, :, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "sprite.png")
+    code, _, err = _run(capsys, tmp_path / "sprite.png", "-o", tmp_path / "out")
+    assert code == 0, err
+    out = np.asarray(Image.open(tmp_path / "out" / "sprite_x2.png"))
+    assert Image.open(tmp_path / "out" / "sprite_x2.png").mode == "RGBA"
+    assert out.shape == (80, 96, 4)
+    assert out[:36, :, 3].max() == 0 and out[44:, :, 3].min() == 255
+    visible = out[..., 3] > 0
+    # Premultiplied: every visible pixel is the grey, with no green fringe at the edge.
+    assert np.abs(out[visible][:, :3].astype(int) - 128).max() <= 1
+
+
+def test_gray_stays_gray_and_16_bit_stays_16_bit(tmp_path, capsys):
+    camera = data.camera()[::8, ::8]
+    Image.fromarray(camera).save(tmp_path / "gray.png")
+    dark = camera.astype(np.uint16) * 16  # a dark 16-bit image: every value < 4096 (6 %)
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert read_image(tmp_path / "dark16.png").bit_depth == 16
+    colour16 = torch.from_numpy(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1) / 255.0
+    write_image(tmp_path / "colour16.png", colour16 * 0.01, bit_depth=16)
+    code, _, err = _run(capsys, tmp_path, "-o", tmp_path / "out")
+    assert code == 0, err
+    gray = read_image(tmp_path / "out" / "gray_x2.png")
+    assert gray.pixels.shape == (1, 128, 128) and gray.bit_depth == 8
+    out_dark = read_image(tmp_path / "out" / "dark16_x2.png")
+    assert out_dark.bit_depth == 16 and out_dark.pixels.shape[0] == 1
+    samples = np.asarray(Image.open(tmp_path / "out" / "dark16_x2.png")).astype(int)
+    # Neither stretched nor cut to 8 bits: the same dark range, with 16-bit steps.
+    assert 3500 < samples.max() < 4600 and np.unique(samples).size > 1000
+    out_colour = read_image(tmp_path / "out" / "colour16_x2.png")
+    assert out_colour.bit_depth == 16 and out_colour.pixels.shape == (3, 128, 128)
+    assert 0.008 < float(out_colour.pixels.max()) < 0.0125  # 1 % of full scale, as given
+
+
+def test_exif_orientation_is_applied_and_icc_kept(tmp_path, capsys):
+    photo = Image.fromarray(data.coffee()[::8, ::8])  # 75 x 50, wider than tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    photo.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo.save(tmp_path / "profiled.png", icc_profile=icc)
+    code, _, err = _run(capsys, tmp_path, "-o", tmp_path / "out")
+    assert code == 0, err
+    rotated = Image.open(tmp_path / "out" / "rotated_x2.png")
+    assert rotated.size == (100, 150)  # displayed upright: tall
+    assert rotated.getexif().get(0x0112) in (None, 1)
+    assert Image.open(tmp_path / "out" / "profiled_x2.png").info.get("icc_profile") == icc
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input and failure
+
+
+def _good_images(folder, count=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = data.astronaut()[::8, ::8]
+    for i in range(count):
+        Image.fromarray(np.roll(photo, i * 7, axis=1)).save(folder / f"good{i}.png")
+
+
+def test_bad_files_fail_alone_with_one_line_each(tmp_path, capsys):
+    folder = tmp_path / "in"
+    _good_images(folder)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()[::8, ::8]).save(buffer, format="PNG")
+    (folder / "truncated.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, folder, tmp_path / "missing.png", "-o", out)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good0_x2.png", "good1_x2.png"]
+    failures = [line for line in err.splitlines() if "failed:" in line]
+    assert len(failures) == 4
+    for name in ("corrupt.png", "truncated.png", "empty.jpg", "missing.png"):
+        assert sum(name in line for line in failures) == 1, name
+    assert "Traceback" not in err
+    assert "upscaled 2 images" in stdout and "4 failed" in stdout
+
+
+def test_no_partial_output_when_writing_fails(tmp_path, capsys):
+    rgba = np.full((16, 16, 4), 200, np.uint8)
+    rgba[:8, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    code, _, err = _run(capsys, tmp_path / "alpha.png", "-o", tmp_path / "out", "--ext", "jpg")
+    assert code == 1 and "alpha.png" in err and "alpha" in err.splitlines()[-1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, capsys):
+    _good_images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "good0_x2.png").write_bytes(b"keep me")
+    code, stdout, err = _run(capsys, tmp_path / "in", "-o", out)
+    assert code == 0 and "1 skipped" in stdout and "exists" in err
+    assert (out / "good0_x2.png").read_bytes() == b"keep me"
+    code, _, _ = _run(capsys, tmp_path / "in", "-o", out, "--overwrite")
+    assert code == 0 and read_image(out / "good0_x2.png").pixels.shape == (3, 128, 128)
+
+
+def test_input_is_never_replaced(tmp_path, capsys):
+    _good_images(tmp_path, 1)
+    before = (tmp_path / "good0.png").read_bytes()
+    code, _, err = _run(capsys, tmp_path / "good0.png", "--suffix", "", "--ext", "same",
+                        "--overwrite")
+    assert code == 1 and "would replace the input" in err
+    assert (tmp_path / "good0.png").read_bytes() == before
+
+
+def test_recursive_keeps_the_folder_structure(tmp_path, capsys):
+    _good_images(tmp_path / "in" / "a" / "b", 1)
+    _good_images(tmp_path / "in", 1)
+    code, _, err = _run(capsys, tmp_path / "in", "--recursive", "-o", tmp_path / "out",
+                        "--suffix=-big", "--ext", "webp")
+    assert code == 0, err
+    assert (tmp_path / "out" / "a" / "b" / "good0-big.webp").is_file()
+    assert (tmp_path / "out" / "good0-big.webp").is_file()
+
+
+def test_command_line_refusals_are_one_line(tmp_path, capsys):
+    _good_images(tmp_path, 1)
+    code, _, err = _run(capsys, tmp_path, "--device", "cpu", "--precision", "fp16")
+    assert code == 1 and "fp16 is not supported on the CPU" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, tmp_path, "--noise", "5")
+    assert code == 1 and "does not use them" in err
+
+
+def test_udvd_noise_map_from_an_image_file(tmp_path, capsys):
+    _good_images(tmp_path / "in", 1)
+    Image.fromarray(np.full((64, 64), 10, np.uint8)).save(tmp_path / "noise.png")
+    code, _, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "out", "--model",
+                        "udvd-lite", "--noise", tmp_path / "noise.png", "--blur", "1.2",
+                        "--precision", "fp32")
+    assert code == 0, err
+    assert "no trained weights for udvd-lite x2 yet" in err
+    assert read_image(tmp_path / "out" / "good0_x2.png").pixels.shape == (3, 128, 128)
