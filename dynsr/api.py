@@ -149,6 +149,13 @@ class Upscaler:
         self.precision = precision
         self.tile = tile
         self.overlap = default_overlap(name) if overlap is None else overlap
+        if overlap is None and self.overlap > tile // 2:
+            # Small tiles asked for: keep them useful rather than refuse; say what it costs.
+            self.overlap = tile // 2
+            (notify or warnings.warn)(
+                f"tile {tile} is small for {name}: overlap {self.overlap} instead of "
+                f"{default_overlap(name)}, so tile seams may differ slightly from an untiled "
+                f"run (use --tile {2 * default_overlap(name)} or more for exact tiling)")
         self.trained = trained
         self.notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
         self.needs_degradation = get_spec(name).needs_degradation

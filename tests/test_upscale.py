@@ -392,3 +392,45 @@ def test_udvd_noise_map_from_an_image_file(tmp_path, capsys):
     assert code == 0, err
     assert "no trained weights for udvd-lite x2 yet" in err
     assert read_image(tmp_path / "out" / "good0_x2.png").pixels.shape == (3, 128, 128)
+
+
+def test_udvd_blur_maps_from_npy_and_wrong_sized_maps(tmp_path, capsys):
+    _good_images(tmp_path / "in", 1)
+    np.save(tmp_path / "widths.npy", np.linspace(0.2, 2.0, 64 * 64).reshape(64, 64))
+    np.save(tmp_path / "small.npy", np.ones((10, 10)))
+    code, _, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "out", "--model",
+                        "udvd-lite", "--blur", tmp_path / "widths.npy", "--precision", "fp32",
+                        "--tile", "40")
+    assert code == 0, err
+    assert "overlap 20 instead of" in err  # small tiles: said, not refused
+    code, _, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "out2", "--model",
+                        "udvd-lite", "--blur", tmp_path / "small.npy")
+    failures = [line for line in err.splitlines() if "failed:" in line]
+    assert code == 1 and len(failures) == 1
+    assert "good0.png" in failures[0] and "10x10, the image 64x64" in failures[0]
+    assert not (tmp_path / "out2").exists()
+
+
+class _OverflowingModel(torch.nn.Module):
+    """Nearest-neighbour x2 that overflows (inf) under autocast, like fp16 activations can."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        out = torch.nn.functional.interpolate(x, scale_factor=2) * self.weight
+        return out * math.inf if torch.is_autocast_enabled("cpu") else out
+
+
+def test_non_finite_reduced_precision_tiles_are_redone_in_fp32():
+    lr, _ = _photo_pair(20)
+    out = upscale_tiled(_OverflowingModel(), lr, 2, tile=12, overlap=4, precision="bf16")
+    expected = torch.nn.functional.interpolate(lr[None], scale_factor=2)[0]
+    assert torch.isfinite(out).all() and torch.allclose(out, expected, atol=1e-6)
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    code, _, err = _run(capsys, tmp_path / "bad.png", "--debug")
+    assert code == 1 and "Traceback" in err and "bad.png" in err

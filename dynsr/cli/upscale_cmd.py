@@ -20,6 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -64,31 +65,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "CUDA GPUs that support it, else fp32; fp16 only on GPUs")
     g = p.add_argument_group("degradation (non-blind models: udvd, udvd-lite)")
     blur = g.add_mutually_exclusive_group()
-    blur.add_argument("--blur", type=float, metavar="WIDTH",
-                      help="isotropic Gaussian blur width (sigma, HR pixels) of the input")
+    blur.add_argument("--blur", metavar="WIDTH|FILE",
+                      help="isotropic Gaussian blur width (sigma, HR pixels) of the input, or "
+                           "a per-pixel width map of the input's size: .npy of widths, or an "
+                           "image whose pixel values are 10 × the width (2 → 0.2, 30 → 3.0)")
     blur.add_argument("--kernel", type=Path, metavar="FILE",
                       help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
     g.add_argument("--noise", metavar="LEVEL|FILE",
-                   help="noise level of the input on the 0..255 scale, or an image file of "
-                        "the input's size whose pixel values (0..255) are per-pixel levels")
+                   help="noise level of the input on the 0..255 scale, or a per-pixel level "
+                        "map of the input's size: .npy of levels, or an image whose pixel "
+                        "values (0..255) are the levels")
     # SUPPRESS: only set when given here, so `dynsr --debug upscale` keeps working.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
     p.set_defaults(run=run)
 
 
-def _noise_argument(value: str | None) -> float | torch.Tensor | None:
-    """A level, or a per-pixel level map (1, 1, h, w) read from an image file."""
+def _map_argument(value: str | None, option: str, per_unit: float) -> float | torch.Tensor | None:
+    """A number, or a per-pixel map (1, 1, h, w) on the input's grid read by :func:`_read_map`."""
     if value is None:
         return None
     try:
-        level = float(value)
+        number = float(value)
     except ValueError:
-        image = read_image(value)  # ImageReadError names the file
-        return (image.pixels.mean(dim=0, keepdim=True) * 255.0)[None]
-    if level < 0:
-        raise ValueError(f"--noise must be >= 0, got {value}")
-    return level
+        return _read_map(Path(value), option, per_unit)
+    if not number >= 0:
+        raise ValueError(f"{option} must be >= 0, got {value}")
+    return number
+
+
+def _read_map(path: Path, option: str, per_unit: float) -> torch.Tensor:
+    """``.npy``: the values themselves; an image file: each pixel value (0..255, colour
+    averaged) is ``per_unit`` × the value."""
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable .npy map ({err})") from err
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"{path}: {option} map must be a 2-D numeric array, got "
+                             f"{array.dtype} of shape {array.shape}")
+        values = torch.from_numpy(array.astype(np.float32))
+    else:
+        image = read_image(path)  # ImageReadError names the file
+        values = image.pixels.mean(dim=0) * 255.0 / per_unit
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(f"{path}: {option} map values must be finite and >= 0")
+    return values[None, None]
 
 
 def _relative_name(path: Path, roots: list[Path]) -> Path:
@@ -138,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlap must be >= 0 and smaller than --tile, got {args.overlap}")
     if args.quality < 1 or args.quality > 100:
         raise ValueError(f"--quality must be 1 to 100, got {args.quality}")
-    if args.blur is not None and args.blur < 0:
-        raise ValueError(f"--blur must be >= 0, got {args.blur}")
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
 
     upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
@@ -147,8 +168,9 @@ def run(args: argparse.Namespace) -> int:
                     notify=lambda message: report(f"warning: {message}"))
     conditions: dict = {}
     if upscaler.needs_degradation:
-        blur = load_kernel(args.kernel) if args.kernel is not None else args.blur
-        conditions = upscaler.conditions(blur, _noise_argument(args.noise))
+        blur = (load_kernel(args.kernel) if args.kernel is not None
+                else _map_argument(args.blur, "--blur", 10.0))
+        conditions = upscaler.conditions(blur, _map_argument(args.noise, "--noise", 1.0))
     elif args.blur is not None or args.kernel is not None or args.noise is not None:
         raise ValueError(f"--blur/--kernel/--noise describe the input's degradation for "
                          f"non-blind models (udvd, udvd-lite); {args.model} does not use them")

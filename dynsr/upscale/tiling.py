@@ -144,11 +144,17 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> tuple[Tiling
 
 def _crop_conditions(conditions: dict, size: tuple[int, int], rows: tuple[int, int],
                      cols: tuple[int, int], device: torch.device) -> dict:
-    """Per-pixel maps (B, C, h, w) on the LR grid are cut like the image; others pass as is."""
+    """Per-pixel maps (B, C, h, w) on the LR grid are cut like the image; others pass as is.
+
+    ``ValueError`` for a map of another size than the image."""
     cropped = {}
     for key, value in conditions.items():
         if isinstance(value, torch.Tensor):
-            if value.dim() == 4 and tuple(value.shape[-2:]) == size:
+            if value.dim() == 4:
+                if tuple(value.shape[-2:]) != size:
+                    # Said here: the model would only see a tile's size and confuse users.
+                    raise ValueError(f"the per-pixel {key} map is {value.shape[-2]}x"
+                                     f"{value.shape[-1]}, the image {size[0]}x{size[1]}")
                 value = value[..., rows[0]:rows[1], cols[0]:cols[1]]
             value = value.to(device)
         cropped[key] = value
