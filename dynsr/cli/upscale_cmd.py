@@ -10,6 +10,12 @@ line and the others are still processed; the exit code is 1 only if something fa
 
 The default model is bicubic until trained weights ship; learned models without weights run
 randomly initialised, with a warning.
+
+Examples:
+  dynsr upscale photo.jpg                         photo_x2.png next to it
+  dynsr upscale photos/ -o big/ --recursive       a folder tree, structure kept
+  dynsr upscale scan.png --model udvd --scale 4 --blur 1.2 --noise 5
+  dynsr upscale huge.tif --tile 256 --ext same    less memory; same format out
 """
 
 from __future__ import annotations
