@@ -59,12 +59,14 @@ MIN_TILE = 32
 #: Longest cross-fade between two tiles, LR pixels.
 MAX_RAMP = 16
 
-#: Measured receptive radius in LR pixels at x2: an impulse in a 112 × 112 random image
-#: (udvd: 72 × 72) changes a random-initialised model's output by more than 1e-6 up to this
-#: distance (seed 0). DDet's trunk works on the bicubic-upscaled image, so its radius in LR
-#: pixels shrinks at x3/x4. To be measured again once trained weights ship.
+#: Measured receptive radius in LR pixels, the largest over x2, x3 and x4: an impulse in a
+#: 112 × 112 random image (udvd, and x3/x4: 72 × 72) changes a random-initialised model's
+#: output by more than 1e-6 up to this distance (seed 0). DDet's trunk works on the
+#: bicubic-upscaled image, so its radius in LR pixels is largest at x2 (ddet: 24 / 17 / 13 at
+#: x2 / x3 / x4); the others' stays within half a pixel (bicubic: 2.25 at x4). To be measured
+#: again once trained weights ship: trained kernels may reach further than random ones.
 RECEPTIVE_RADIUS: dict[str, int] = {
-    "bicubic": 2,
+    "bicubic": 3,
     "ddet": 24,
     "ddet-release": 25,
     "ddet-rgb": 25,
