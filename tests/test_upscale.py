@@ -164,6 +164,19 @@ def test_load_defaults_to_bicubic_and_returns_the_same_kind():
         assert result.mode == mode and result.size == (40, 60)
 
 
+def test_a_path_gives_an_image_that_keeps_the_file_properties(tmp_path):
+    colour = torch.from_numpy(data.astronaut()[::16, ::16].copy()).permute(2, 0, 1) / 255.0
+    write_image(tmp_path / "deep.png", colour.float(), torch.full((1, 32, 32), 0.5),
+                bit_depth=16)
+    result = dynsr.load("bicubic", 2, device="cpu").upscale(tmp_path / "deep.png")
+    assert result.bit_depth == 16 and result.alpha.shape == (1, 64, 64)
+    saved = read_image(result.save(tmp_path / "deep_x2.png"))
+    assert saved.bit_depth == 16 and saved.pixels.shape == (3, 64, 64)
+    assert torch.allclose(saved.alpha, torch.full((1, 64, 64), 0.5), atol=1e-4)
+    la = Image.fromarray(np.dstack([data.camera()[:10, :10]] * 2), mode="LA")
+    assert dynsr.load("bicubic", 3, device="cpu").upscale(la).mode == "LA"
+
+
 def test_bicubic_through_the_api_is_matlab_bicubic():
     lr, _ = _photo_pair(30)
     out = dynsr.load("bicubic", 3, device="cpu").upscale(lr)
@@ -376,6 +389,11 @@ def test_command_line_refusals_are_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, tmp_path, "--noise", "5")
     assert code == 1 and "does not use them" in err
+    if not torch.cuda.is_available():
+        code, _, err = _run(capsys, tmp_path, "--device", "cuda")
+        assert code == 1 and "CUDA is not available" in err
+    code, _, err = _run(capsys, tmp_path, "--model", "no-such-model")
+    assert code == 1 and "unknown model 'no-such-model'" in err
 
 
 def test_udvd_noise_map_from_an_image_file(tmp_path, capsys):
