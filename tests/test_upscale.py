@@ -131,6 +131,13 @@ def test_out_of_memory_retries_with_halved_tiles():
                      "out of memory; retrying with tile 32, overlap 12"]
 
 
+def test_the_model_never_sees_more_than_a_tile():
+    lr, _ = _photo_pair(150)
+    model = _SmallMemoryModel(limit=10_000)
+    upscale_tiled(model, lr, 2, tile=64, overlap=20)
+    assert max(model.sizes) <= 64 and len(model.sizes) == 9  # 3 x 3 tiles, step 44
+
+
 def test_other_runtime_errors_are_not_retried():
     lr, _ = _photo_pair(40)
     model = _SmallMemoryModel(limit=10, message="shape mismatch")
