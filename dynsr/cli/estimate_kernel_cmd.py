@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
-from dynsr.cli.zeroshot_cmd import write_kernel
+from dynsr.cli.zeroshot_cmd import add_per_image_training_args, write_kernel
 from dynsr.io import ImageReadError, list_images, load_tensor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate-kernel", help="KernelGAN blur-kernel estimation",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
-                   help="output folder (created if missing)")
-    p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="downscaling factor")
-    p.add_argument("--iterations", type=int, default=3000, metavar="N",
-                   help="training iterations (default 3000, KernelGAN's)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    add_per_image_training_args(p, "downscaling factor",
+                                "training iterations (default 3000, KernelGAN's)")
     p.set_defaults(run=run)
 
 

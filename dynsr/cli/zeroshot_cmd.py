@@ -37,14 +37,21 @@ KERNEL_PICTURE_SIZE = 256  # pixels per side of the enlarged kernel picture (at 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zeroshot", help="DualSR zero-shot blind SR of each image",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_per_image_training_args(p, "upscaling factor",
+                                "training iterations per x2 step (default 3000, the paper's)")
+    p.set_defaults(run=run)
+
+
+def add_per_image_training_args(
+    p: argparse.ArgumentParser, scale_help: str, iterations_help: str
+) -> None:
+    """Arguments shared by the commands that train on each input image (zeroshot, kernels)."""
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                    help="output folder (created if missing)")
-    p.add_argument("--scale", type=int, choices=(2, 4), default=2, help="upscaling factor")
-    p.add_argument("--iterations", type=int, default=3000, metavar="N",
-                   help="training iterations per x2 step (default 3000, the paper's)")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=2, help=scale_help)
+    p.add_argument("--iterations", type=int, default=3000, metavar="N", help=iterations_help)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.set_defaults(run=run)
 
 
 def write_kernel(output: Path, stem: str, kernel: torch.Tensor) -> None:
