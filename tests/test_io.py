@@ -704,3 +704,20 @@ def test_list_images(tmp_path: Path) -> None:
     ]
     with pytest.raises(ImageReadError, match="does not exist"):
         list_images([tmp_path / "nope"])
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_quantising_in_row_bands_changes_nothing(tmp_path, monkeypatch, bit_depth):
+    # Large images are quantised a band of rows at a time to bound memory; the bytes written
+    # must not depend on the band size (bands of 3 rows split this 37-row image unevenly).
+    rng = np.random.default_rng(5)
+    colour = torch.from_numpy(rng.random((3, 37, 29)))
+    alpha = torch.from_numpy(rng.random((1, 37, 29)))
+    whole = write_image(tmp_path / "whole.png", colour, alpha, bit_depth=bit_depth)
+    monkeypatch.setattr(image_module, "_QUANTISE_BAND_ELEMENTS", 3 * 29 * 4)
+    banded = write_image(tmp_path / "banded.png", colour, alpha, bit_depth=bit_depth)
+    assert whole.read_bytes() == banded.read_bytes()
+    back = read_image(banded)
+    maxval = 2**bit_depth - 1
+    expected = np.floor(colour.numpy() * maxval + 0.5) / maxval
+    np.testing.assert_allclose(back.pixels.double().numpy(), expected, atol=1e-7)

@@ -520,8 +520,9 @@ def write_image(
                 path,
                 f"{image_format} cannot store an alpha channel; write PNG, WebP or TIFF instead",
             )
-        colour = np.concatenate([colour, alpha_hwc], axis=2)
-    samples = _quantise(path, colour, bit_depth)
+    else:
+        alpha_hwc = None
+    samples = _quantise(path, colour, alpha_hwc, bit_depth)
     encoded = _encode(path, image_format, samples, icc_profile, exif, quality)
     return atomic_write_bytes(path, encoded)
 
@@ -552,14 +553,30 @@ def _as_hwc(path: Path, value: object, name: str) -> np.ndarray:
     )
 
 
-def _quantise(path: Path, values: np.ndarray, bit_depth: int) -> np.ndarray:
-    # float64 so that maxval * x + 0.5 is exact enough to never flip a rounding decision
-    values = values.astype(np.float64)
-    if not np.isfinite(values).all():
-        raise ImageWriteError(path, "pixels contain NaN or infinite values")
+# Rows quantised per step: bounds the float64 temporaries to ~32 MB whatever the image size
+# (a 24-megapixel RGB output would otherwise need ~0.6 GB of them).
+_QUANTISE_BAND_ELEMENTS = 1 << 22
+
+
+def _quantise(
+    path: Path, colour: np.ndarray, alpha: np.ndarray | None, bit_depth: int
+) -> np.ndarray:
+    """(H, W, C) colour (+ (H, W, 1) alpha, appended last) -> contiguous uint8/uint16."""
     maxval, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    quantised = np.floor(np.clip(values, 0.0, 1.0) * maxval + 0.5).astype(dtype)
-    return np.ascontiguousarray(quantised)  # tensors arrive transposed; encoders want rows
+    height, width, channels = colour.shape
+    planes = [(colour, slice(0, channels))]
+    if alpha is not None:
+        planes.append((alpha, slice(channels, channels + 1)))
+    out = np.empty((height, width, channels + len(planes) - 1), dtype)
+    rows = max(1, _QUANTISE_BAND_ELEMENTS // (width * out.shape[2]))
+    for top in range(0, height, rows):
+        for source, target in planes:
+            # float64 so that maxval * x + 0.5 never flips a rounding decision
+            band = source[top : top + rows].astype(np.float64)
+            if not np.isfinite(band).all():
+                raise ImageWriteError(path, "pixels contain NaN or infinite values")
+            out[top : top + rows, :, target] = np.floor(np.clip(band, 0.0, 1.0) * maxval + 0.5)
+    return out
 
 
 def _encode(
