@@ -11,6 +11,7 @@ from dynsr.cli import (
     degrade_cmd,
     estimate_kernel_cmd,
     eval_cmd,
+    export_cmd,
     models_cmd,
     train_cmd,
     upscale_cmd,
@@ -18,7 +19,7 @@ from dynsr.cli import (
 )
 
 COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, upscale_cmd, zeroshot_cmd,
-            estimate_kernel_cmd)
+            estimate_kernel_cmd, export_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
