@@ -60,7 +60,7 @@ def _hr_cfg(folder: Path, degradation: str, **extra) -> dict:
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255
 
 
 def _find(patch: torch.Tensor, image: torch.Tensor, step: int = 1) -> tuple[int, int]:
