@@ -407,7 +407,7 @@ RECIPES = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.ya
 
 def test_recipes_are_valid(tmp_path):
     """Every shipped config passes the schema, builds its model, and its data.train mapping
-    builds a data set (with the paths pointed at a temporary image: ../shared is not used)."""
+    builds a data set (its paths pointed at a temporary image, not at the machine's data)."""
     assert len(RECIPES) >= 22
     big = tmp_path / "hr"
     big.mkdir()
