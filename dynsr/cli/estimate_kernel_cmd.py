@@ -12,8 +12,8 @@ import sys
 
 from tqdm import tqdm
 
-from dynsr.cli.zeroshot_cmd import add_per_image_training_args, write_kernel
-from dynsr.io import ImageReadError, list_images, load_tensor
+from dynsr.cli.zeroshot_cmd import add_per_image_training_args, per_image_inputs, write_kernel
+from dynsr.io import ImageReadError, load_tensor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dynsr.zeroshot import estimate_kernel  # imported late: keeps ``dynsr --help`` fast
 
-    if args.iterations < 1:
-        raise ValueError(f"--iterations must be positive, got {args.iterations}")
-    paths = list_images(args.inputs)
-    if not paths:
-        raise ValueError(f"no images found in {' '.join(map(str, args.inputs))}")
-    args.output.mkdir(parents=True, exist_ok=True)
+    paths = per_image_inputs(args)
     failed = 0
     for path in paths:
         try:

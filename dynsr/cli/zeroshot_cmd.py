@@ -54,6 +54,17 @@ def add_per_image_training_args(
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
 
 
+def per_image_inputs(args: argparse.Namespace) -> list[Path]:
+    """Check the shared arguments, list the input images and create the output folder."""
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be positive, got {args.iterations}")
+    paths = list_images(args.inputs)
+    if not paths:
+        raise ValueError(f"no images found in {' '.join(map(str, args.inputs))}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
 def write_kernel(output: Path, stem: str, kernel: torch.Tensor) -> None:
     """``stem.npy`` (the float64 array) and ``stem.png`` (enlarged, scaled to its maximum)."""
     array = kernel.detach().double().cpu().numpy()
@@ -91,12 +102,7 @@ def _progress_bar(name: str, total: int) -> tuple[tqdm, object]:
 def run(args: argparse.Namespace) -> int:
     from dynsr.zeroshot import zeroshot  # imported late: keeps ``dynsr --help`` fast
 
-    if args.iterations < 1:
-        raise ValueError(f"--iterations must be positive, got {args.iterations}")
-    paths = list_images(args.inputs)
-    if not paths:
-        raise ValueError(f"no images found in {' '.join(map(str, args.inputs))}")
-    args.output.mkdir(parents=True, exist_ok=True)
+    paths = per_image_inputs(args)
     failed = 0
     steps = 1 if args.scale == 2 else 2
     for path in paths:
