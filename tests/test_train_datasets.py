@@ -107,14 +107,15 @@ def test_hr_folder_samples(photos, kind, scale):
             assert torch.allclose(levels, levels.round(), atol=1e-4)  # 8-bit grid
 
 
+@pytest.mark.parametrize("cache", [True, False])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_bicubic_patch_is_the_crop_of_the_whole_image_lr(tmp_path, scale):
+def test_bicubic_patch_is_the_crop_of_the_whole_image_lr(tmp_path, scale, cache):
     # 108 = 96 + 12: every patch lies within 12 pixels of a border, where the mirrored
     # context must reproduce imresize's own border handling exactly.
     array = skimage.data.astronaut()[100:208, 180:288]
     _save(tmp_path / "a.png", array)
-    ds = build_dataset({"type": "hr_folder", "paths": str(tmp_path), "augment": False},
-                       scale, seed=0)
+    ds = build_dataset({"type": "hr_folder", "paths": str(tmp_path), "augment": False,
+                        "cache": cache}, scale, seed=0)
     full = _to_tensor(array)
     full_lr = quantize(imresize(full, scale=1 / scale))
     lr_size = 96 // scale
@@ -457,6 +458,19 @@ def test_images_are_decoded_once_when_cached(photos, monkeypatch):
     for n in range(5):
         assert torch.equal(uncached.sample(n)["lr"], ds.sample(n)["lr"])
     assert len(decoded) == 5
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_cached_bicubic_samples_equal_uncached_ones(photos, scale):
+    # Cached images crop a stored whole-image LR; uncached ones degrade each patch's context.
+    # Grayscale camera.png included; augmentation on.
+    cached = build_dataset(_hr_cfg(photos, "bicubic", patch_size=24 * scale), scale, 3)
+    uncached = build_dataset(_hr_cfg(photos, "bicubic", patch_size=24 * scale, cache=False),
+                             scale, 3)
+    for n in range(30):
+        a, b = cached.sample(n), uncached.sample(n)
+        assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
+        assert a["lr"].dtype == torch.float32 and a["lr"].shape == (3, 24, 24)
 
 
 def test_small_images_are_skipped_with_a_warning(tmp_path):

@@ -22,7 +22,7 @@ import torch
 import yaml
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from dynsr.cli.main import main
 from dynsr.cli.options import Degradation
@@ -245,6 +245,24 @@ def test_end_to_end_training_improves_and_writes_everything(photos, tmp_path):
     assert float(meta["val_psnr_y"]) == pytest.approx(evaluate_pair(sr, hr, 2)["psnr_y"],
                                                       abs=1e-9)
     assert psnrs[-1] == pytest.approx(float(meta["val_psnr_y"]), abs=1e-4)
+
+
+def test_model_init_starts_from_given_weights(photos, tmp_path):
+    torch.manual_seed(123)
+    start = create("dyconvsr", scale=2)
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, tmp_path / "a.st")
+    raw = small_config(photos, iterations=1, lr=1e-12)
+    raw["model"]["init"] = str(tmp_path / "a.st")
+    train(raw, tmp_path / "run")
+    after = load_file(tmp_path / "run" / "model.safetensors")
+    for key, value in start.state_dict().items():
+        assert torch.allclose(after[key], value, atol=1e-9), key
+    # Weights of another scale do not fit: named, before any training.
+    other = create("dyconvsr", scale=4)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, tmp_path / "b.st")
+    raw["model"]["init"] = str(tmp_path / "b.st")
+    with pytest.raises(ValueError, match=r"model\.init: .*b\.st: weights do not fit"):
+        train(raw, tmp_path / "run2")
 
 
 def _weights(path) -> dict[str, torch.Tensor]:

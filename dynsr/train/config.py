@@ -15,6 +15,8 @@ Schema (defaults in brackets)::
       name: str                        required; a registered model (``dynsr models``)
       scale: int                       required; 2, 3 or 4
       config: {key: value}             [{}] keyword arguments for the model's builder
+      init: path                       [null] safetensors weights to start from (fine-tuning;
+                                       every tensor must fit the model)
     data:
       train: {key: value}              required; passed to dynsr.train.datasets.build_dataset
                                        (type, paths, degradation, patch_size, augment, ...)
@@ -132,6 +134,7 @@ class ModelConfig:
     name: str = _required()
     scale: int = _required()
     config: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
 
 @dataclass

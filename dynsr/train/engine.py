@@ -103,6 +103,7 @@ from dynsr.train.config import (
 )
 from dynsr.train.datasets import SampleIndexSampler, build_dataset
 from dynsr.train.losses import pixel_loss, sr_loss
+from dynsr.upscale.weights import WeightsError, load_state_dict
 
 __all__ = [
     "EMA",
@@ -432,6 +433,12 @@ class Trainer:
             raise ValueError(f"model.config: {err}") from None
         if next(self.model.parameters(), None) is None:
             raise ValueError(f"model {cfg.model.name!r} has no trainable parameters")
+        if cfg.model.init is not None and state is None:
+            # A resumed run's state already holds the weights that grew from the init.
+            try:
+                load_state_dict(self.model, cfg.model.init)
+            except WeightsError as err:
+                raise ValueError(f"model.init: {err}") from None
         self.model.to(self.ctx.device)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
