@@ -243,6 +243,43 @@ def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
         dynsr.load("dyconvsr", 2, device="cpu", weights_dir=tmp_path)
 
 
+def test_published_training_output_loads_by_name(tmp_path):
+    from dynsr.train.engine import train
+    from dynsr.upscale.weights import _main as publish_main
+    from dynsr.upscale.weights import publish_weights
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(data.astronaut()[:96, :96]).save(tmp_path / "photos" / "a.png")
+    run = {"name": "tiny", "model": {"name": "dyconvsr", "scale": 2},
+           "data": {"train": {"type": "hr_folder", "paths": str(tmp_path / "photos"),
+                              "patch_size": 32}},
+           "train": {"iterations": 2, "batch_size": 2, "threads": 1},
+           "log": {"progress": "never"}}
+    result = train(run, tmp_path / "run")
+    shipped = tmp_path / "weights"
+    assert publish_main([str(tmp_path / "run" / "model.safetensors"),
+                         "--weights-dir", str(shipped)]) == 0
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    entry = manifest["models"]["dyconvsr"]["2"]
+    assert entry["file"] == "dyconvsr_x2.safetensors" and entry["config"] == {}
+    assert entry["sha256"] == hashlib.sha256((shipped / entry["file"]).read_bytes()).hexdigest()
+    assert entry["training"]["iterations"] == 2 and entry["training"]["batch_size"] == 2
+    assert entry["training"]["data"]["paths"] == [str(tmp_path / "photos")]
+    upscaler = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32", weights_dir=shipped)
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(upscaler.model.state_dict()[key], value), key
+
+    # A damaged copy is refused with the file named; a file without metadata is not published.
+    blob = bytearray((shipped / entry["file"]).read_bytes())
+    blob[-1] ^= 1
+    (shipped / entry["file"]).write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="dyconvsr_x2.safetensors: sha256 mismatch"):
+        dynsr.load("dyconvsr", 2, device="cpu", weights_dir=shipped)
+    _, bare = _write_weights(tmp_path)
+    with pytest.raises(WeightsError, match="not written by dynsr train"):
+        publish_weights(bare, shipped)
+
+
 def test_weights_file_given_directly_and_env_folder(tmp_path, monkeypatch):
     _, path = _write_weights(tmp_path)
     assert dynsr.load("dyconvsr", 2, device="cpu", weights=path).trained

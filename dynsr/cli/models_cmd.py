@@ -7,6 +7,7 @@ import json
 
 from dynsr.models import available, create
 from dynsr.models.complexity import count_flops, count_parameters
+from dynsr.upscale.weights import find_weights
 
 LR_SIZE = (256, 256)
 
@@ -30,7 +31,7 @@ def describe_models() -> list[dict]:
                 "scale": scale,
                 "parameters": count_parameters(model),
                 "gflops_256": count_flops(model, LR_SIZE, **conditions) / 1e9,
-                "weights": False,
+                "weights": find_weights(spec.name, scale) is not None,
                 "non_blind": spec.needs_degradation,
                 "summary": spec.summary,
                 "paper": spec.paper,

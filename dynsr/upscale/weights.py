@@ -17,19 +17,31 @@ named by ``$DYNSR_WEIGHTS_DIR``, or a ``weights_dir`` argument)::
 ``config`` (optional) holds the keyword arguments the weights were trained with, passed to
 ``dynsr.models.create``. A folder without a manifest ships no weights; so does a manifest
 without the model or the scale (:func:`find_weights` returns ``None`` and callers say so).
+
+:func:`publish_weights` adds a file that ``dynsr train`` wrote (``best.safetensors`` or
+``model.safetensors``) to a weights folder and its manifest, with what the file's metadata
+says about how it was made: the training data, iterations, wall time, the resolved training
+configuration and the validation score. Maintainers run it as
+``python -m dynsr.upscale.weights RUN/best.safetensors``.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
+
+from dynsr.io import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "MANIFEST_NAME",
@@ -40,6 +52,7 @@ __all__ = [
     "file_sha256",
     "find_weights",
     "load_state_dict",
+    "publish_weights",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -126,3 +139,96 @@ def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
     except RuntimeError as err:
         raise WeightsError(f"{path}: weights do not fit the model ({err})") from err
     return model
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {"version": 1, "models": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise WeightsError(f"{path}: not a valid weights manifest ({err})") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models", {}), dict):
+        raise WeightsError(f"{path}: not a valid weights manifest (no \"models\" object)")
+    manifest.setdefault("models", {})
+    return manifest
+
+
+def publish_weights(source: str | os.PathLike[str],
+                    weights_dir: str | os.PathLike[str] | None = None) -> WeightsEntry:
+    """Copy a trained weights file into ``weights_dir`` as ``NAME_xS.safetensors`` and list it.
+
+    The file must carry ``dynsr train``'s metadata (model, scale, model_config, config,
+    iterations, wall_time_s). An existing entry for the same model and scale is replaced.
+    The copy and the manifest are written atomically; the entry records the sha256.
+    """
+    source = Path(source)
+    try:
+        with safe_open(str(source), "pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{source}: not a readable safetensors file ({err})") from err
+    missing = [k for k in ("model", "scale", "model_config", "config", "iterations",
+                           "wall_time_s") if k not in meta]
+    if missing:
+        raise WeightsError(f"{source}: no {', '.join(missing)} in the metadata (not written "
+                           "by dynsr train)")
+    name, scale = meta["model"], int(meta["scale"])
+    run = yaml.safe_load(meta["config"])
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    file_name = f"{name}_x{scale}.safetensors"
+    data = source.read_bytes()
+    atomic_write_bytes(folder / file_name, data)
+    digest = hashlib.sha256(data).hexdigest()
+    train_data = dict(run["data"]["train"])
+    if isinstance(train_data.get("paths"), str):
+        train_data["paths"] = [train_data["paths"]]
+    entry = {
+        "file": file_name,
+        "sha256": digest,
+        "config": json.loads(meta["model_config"]),
+        "training": {
+            "run": run.get("name"),
+            "data": {k: train_data[k] for k in ("type", "paths", "degradation", "patch_size")
+                     if k in train_data},
+            "iterations": int(meta["iterations"]),
+            "batch_size": run["train"]["batch_size"],
+            "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
+            "weights": meta.get("weights"),
+            "dynsr_version": meta.get("dynsr_version"),
+            "date": meta.get("date"),
+        },
+    }
+    if "val_psnr_y" in meta:
+        entry["validation"] = {"data": run["data"].get("val", {}).get("hr"),
+                               "psnr_y": round(float(meta["val_psnr_y"]), 4),
+                               "ssim_y": round(float(meta["val_ssim_y"]), 5)}
+    manifest = _read_manifest(folder)
+    manifest["models"].setdefault(name, {})[str(scale)] = entry
+    manifest["models"][name] = dict(sorted(manifest["models"][name].items()))
+    manifest["models"] = dict(sorted(manifest["models"].items()))
+    atomic_write_json(folder / MANIFEST_NAME, manifest)
+    return WeightsEntry(name, scale, folder / file_name, digest, entry["config"])
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dynsr.upscale.weights",
+        description="Add weights written by dynsr train to a weights folder's manifest.")
+    parser.add_argument("files", nargs="+", help="safetensors files written by dynsr train")
+    parser.add_argument("--weights-dir", help="target folder [the package's dynsr/weights]")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        try:
+            entry = publish_weights(path, args.weights_dir)
+        except (OSError, WeightsError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{entry.name} x{entry.scale}: {entry.path} sha256 {entry.sha256}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
