@@ -126,3 +126,30 @@ def test_overrides_may_follow_options(capsys):
     assert "iterations: 777" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["eval", "--hr", "x", "--scale", "2", "--bogus"])
+
+
+def test_eval_of_a_learned_model_uses_given_or_shipped_weights(hr_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from dynsr.models import create
+    from dynsr.models.inference import upscale_batch
+
+    monkeypatch.setenv("DYNSR_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    assert main(["eval", "--model", "dyconvsr", "--hr", str(hr_dir), "--scale", "2"]) == 1
+    assert "no trained weights for dyconvsr x2: give --weights FILE" in capsys.readouterr().err
+
+    torch.manual_seed(7)
+    model = create("dyconvsr", scale=2).eval()
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "dyconvsr", "--weights", str(weights), "--hr",
+                 str(hr_dir / "astronaut.png"), "--scale", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["weights"]["file"] == str(weights)
+    hr = load_tensor(hr_dir / "astronaut.png").double()[:, :100, :130]
+    lr = quantize(imresize(hr, 0.5))
+    sr = upscale_batch(model, lr.unsqueeze(0).float())[0].double()
+    assert result["psnr_y"] == pytest.approx(evaluate_pair(sr, hr, 2)["psnr_y"], abs=1e-9)

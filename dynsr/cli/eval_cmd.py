@@ -26,12 +26,15 @@ from dynsr.io import ImageReadError, atomic_write_json, list_images, load_tensor
 from dynsr.metrics import MetricSettings, evaluate_pair
 from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
+from dynsr.upscale.weights import file_sha256, find_weights, load_state_dict
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="measure PSNR-Y/SSIM-Y of a model on HR images",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="bicubic", help="model name (see `dynsr models`)")
+    p.add_argument("--weights", type=Path, metavar="FILE",
+                   help="safetensors weights to evaluate (default: the shipped ones)")
     p.add_argument("--hr", nargs="+", type=Path, required=True, metavar="PATH",
                    help="HR images or folders")
     p.add_argument("--lr", type=Path, metavar="DIR",
@@ -138,6 +141,24 @@ def evaluate_images(
     return EvalResult(rows, failures)
 
 
+def load_evaluated_model(name: str, scale: int,
+                         weights: Path | None) -> tuple[torch.nn.Module, dict | None]:
+    """The model with ``weights`` (or the shipped ones, sha256-checked) and what they are.
+
+    A learned model without weights is refused: scores of random weights mean nothing.
+    """
+    entry = find_weights(name, scale) if weights is None else None
+    model = create(name, scale=scale, **(entry.config if entry is not None else {}))
+    if next(model.parameters(), None) is None:
+        return model, None
+    if weights is None and entry is None:
+        raise ValueError(f"no trained weights for {name} x{scale}: give --weights FILE")
+    path = weights if weights is not None else entry.path
+    load_state_dict(model, path, None if entry is None else entry.sha256)
+    return model, {"file": str(path), "sha256": file_sha256(path),
+                   "shipped": entry is not None}
+
+
 def _format_table(rows: list[dict], mean: dict) -> str:
     width = max([len("image"), *(len(r["name"]) for r in rows)])
     lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}"]
@@ -153,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     scale = degradation.scale
     crop = scale if args.crop is None else args.crop
     fast = args.precision == "bf16"
-    model = prepare_model(create(args.model, scale=scale), channels_last=fast)
+    model, weights = load_evaluated_model(args.model, scale, args.weights)
+    model = prepare_model(model, channels_last=fast)
     # Non-blind models (UDVD) are told the degradation that made the LR images.
     conditions = degradation.model_conditions() if get_spec(args.model).needs_degradation \
         else {}
@@ -179,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
             "images": rows,
             "settings": {
                 "model": args.model,
+                "weights": weights,
                 "hr": [str(p) for p in args.hr],
                 "lr": str(args.lr) if args.lr else "made from HR (see degradation)",
                 "degradation": degradation.settings() if args.lr is None else None,
