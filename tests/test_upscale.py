@@ -245,7 +245,7 @@ def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
 
 def test_published_training_output_loads_by_name(tmp_path):
     from dynsr.train.engine import train
-    from dynsr.upscale.weights import _main as publish_main
+    from dynsr.upscale.__main__ import main as publish_main
     from dynsr.upscale.weights import publish_weights
 
     (tmp_path / "photos").mkdir()
@@ -264,6 +264,7 @@ def test_published_training_output_loads_by_name(tmp_path):
     assert entry["file"] == "dyconvsr_x2.safetensors" and entry["config"] == {}
     assert entry["sha256"] == hashlib.sha256((shipped / entry["file"]).read_bytes()).hexdigest()
     assert entry["training"]["iterations"] == 2 and entry["training"]["batch_size"] == 2
+    assert entry["training"]["schedule_iterations"] == 2
     assert entry["training"]["data"]["paths"] == [str(tmp_path / "photos")]
     upscaler = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32", weights_dir=shipped)
     for key, value in result.model.state_dict().items():

@@ -22,16 +22,14 @@ without the model or the scale (:func:`find_weights` returns ``None`` and caller
 ``model.safetensors``) to a weights folder and its manifest, with what the file's metadata
 says about how it was made: the training data, iterations, wall time, the resolved training
 configuration and the validation score. Maintainers run it as
-``python -m dynsr.upscale.weights RUN/best.safetensors``.
+``python -m dynsr.upscale RUN/best.safetensors``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +192,7 @@ def publish_weights(source: str | os.PathLike[str],
             "data": {k: train_data[k] for k in ("type", "paths", "degradation", "patch_size")
                      if k in train_data},
             "iterations": int(meta["iterations"]),
+            "schedule_iterations": run["train"]["iterations"],
             "batch_size": run["train"]["batch_size"],
             "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
             "weights": meta.get("weights"),
@@ -212,23 +211,3 @@ def publish_weights(source: str | os.PathLike[str],
     atomic_write_json(folder / MANIFEST_NAME, manifest)
     return WeightsEntry(name, scale, folder / file_name, digest, entry["config"])
 
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dynsr.upscale.weights",
-        description="Add weights written by dynsr train to a weights folder's manifest.")
-    parser.add_argument("files", nargs="+", help="safetensors files written by dynsr train")
-    parser.add_argument("--weights-dir", help="target folder [the package's dynsr/weights]")
-    args = parser.parse_args(argv)
-    for path in args.files:
-        try:
-            entry = publish_weights(path, args.weights_dir)
-        except (OSError, WeightsError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"{entry.name} x{entry.scale}: {entry.path} sha256 {entry.sha256}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())
