@@ -594,7 +594,8 @@ def test_write_refuses_bad_requests(tmp_path: Path, name: str, kwargs: dict, rea
     [
         (torch.rand(4, 4, 4), "pixels must have 1 or 3 channels, got 4"),
         (torch.full((3, 2, 2), float("nan")), "NaN or infinite"),
-        (np.zeros((2, 2, 3), np.uint8), "must be floats in [0, 1], got uint8"),
+        (np.zeros((2, 2, 3), np.int32), "must be floats in [0, 1] or uint8/uint16 samples, "
+                                        "got int32"),
         (torch.rand(1, 3, 4, 4), "(C, H, W) or (H, W) tensor"),
         ([[0.5]], "must be a torch.Tensor or numpy.ndarray"),
     ],
@@ -721,3 +722,22 @@ def test_quantising_in_row_bands_changes_nothing(tmp_path, monkeypatch, bit_dept
     maxval = 2**bit_depth - 1
     expected = np.floor(colour.numpy() * maxval + 0.5) / maxval
     np.testing.assert_allclose(back.pixels.double().numpy(), expected, atol=1e-7)
+
+
+def test_integer_samples_are_written_as_they_are_or_rescaled(tmp_path):
+    rgb = data.astronaut()[:40, :50]
+    samples = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    write_image(tmp_path / "a.png", samples)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), rgb)
+    # uint16 samples into an 8-bit file: as the float v / 65535 would be written.
+    deep = samples.to(torch.int32) * 257 + 100
+    deep = deep.to(torch.uint16)
+    write_image(tmp_path / "b.png", deep)
+    write_image(tmp_path / "c.png", deep.to(torch.float64) / 65535)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")),
+                          np.asarray(Image.open(tmp_path / "c.png")))
+    write_image(tmp_path / "d.png", deep, bit_depth=16)
+    back = read_image(tmp_path / "d.png")
+    assert back.bit_depth == 16
+    assert torch.equal(torch.floor(back.pixels.double() * 65535 + 0.5).to(torch.int32),
+                       deep.to(torch.int32))

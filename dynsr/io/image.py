@@ -468,13 +468,15 @@ def write_image(
     exif: bytes | None = None,
     quality: int = 95,
 ) -> Path:
-    """Write float pixels in ``[0, 1]`` to ``path``; the format follows the suffix.
+    """Write float pixels in ``[0, 1]`` (or integer samples) to ``path``; the format follows
+    the suffix.
 
     ``pixels``: a ``(C, H, W)`` or ``(H, W)`` tensor, or an ``(H, W, C)`` or ``(H, W)`` numpy
     array, C = 1 or 3; ``alpha`` likewise with one channel. Values are clamped to [0, 1] and
     quantised as ``floor(x * maxval + 0.5)`` (maxval 255 or 65535), which is MATLAB's
     im2uint8/im2uint16 rounding: halves go up, not to even, and reading a file back and
-    writing it again reproduces every sample exactly.
+    writing it again reproduces every sample exactly. uint8 / uint16 samples are written as
+    they are when they have the file's bit depth, else read as ``v / 255`` or ``v / 65535``.
 
     Formats: .png (8 or 16 bit, gray/RGB, alpha); .jpg/.jpeg (8 bit, no alpha, ``quality``,
     4:4:4 chroma so colour detail is not halved); .webp (8 bit, alpha, ``quality``, lossless
@@ -528,21 +530,27 @@ def write_image(
 
 
 def _as_hwc(path: Path, value: object, name: str) -> np.ndarray:
-    """Tensor (C, H, W) / numpy (H, W, C), or either as (H, W) -> float numpy (H, W, C)."""
+    """Tensor (C, H, W) / numpy (H, W, C), or either as (H, W) -> numpy (H, W, C): float, or
+    uint8 / uint16 samples."""
     if isinstance(value, torch.Tensor):
-        if not value.is_floating_point():
-            raise ImageWriteError(path, f"{name} must be floats in [0, 1], got {value.dtype}")
+        if not value.is_floating_point() and value.dtype not in (torch.uint8, torch.uint16):
+            raise ImageWriteError(path, f"{name} must be floats in [0, 1] or uint8/uint16 "
+                                  f"samples, got {value.dtype}")
         if value.ndim not in (2, 3):
             raise ImageWriteError(
                 path, f"{name} must be a (C, H, W) or (H, W) tensor, got shape {tuple(value.shape)}"
             )
         # float64 stays float64 (exact quantisation); half/bfloat16 have no numpy twin
-        precision = torch.float64 if value.dtype == torch.float64 else torch.float32
-        array = value.detach().to("cpu", precision).numpy()
+        if value.is_floating_point():
+            precision = torch.float64 if value.dtype == torch.float64 else torch.float32
+            value = value.detach().to("cpu", precision)
+        array = value.detach().cpu().numpy()
         return array[..., None] if array.ndim == 2 else array.transpose(1, 2, 0)
     if isinstance(value, np.ndarray):
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ImageWriteError(path, f"{name} must be floats in [0, 1], got {value.dtype}")
+        if not np.issubdtype(value.dtype, np.floating) and value.dtype not in (np.uint8,
+                                                                               np.uint16):
+            raise ImageWriteError(path, f"{name} must be floats in [0, 1] or uint8/uint16 "
+                                  f"samples, got {value.dtype}")
         if value.ndim not in (2, 3):
             raise ImageWriteError(
                 path, f"{name} must be an (H, W, C) or (H, W) array, got shape {value.shape}"
@@ -571,8 +579,13 @@ def _quantise(
     rows = max(1, _QUANTISE_BAND_ELEMENTS // (width * out.shape[2]))
     for top in range(0, height, rows):
         for source, target in planes:
+            if source.dtype == dtype:  # samples of this bit depth already
+                out[top : top + rows, :, target] = source[top : top + rows]
+                continue
             # float64 so that maxval * x + 0.5 never flips a rounding decision
             band = source[top : top + rows].astype(np.float64)
+            if source.dtype in (np.uint8, np.uint16):
+                band /= np.iinfo(source.dtype).max
             if not np.isfinite(band).all():
                 raise ImageWriteError(path, "pixels contain NaN or infinite values")
             out[top : top + rows, :, target] = np.floor(np.clip(band, 0.0, 1.0) * maxval + 0.5)

@@ -163,6 +163,10 @@ def _crop_conditions(conditions: dict, size: tuple[int, int], rows: tuple[int, i
     return cropped
 
 
+#: Largest sample value of the integer output types :func:`upscale_tiled` can fill.
+_INTEGER_MAX = {torch.uint8: 255, torch.uint16: 65535}
+
+
 def upscale_tiled(
     model: nn.Module,
     lr: torch.Tensor,
@@ -175,37 +179,72 @@ def upscale_tiled(
     channels_last: bool = False,
     conditions: dict | None = None,
     progress: bool = False,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """SR of ``lr`` (C, h, w) on the CPU, C = 1 or 3, by tiles; returns float32 (C, s·h, s·w).
+    """SR of ``lr`` (C, h, w) on the CPU, C = 1 or 3, by tiles → (C, s·h, s·w) on the CPU.
 
     ``model`` must already be on ``device`` and in eval mode. ``conditions`` are the model's
     keyword arguments (UDVD ``blur=``, ``noise=``); per-pixel maps are cut per tile. A tile
-    whose reduced-precision result is not finite is run again in fp32. Not clamped.
+    whose reduced-precision result is not finite is run again in fp32.
+
+    ``out_dtype`` float32 (default): the blended result, not clamped. ``torch.uint8`` or
+    ``torch.uint16``: samples ``floor(clamp(x, 0, 1) · max + 0.5)``, as image files are
+    written. Tiles are blended in float32 one row of tiles at a time, and each finished band
+    of rows is stored in ``out_dtype`` at once, so an 8-bit output costs a quarter of the
+    float one (a 24-megapixel photo at x2: 0.29 instead of 1.15 GB).
     """
     if lr.dim() != 3:
         raise ValueError(f"expected an LR image (C, h, w), got shape {tuple(lr.shape)}")
+    if out_dtype != torch.float32 and out_dtype not in _INTEGER_MAX:
+        raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
     channels, height, width = lr.shape
     rows, cols = plan_tiles(height, width, tile, overlap)
-    out = torch.zeros(channels, scale * height, scale * width, dtype=torch.float32)
+    out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
     positions = [(i, j) for i in range(len(rows.spans)) for j in range(len(cols.spans))]
-    bar = tqdm(positions, desc="tiles", unit="tile", leave=False,
+    bar = tqdm(total=len(positions), desc="tiles", unit="tile", leave=False,
                disable=None if progress and len(positions) > 1 else True)
-    for i, j in bar:
-        (y0, y1), (x0, x1) = rows.spans[i], cols.spans[j]
-        piece = lr[:, y0:y1, x0:x1].unsqueeze(0).to(device)
-        kwargs = _crop_conditions(conditions or {}, (height, width), (y0, y1), (x0, x1),
-                                  piece.device)
-        sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
-                           **kwargs)
-        if precision != "fp32" and not torch.isfinite(sr).all():
-            # Half precision can overflow on unusual inputs: never hand back NaN or black.
-            sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
+    # Float32 sums of the current row of tiles, in two buffers used in turn: freshly
+    # allocated memory is slow to touch, so they are allocated once.
+    tallest = max(y1 - y0 for y0, y1 in rows.spans)
+    buffers = [torch.empty(channels, scale * tallest, scale * width) for _ in range(2)]
+    band = buffers[1][:, :0]
+    band_top = 0  # the band's first LR row
+    for i, (y0, y1) in enumerate(rows.spans):
+        fresh = buffers[i % 2][:, :scale * (y1 - y0)]
+        carried = band[:, scale * (y0 - band_top):]  # the previous tile row's overlap
+        fresh[:, :carried.shape[1]] = carried
+        fresh[:, carried.shape[1]:] = 0
+        band, band_top = fresh, y0
+        for j, (x0, x1) in enumerate(cols.spans):
+            piece = lr[:, y0:y1, x0:x1].unsqueeze(0).to(device)
+            kwargs = _crop_conditions(conditions or {}, (height, width), (y0, y1), (x0, x1),
+                                      piece.device)
+            sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
                                **kwargs)
-        sr = sr[0].to("cpu", torch.float32)
-        weight = rows.weights(i, scale)[:, None] * cols.weights(j, scale)[None, :]
-        out[:, scale * y0:scale * y1, scale * x0:scale * x1] += sr * weight
-        del piece, sr
+            if precision != "fp32" and not torch.isfinite(sr).all():
+                # Half precision can overflow on unusual inputs: never hand back NaN or black.
+                sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
+                                   **kwargs)
+            sr = sr[0].to("cpu", torch.float32)
+            weight = rows.weights(i, scale)[:, None] * cols.weights(j, scale)[None, :]
+            band[:, :, scale * x0:scale * x1].addcmul_(sr, weight)
+            del piece, sr
+            bar.update()
+        # Rows above the next row of tiles get no more contributions: store them.
+        done = rows.spans[i + 1][0] if i + 1 < len(rows.spans) else y1
+        _store(out, band[:, :scale * (done - y0)], scale * y0)
+    bar.close()
     return out
+
+
+def _store(out: torch.Tensor, rows: torch.Tensor, top: int) -> None:
+    """Write float ``rows`` into ``out`` from HR row ``top``, quantised if ``out`` is integer."""
+    target = out[:, top:top + rows.shape[1]]
+    maxval = _INTEGER_MAX.get(out.dtype)
+    if maxval is None:
+        target.copy_(rows)
+    else:
+        target.copy_(rows.clamp(0.0, 1.0).mul_(maxval).add_(0.5).floor_())
 
 
 def upscale_with_retry(
