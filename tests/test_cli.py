@@ -153,3 +153,47 @@ def test_eval_of_a_learned_model_uses_given_or_shipped_weights(hr_dir, tmp_path,
     lr = quantize(imresize(hr, 0.5))
     sr = upscale_batch(model, lr.unsqueeze(0).float())[0].double()
     assert result["psnr_y"] == pytest.approx(evaluate_pair(sr, hr, 2)["psnr_y"], abs=1e-9)
+
+
+def test_random_div2krk_kernel_per_image(hr_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from dynsr.degrade import degrade
+    from dynsr.models import create
+    from dynsr.models.inference import upscale_batch
+
+    flags = ["--scale", "2", "--random-kernel", "div2krk", "--downsample", "direct",
+             "--seed", "4"]
+    assert main(["degrade", str(hr_dir), "-o", str(tmp_path / "lr"), *flags]) == 0
+    kernels = {p.stem: np.load(p) for p in (tmp_path / "lr" / "kernels").glob("*.npy")}
+    assert sorted(kernels) == ["astronaut", "camera"]
+    a, c = kernels["astronaut"], kernels["camera"]
+    assert a.shape == c.shape == (11, 11) and a.dtype == np.float32
+    assert abs(a.sum() - 1) < 1e-5 and not np.allclose(a, c)
+    # The LR file is the HR blurred by exactly that kernel and subsampled.
+    hr = load_tensor(hr_dir / "astronaut.png").double()[:, :100, :130]
+    expected = degrade(hr, 2, kernel=torch.from_numpy(a), downsample="direct", requantize=True)
+    assert np.array_equal(np.asarray(load_tensor(tmp_path / "lr" / "astronaut.png")),
+                          np.asarray(expected.float()))
+    # Another seed, other kernels; eval on the fly equals eval of the written files.
+    assert main(["degrade", str(hr_dir), "-o", str(tmp_path / "lr5"), *flags[:-1], "5"]) == 0
+    assert not np.allclose(np.load(tmp_path / "lr5" / "kernels" / "astronaut.npy"), a)
+    on_the_fly, files = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["eval", "--hr", str(hr_dir), *flags, "--json", str(on_the_fly)]) == 0
+    assert main(["eval", "--hr", str(hr_dir), "--lr", str(tmp_path / "lr"), "--scale", "2",
+                 "--json", str(files)]) == 0
+    assert json.loads(on_the_fly.read_text())["psnr_y"] == json.loads(files.read_text())["psnr_y"]
+    # A non-blind model is told each image's own kernel.
+    torch.manual_seed(0)
+    udvd = create("udvd-lite", scale=2).eval()
+    save_file({k: v.contiguous() for k, v in udvd.state_dict().items()}, tmp_path / "u.st")
+    out = tmp_path / "u.json"
+    assert main(["eval", "--model", "udvd-lite", "--weights", str(tmp_path / "u.st"), "--hr",
+                 str(hr_dir / "astronaut.png"), *flags, "--json", str(out)]) == 0
+    lr = load_tensor(tmp_path / "lr" / "astronaut.png")
+    sr = upscale_batch(udvd, lr[None], blur=torch.from_numpy(a), noise=0.0)[0].double()
+    assert json.loads(out.read_text())["psnr_y"] == pytest.approx(
+        evaluate_pair(sr, hr, 2)["psnr_y"], abs=1e-9)
+    assert main(["eval", "--hr", str(hr_dir), "--scale", "3", "--random-kernel", "div2krk"]) == 1
+    assert "exists for x2 and x4, not x3" in capsys.readouterr().err

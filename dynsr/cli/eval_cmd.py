@@ -14,6 +14,7 @@ import datetime
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from tqdm import tqdm
 
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
-from dynsr.io import ImageReadError, atomic_write_json, list_images, load_tensor, write_image
+from dynsr.io import (
+    ImageReadError,
+    atomic_write_json,
+    list_images,
+    load_tensor,
+    read_image,
+    write_image,
+)
 from dynsr.metrics import MetricSettings, evaluate_pair
 from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
@@ -83,7 +91,10 @@ def load_pair(hr_path: Path, degradation: Degradation,
     the scale; LR read from ``lr_dir`` or made by ``degradation``."""
     hr = modcrop(load_tensor(hr_path).to(torch.float64), degradation.scale)
     if lr_dir is not None:
-        lr = load_tensor(find_lr(lr_dir, hr_path, degradation.scale)).to(torch.float64)
+        image = read_image(find_lr(lr_dir, hr_path, degradation.scale))
+        # Exact float64 samples v / maxval, as an LR made on the fly has (not float32's).
+        maxval = float(2**image.bit_depth - 1)
+        lr = torch.round(image.pixels.to(torch.float64) * maxval) / maxval
     else:
         lr = degradation.apply(hr, hr_path.name)
     return lr, hr
@@ -98,7 +109,7 @@ def evaluate_images(
     crop: int | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-    conditions: dict | None = None,
+    conditions: dict | Callable[[Path], dict] | None = None,
     save_sr: Path | None = None,
     pairs: dict | None = None,
     desc: str = "eval",
@@ -107,7 +118,8 @@ def evaluate_images(
     """PSNR-Y/SSIM-Y of ``model`` (already in eval mode) on ``hr_paths``: what ``dynsr eval``
     measures, also used by training's validation.
 
-    ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``).
+    ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``), or a
+    function of the HR path giving them (a kernel per image).
     ``pairs``: a dict kept by the caller in which the (LR, HR) pairs are cached between
     calls (validation measures the same images many times). Images that cannot be read or
     measured are skipped with a one-line message (starting with ``label``) and counted in
@@ -123,8 +135,9 @@ def evaluate_images(
                 lr, hr = load_pair(hr_path, degradation, lr_dir)
                 if pairs is not None:
                     pairs[hr_path] = (lr, hr)
+            kwargs = conditions(hr_path) if callable(conditions) else (conditions or {})
             sr = upscale_batch(model, lr.unsqueeze(0), precision=precision,
-                               channels_last=channels_last, **(conditions or {}))[0]
+                               channels_last=channels_last, **kwargs)[0]
             sr = sr.to(torch.float64)
             if sr.shape != hr.shape:
                 raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
@@ -177,8 +190,10 @@ def run(args: argparse.Namespace) -> int:
     model, weights = load_evaluated_model(args.model, scale, args.weights)
     model = prepare_model(model, channels_last=fast)
     # Non-blind models (UDVD) are told the degradation that made the LR images.
-    conditions = degradation.model_conditions() if get_spec(args.model).needs_degradation \
-        else {}
+    conditions: dict | Callable[[Path], dict] = {}
+    if get_spec(args.model).needs_degradation:
+        conditions = (degradation.conditions_of_file if degradation.per_image
+                      else degradation.model_conditions())
     hr_paths = list_images(args.hr, recursive=args.recursive)
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")

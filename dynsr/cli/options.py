@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from dynsr.degrade import degrade, isotropic_gaussian, load_kernel
+from dynsr.degrade import degrade, div2krk_kernel, isotropic_gaussian, load_kernel
+
+RANDOM_KERNELS = ("div2krk",)
 
 
 def add_degradation_args(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +23,11 @@ def add_degradation_args(parser: argparse.ArgumentParser) -> None:
                       help="isotropic Gaussian blur of this width (sigma, HR pixels) first")
     blur.add_argument("--kernel", type=Path, metavar="FILE",
                       help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
+    blur.add_argument("--random-kernel", choices=RANDOM_KERNELS,
+                      help="a random kernel per image, seeded by --seed and the file name: "
+                           "div2krk = KernelGAN's DIV2KRK test kernels (11x11 anisotropic "
+                           "Gaussian with multiplicative noise; x4: its analytic x4 "
+                           "composition); use with --downsample direct, as DIV2KRK")
     g.add_argument("--kernel-size", type=int, default=15, metavar="K",
                    help="size of the --blur kernel (default 15, as SRMD/UDVD)")
     g.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
@@ -43,6 +50,7 @@ class Degradation:
     noise: float = 0.0
     downsample: str = "bicubic"
     seed: int = 0
+    random_kernel: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Degradation:
@@ -52,20 +60,41 @@ class Degradation:
             raise ValueError(f"--blur must be > 0, got {args.blur}")
         if args.kernel_size < 1 or args.kernel_size % 2 == 0:
             raise ValueError(f"--kernel-size must be odd and positive, got {args.kernel_size}")
+        random_kernel = getattr(args, "random_kernel", None)
+        if random_kernel == "div2krk" and args.scale not in (2, 4):
+            raise ValueError(f"--random-kernel div2krk exists for x2 and x4, not x{args.scale}")
         return cls(args.scale, args.blur, args.kernel, args.kernel_size, args.noise,
-                   args.downsample, args.seed)
+                   args.downsample, args.seed, random_kernel)
 
-    def kernel(self) -> torch.Tensor | None:
+    @property
+    def per_image(self) -> bool:
+        """Whether the blur differs from image to image (a random kernel per image)."""
+        return self.random_kernel is not None
+
+    def kernel(self, name: str | None = None) -> torch.Tensor | None:
+        """The blur kernel (float32, (k, k)) of image ``name`` (file name), or None."""
+        if self.random_kernel is not None:
+            if name is None:
+                raise ValueError("a random kernel per image needs the image's file name")
+            # Its own stream: the same image gets the same kernel whatever the noise.
+            seed = (self.seed * 1_000_003 + zlib.crc32(f"kernel:{name}".encode())) % (2**63)
+            return div2krk_kernel(self.scale, seed)
         if self.kernel_file is not None:
             return load_kernel(self.kernel_file)
         if self.blur is not None:
             return isotropic_gaussian(self.kernel_size, self.blur)
         return None
 
-    def model_conditions(self) -> dict:
-        """What a non-blind model is told about this degradation (``blur=``, ``noise=``)."""
-        blur = self.kernel() if self.kernel_file is not None else self.blur
+    def model_conditions(self, name: str | None = None) -> dict:
+        """What a non-blind model is told about this degradation (``blur=``, ``noise=``) for
+        image ``name`` (needed when the kernel differs per image)."""
+        use_kernel = self.kernel_file is not None or self.random_kernel is not None
+        blur = self.kernel(name) if use_kernel else self.blur
         return {"blur": blur, "noise": self.noise}
+
+    def conditions_of_file(self, path: Path) -> dict:
+        """:meth:`model_conditions` of the image file ``path``."""
+        return self.model_conditions(path.name)
 
     def image_seed(self, name: str) -> int:
         # Per-image seed from the file name: the same image gets the same noise whatever
@@ -74,16 +103,14 @@ class Degradation:
 
     def apply(self, hr: torch.Tensor, name: str) -> torch.Tensor:
         """LR image (C, h, w) from HR (C, H, W); rounded to 8 bit as a saved LR file is."""
-        return degrade(hr, self.scale, kernel=self.kernel(), noise=self.noise,
+        return degrade(hr, self.scale, kernel=self.kernel(name), noise=self.noise,
                        downsample=self.downsample, requantize=True, seed=self.image_seed(name))
 
     def settings(self) -> dict:
         return {
             "scale": self.scale,
             "hr_crop": "top-left crop to a multiple of the scale",
-            "blur": (f"isotropic Gaussian, width {self.blur}, {self.kernel_size}x"
-                     f"{self.kernel_size}, replicate padding" if self.blur is not None
-                     else (f"kernel file {self.kernel_file}" if self.kernel_file else "none")),
+            "blur": self._blur_setting(),
             "downsample": ("MATLAB bicubic imresize(1/scale), antialiased"
                            if self.downsample == "bicubic" else "direct subsampling"),
             "quantize": "8-bit after downsampling",
@@ -92,6 +119,15 @@ class Degradation:
                      if self.noise else "none",
             "seed": self.seed,
         }
+
+    def _blur_setting(self) -> str:
+        if self.random_kernel == "div2krk":
+            return ("random DIV2KRK-style kernel per image (dynsr.degrade.div2krk_kernel, "
+                    "seeded by the seed and the file name), replicate padding")
+        if self.blur is not None:
+            return (f"isotropic Gaussian, width {self.blur}, {self.kernel_size}x"
+                    f"{self.kernel_size}, replicate padding")
+        return f"kernel file {self.kernel_file}" if self.kernel_file else "none"
 
 
 def modcrop(image: torch.Tensor, scale: int) -> torch.Tensor:
