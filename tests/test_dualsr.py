@@ -14,6 +14,7 @@ from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
 from dynsr.io import load_tensor, write_image
 from dynsr.zeroshot.dualsr import (
+    DualSRConfig,
     Upsampler,
     format_progress,
     masked_interpolation_loss,
@@ -87,6 +88,43 @@ def test_zeroshot_x4_is_two_x2_steps():
     assert [e["stage"] for e in log] == [1.0, 1.0, 2.0, 2.0]
     _, kernel2, _ = zeroshot(image, 2, iterations=2, seed=0)
     torch.testing.assert_close(kernel, analytic_x4_kernel(kernel2))
+
+
+def test_ablations_drop_their_loss_terms():
+    image = _image()
+    for key, term in (("interp_loss", "interp"), ("forward_cycle", "cycle_forward"),
+                      ("backward_cycle", "cycle_backward")):
+        _, _, log = zeroshot(image, 2, iterations=2, config=DualSRConfig(**{key: False}))
+        assert all(entry[term] == 0 for entry in log), key
+        assert all(entry["gan"] > 0 for entry in log)
+
+
+def test_known_kernel_fixes_g_dn_and_drops_the_gan():
+    image = _image()
+    known = torch.zeros(11, 11, dtype=torch.float64)
+    known[4:7, 4:7] = 1 / 9
+    sr, kernel, log = zeroshot(image, 2, iterations=3, known_kernel=known)
+    assert torch.equal(kernel, known)
+    assert all(e["gan"] == 0 and e["d"] == 0 and e["priors"] == 0 for e in log)
+    assert all(e["cycle_backward"] > 0 for e in log)
+    with pytest.raises(ValueError, match="at most 13x13"):
+        zeroshot(image, 2, iterations=1, known_kernel=torch.ones(15, 15) / 225)
+
+
+def test_fast_path_runs_and_checkpoints_see_the_current_output():
+    image = _image()
+    seen = []
+    config = DualSRConfig(precision="bf16", channels_last=True)
+    sr, kernel, log = zeroshot(image, 2, iterations=4, config=config,
+                               checkpoint=lambda i, upscale: seen.append((i, upscale())))
+    assert [i for i, _ in seen] == [0, 1, 2, 3]
+    assert torch.equal(seen[-1][1], sr) and not torch.equal(seen[0][1], sr)
+    assert all(math.isfinite(v) for entry in log for v in entry.values())
+    # The learning-rate schedule scales with the budget: steps at a quarter of it.
+    assert DualSRConfig(iterations=3000).step == 750 and DualSRConfig(iterations=1000).step == 250
+    assert DualSRConfig(iterations=1000, lr_step=750).step == 750
+    with pytest.raises(ValueError, match="precision"):
+        DualSRConfig(precision="fp16")
 
 
 def test_zeroshot_rejects_bad_input():

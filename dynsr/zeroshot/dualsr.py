@@ -62,6 +62,9 @@ __all__ = ["DualSRConfig", "Upsampler", "format_progress", "masked_interpolation
            "sobel_magnitude", "zeroshot"]
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+#: ``checkpoint(iteration, upscale)``: called after every iteration; ``upscale()`` gives G_UP's
+#: current SR of the whole image (for PSNR-versus-time curves).
+CheckpointFn = Callable[[int, Callable[[], torch.Tensor]], None]
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,26 @@ class DualSRConfig:
     lr_dn: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
-    lr_step: int = 750
+    lr_step: int | None = None  # None: iterations // 4 (750 for the paper's 3000)
     up_lr_gamma: float = 0.5
     dn_lr_divisor: float = 4.0
+    # Ablations (the paper's Table 2): drop a loss term.
+    interp_loss: bool = True
+    forward_cycle: bool = True
+    backward_cycle: bool = True
+    # Speed: bf16 autocast for G_UP and D_DN (G_DN's kernel, the priors and every loss stay
+    # float32) and channels_last for their convolutions.
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+
+    @property
+    def step(self) -> int:
+        """Iterations between learning-rate steps (the schedule scales with the budget)."""
+        return self.lr_step if self.lr_step is not None else max(1, self.iterations // 4)
 
 
 class Upsampler(nn.Module):
@@ -147,61 +167,85 @@ def _format_eta(seconds: float) -> str:
 
 
 def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
-               progress: ProgressFn | None, stage: int) -> tuple[torch.Tensor, torch.Tensor,
-                                                                 list[dict[str, float]]]:
+               progress: ProgressFn | None, stage: int,
+               known_kernel: torch.Tensor | None = None,
+               checkpoint: CheckpointFn | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
     channels = image.shape[0]
     hr_size = _hr_crop_size(image, config.hr_crop)
     lr_size = hr_size // 2
     log: list[dict[str, float]] = []
+    fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        g_up = Upsampler(channels)
+        g_up = Upsampler(channels).to(memory_format=layout)
         g_dn = DeepLinearGenerator()
-        d_dn = PatchDiscriminator(in_channels=channels)
+        d_dn = PatchDiscriminator(in_channels=channels).to(memory_format=layout)
         priors = KernelPriors(kernel_size=g_dn.kernel_size)
-        schedule = PriorSchedule(lr_step=config.lr_step, lr_divisor=config.dn_lr_divisor)
+        schedule = PriorSchedule(lr_step=config.step, lr_divisor=config.dn_lr_divisor)
         betas = (config.beta1, 0.999)
         opt_up = torch.optim.Adam(g_up.parameters(), lr=config.lr_up, betas=betas)
         opt_dn = torch.optim.Adam(g_dn.parameters(), lr=config.lr_dn, betas=betas)
         opt_d = torch.optim.Adam(d_dn.parameters(), lr=config.lr_d, betas=betas)
-        up_scheduler = torch.optim.lr_scheduler.StepLR(opt_up, config.lr_step,
+        up_scheduler = torch.optim.lr_scheduler.StepLR(opt_up, config.step,
                                                        config.up_lr_gamma)
         hr_sampler = crop_sampler(image, hr_size, gen)
         lr_sampler = crop_sampler(image, lr_size, gen)
+        if known_kernel is not None:
+            # "GT kernel + DualSR": G_DN is that kernel, nothing to learn or discriminate.
+            fixed = _as_g_dn_kernel(known_kernel, g_dn.kernel_size)
+
+        def up(x: torch.Tensor) -> torch.Tensor:
+            with fast:
+                return g_up(x.contiguous(memory_format=layout)).float()
+
+        def discriminate(x: torch.Tensor) -> torch.Tensor:
+            with fast:
+                return d_dn(x.contiguous(memory_format=layout)).float()
+
         start = time.perf_counter()
+        zero = torch.zeros(())
         for iteration in range(config.iterations):
             real_hr = _crops(image, hr_sampler, hr_size, config.batch)
             real_lr = _crops(image, lr_sampler, lr_size, config.batch)
-            lr_bicubic = imresize(real_lr, 2)
 
             # Generators (G_UP and G_DN together); D gets no gradient from this step.
             d_dn.requires_grad_(False)
             opt_up.zero_grad(set_to_none=True)
             opt_dn.zero_grad(set_to_none=True)
-            kernel = g_dn.kernel()  # composed once, used by both G_DN passes
-            fake_hr = g_up(real_lr)
-            rec_lr = g_dn.forward_composed(fake_hr, kernel)
+            kernel = g_dn.kernel() if known_kernel is None else fixed  # composed once
+            fake_hr = up(real_lr)
             fake_lr = g_dn.forward_composed(real_hr, kernel)
-            rec_hr = g_up(fake_lr)
-            loss_gan = lsgan_loss(d_dn(fake_lr), True)
-            loss_fwd = F.l1_loss(rec_lr, shave_to(real_lr, rec_lr))
-            loss_bwd = F.l1_loss(rec_hr, shave_to(real_hr, rec_hr))
-            loss_interp = masked_interpolation_loss(fake_hr, lr_bicubic)
-            loss_priors = priors(kernel, real_hr, fake_lr)
+            loss_gan = loss_priors = loss_fwd = loss_bwd = loss_interp = zero
+            if known_kernel is None:
+                loss_gan = lsgan_loss(discriminate(fake_lr), True)
+                loss_priors = priors(kernel, real_hr, fake_lr)
+            if config.forward_cycle:
+                rec_lr = g_dn.forward_composed(fake_hr, kernel)
+                loss_fwd = F.l1_loss(rec_lr, shave_to(real_lr, rec_lr))
+            if config.backward_cycle:
+                rec_hr = up(fake_lr)
+                loss_bwd = F.l1_loss(rec_hr, shave_to(real_hr, rec_hr))
+            if config.interp_loss:
+                loss_interp = masked_interpolation_loss(fake_hr, imresize(real_lr, 2))
             total = (loss_gan + config.lambda_cycle * (loss_fwd + loss_bwd)
                      + config.lambda_interp * loss_interp + config.lambda_priors * loss_priors)
             total.backward()
             opt_up.step()
-            opt_dn.step()
+            if known_kernel is None:
+                opt_dn.step()
 
-            # Discriminator: real x crops (shaved to G_DN's output size) against G_DN(y).
-            d_dn.requires_grad_(True)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d = 0.5 * (lsgan_loss(d_dn(shave_to(real_lr, fake_lr)), True)
-                            + lsgan_loss(d_dn(fake_lr.detach()), False))
-            loss_d.backward()
-            opt_d.step()
+                # Discriminator: real x crops (shaved to G_DN's output size) against G_DN(y).
+                d_dn.requires_grad_(True)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d = 0.5 * (lsgan_loss(discriminate(shave_to(real_lr, fake_lr)), True)
+                                + lsgan_loss(discriminate(fake_lr.detach()), False))
+                loss_d.backward()
+                opt_d.step()
+            else:
+                loss_d = zero
 
             up_scheduler.step()
             schedule.update(iteration, priors, (opt_dn, opt_d))
@@ -218,10 +262,30 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
             log.append(entry)
             if progress is not None:
                 progress(iteration, config.iterations, entry)
+            if checkpoint is not None:
+                checkpoint(iteration, lambda: _upscale_whole(up, image))
+        sr = _upscale_whole(up, image)
         with torch.no_grad():
-            sr = g_up(image[None])[0].clamp(0, 1)
-            kernel = post_process_kernel(g_dn.kernel())
+            kernel = post_process_kernel(g_dn.kernel()) if known_kernel is None \
+                else known_kernel.to(torch.float64)
     return sr, kernel, log
+
+
+def _upscale_whole(up: Callable[[torch.Tensor], torch.Tensor],
+                   image: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return up(image[None])[0].clamp(0, 1)
+
+
+def _as_g_dn_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """A known (k, k) kernel as G_DN's composed (size, size) kernel: zero-padded around its
+    middle (k odd, k <= size), float32, no gradient."""
+    k = kernel.shape[-1]
+    if kernel.dim() != 2 or kernel.shape[0] != k or k % 2 == 0 or k > size:
+        raise ValueError(f"a known kernel must be square, odd and at most {size}x{size}, got "
+                         f"{tuple(kernel.shape)}")
+    pad = (size - k) // 2
+    return F.pad(kernel.detach().float(), (pad, pad, pad, pad))
 
 
 def zeroshot(
@@ -232,6 +296,8 @@ def zeroshot(
     progress: ProgressFn | None = None,
     *,
     config: DualSRConfig | None = None,
+    known_kernel: torch.Tensor | None = None,
+    checkpoint: CheckpointFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
     """DualSR on one (C, H, W) image in [0, 1]: ``(sr, kernel, log)``.
 
@@ -241,6 +307,12 @@ def zeroshot(
     losses per iteration (with ``stage`` 1 or 2 at x4). ``progress(iteration, iterations,
     losses)`` is called after every iteration. ``config`` overrides the hyper-parameters
     (its ``iterations`` is replaced by ``iterations``).
+
+    ``known_kernel``: the x2 blur kernel (odd, at most 13x13) when it is known: G_DN is fixed
+    to it and D_DN, the GAN loss and the kernel priors are dropped (the paper's "GT kernel +
+    DualSR"); at x4 both x2 stages use it (DIV2KRK's x4 applies the x2 kernel twice).
+    ``checkpoint(iteration, upscale)`` is called after every iteration of the (first) x2
+    stage; ``upscale()`` returns the current SR of the whole image.
     """
     if scale not in (2, 4):
         raise ValueError(f"DualSR supports scale 2 or 4, got {scale!r}")
@@ -252,10 +324,10 @@ def zeroshot(
     base = config or DualSRConfig()
     config = DualSRConfig(**{**base.__dict__, "iterations": iterations})
     image = image.float()
-    sr, kernel, log = _dualsr_x2(image, config, seed, progress, 1)
+    sr, kernel, log = _dualsr_x2(image, config, seed, progress, 1, known_kernel, checkpoint)
     if scale == 4:
         # Second x2 step on the first one's output, with fresh networks.
-        sr, _, log2 = _dualsr_x2(sr, config, seed + 1, progress, 2)
+        sr, _, log2 = _dualsr_x2(sr, config, seed + 1, progress, 2, known_kernel)
         log += log2
         kernel = analytic_x4_kernel(kernel)
     if not all(math.isfinite(v) for entry in log for v in entry.values()):
