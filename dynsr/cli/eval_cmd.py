@@ -10,6 +10,7 @@ data-set score = mean of per-image scores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import re
 import sys
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
+from dynsr.degrade import load_kernel
 from dynsr.io import (
     ImageReadError,
     atomic_write_json,
@@ -31,16 +33,20 @@ from dynsr.io import (
     read_image,
     write_image,
 )
-from dynsr.metrics import MetricSettings, evaluate_pair
+from dynsr.metrics import MetricSettings, evaluate_pair, kernel_error
 from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
+from dynsr.ops import quantize
 from dynsr.upscale.weights import file_sha256, find_weights, load_state_dict
+from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="measure PSNR-Y/SSIM-Y of a model on HR images",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="bicubic", help="model name (see `dynsr models`)")
+    p.add_argument("--model", default="bicubic",
+                   help="model name (see `dynsr models`), or dualsr (zero-shot, trained on "
+                        "each LR image)")
     p.add_argument("--weights", type=Path, metavar="FILE",
                    help="safetensors weights to evaluate (default: the shipped ones)")
     p.add_argument("--hr", nargs="+", type=Path, required=True, metavar="PATH",
@@ -56,8 +62,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: autocast with channels_last (fast path on CPUs with AVX-512 "
                         "BF16); default fp32")
+    z = p.add_argument_group("zero-shot models (dualsr)")
+    z.add_argument("--iterations", type=int, default=3000,
+                   help="training iterations per image (default 3000, the paper's)")
+    z.add_argument("--ablation", choices=ABLATIONS,
+                   help="drop one loss term (the paper's Table 2)")
+    z.add_argument("--known-kernel", action="store_true",
+                   help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
+                        "kernel + DualSR')")
     add_degradation_args(p)
     p.set_defaults(run=run)
+
+
+ZERO_SHOT = ("dualsr",)
+ABLATIONS = {"no-interp": "interp_loss", "no-forward-cycle": "forward_cycle",
+             "no-backward-cycle": "backward_cycle"}
 
 
 def find_lr(lr_dir: Path, hr_path: Path, scale: int) -> Path:
@@ -82,7 +101,12 @@ class EvalResult:
         """The data-set scores: mean of the per-image scores (``ValueError`` if none)."""
         if not self.rows:
             raise ValueError("no image could be evaluated")
-        return {k: sum(r[k] for r in self.rows) / len(self.rows) for k in ("psnr_y", "ssim_y")}
+        means = {k: sum(r[k] for r in self.rows) / len(self.rows) for k in ("psnr_y", "ssim_y")}
+        for key in ("kernel_sse", "kernel_psnr", "seconds"):  # zero-shot models' extras
+            values = [r[key] for r in self.rows if key in r]
+            if values:
+                means[key] = sum(values) / len(values)
+        return means
 
 
 def load_pair(hr_path: Path, degradation: Degradation,
@@ -172,13 +196,71 @@ def load_evaluated_model(name: str, scale: int,
                    "shipped": entry is not None}
 
 
+def true_kernel(hr_path: Path, degradation: Degradation,
+                lr_dir: Path | None) -> torch.Tensor | None:
+    """The blur kernel that made the LR image of ``hr_path``, when it is known: the
+    degradation's, or ``LR_DIR/kernels/NAME.npy`` (as ``dynsr degrade`` writes them)."""
+    if lr_dir is None:
+        return degradation.kernel(hr_path.name)
+    path = lr_dir / "kernels" / f"{hr_path.stem}.npy"
+    return load_kernel(path) if path.is_file() else None
+
+
+def evaluate_zeroshot(
+    hr_paths: list[Path],
+    degradation: Degradation,
+    config: DualSRConfig,
+    *,
+    lr_dir: Path | None = None,
+    crop: int | None = None,
+    known_kernel: bool = False,
+    seed: int = 0,
+    save_sr: Path | None = None,
+    label: str = "dynsr eval",
+) -> EvalResult:
+    """PSNR-Y/SSIM-Y of DualSR trained on each LR image, plus its seconds and, where the true
+    kernel is known, the kernel error (:func:`dynsr.metrics.kernel_error`)."""
+    crop = degradation.scale if crop is None else crop
+    rows, failures = [], 0
+    for hr_path in tqdm(hr_paths, desc="eval dualsr", unit="img", disable=None, leave=False):
+        try:
+            lr, hr = load_pair(hr_path, degradation, lr_dir)
+            truth = true_kernel(hr_path, degradation, lr_dir)
+            if known_kernel and truth is None:
+                raise ValueError(f"{hr_path}: --known-kernel, but the true kernel is unknown")
+            start = time.perf_counter()
+            sr, kernel, _ = zeroshot(lr.float(), degradation.scale, config.iterations, seed,
+                                     config=config, known_kernel=truth if known_kernel else None)
+            seconds = time.perf_counter() - start
+            sr = quantize(sr.to(torch.float64))
+            if sr.shape != hr.shape:
+                raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
+                                 f"{tuple(hr.shape)}")
+            row = {"name": hr_path.stem, **evaluate_pair(sr, hr, crop),
+                   "seconds": round(seconds, 2)}
+            if truth is not None and not known_kernel:
+                row.update(kernel_error(kernel, truth))
+            if save_sr is not None:
+                write_image(save_sr / f"{hr_path.stem}.png", sr)
+        except (ImageReadError, ValueError, OSError) as err:
+            failures += 1
+            tqdm.write(f"{label}: skipped: {err}", file=sys.stderr)
+            continue
+        rows.append(row)
+    return EvalResult(rows, failures)
+
+
 def _format_table(rows: list[dict], mean: dict) -> str:
     width = max([len("image"), *(len(r["name"]) for r in rows)])
-    lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}"]
+    extra = [key for key in ("kernel_sse", "seconds") if key in mean]
+    lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}"
+             + "".join(f"  {key:>10}" for key in extra)]
     for r in [*rows, {"name": "mean", **mean}]:
         if r["name"] == "mean":
             lines.append("-" * len(lines[0]))
-        lines.append(f"{r['name']:<{width}}  {r['psnr_y']:8.4f}  {r['ssim_y']:7.5f}")
+        lines.append(f"{r['name']:<{width}}  {r['psnr_y']:8.4f}  {r['ssim_y']:7.5f}"
+                     + "".join(f"  {r[key]:10.4g}" if key in r else f"  {'':>10}"
+                               for key in extra))
     return "\n".join(lines)
 
 
@@ -187,22 +269,38 @@ def run(args: argparse.Namespace) -> int:
     scale = degradation.scale
     crop = scale if args.crop is None else args.crop
     fast = args.precision == "bf16"
-    model, weights = load_evaluated_model(args.model, scale, args.weights)
-    model = prepare_model(model, channels_last=fast)
-    # Non-blind models (UDVD) are told the degradation that made the LR images.
-    conditions: dict | Callable[[Path], dict] = {}
-    if get_spec(args.model).needs_degradation:
-        conditions = (degradation.conditions_of_file if degradation.per_image
-                      else degradation.model_conditions())
+    zero_shot = args.model in ZERO_SHOT
+    if not zero_shot and (args.ablation or args.known_kernel):
+        raise ValueError("--ablation and --known-kernel are for zero-shot models (dualsr)")
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be positive, got {args.iterations}")
     hr_paths = list_images(args.hr, recursive=args.recursive)
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")
 
     start = time.perf_counter()
-    result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
-                             precision=args.precision, channels_last=fast,
-                             conditions=conditions, save_sr=args.save_sr,
-                             desc=f"eval {args.model} x{scale}")
+    if zero_shot:
+        weights = model = None
+        options = {"iterations": args.iterations, "precision": args.precision,
+                   "channels_last": fast}
+        if args.ablation:
+            options[ABLATIONS[args.ablation]] = False
+        zs_config = DualSRConfig(**options)
+        result = evaluate_zeroshot(hr_paths, degradation, zs_config, lr_dir=args.lr,
+                                   crop=crop, known_kernel=args.known_kernel, seed=args.seed,
+                                   save_sr=args.save_sr)
+    else:
+        model, weights = load_evaluated_model(args.model, scale, args.weights)
+        model = prepare_model(model, channels_last=fast)
+        # Non-blind models (UDVD) are told the degradation that made the LR images.
+        conditions: dict | Callable[[Path], dict] = {}
+        if get_spec(args.model).needs_degradation:
+            conditions = (degradation.conditions_of_file if degradation.per_image
+                          else degradation.model_conditions())
+        result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
+                                 precision=args.precision, channels_last=fast,
+                                 conditions=conditions, save_sr=args.save_sr,
+                                 desc=f"eval {args.model} x{scale}")
     rows, failures = result.rows, result.failures
     if not rows:
         raise ValueError("no image could be evaluated")
@@ -221,7 +319,11 @@ def run(args: argparse.Namespace) -> int:
                 "lr": str(args.lr) if args.lr else "made from HR (see degradation)",
                 "degradation": degradation.settings() if args.lr is None else None,
                 "metrics": MetricSettings(crop_border=crop).as_dict(),
-                "inference_dtype": str(compute_dtype(model)).removeprefix("torch."),
+                "inference_dtype": ("float32" if model is None
+                                    else str(compute_dtype(model)).removeprefix("torch.")),
+                **({"zeroshot": {**dataclasses.asdict(zs_config), "seed": args.seed,
+                                 "known_kernel": args.known_kernel,
+                                 "ablation": args.ablation}} if zero_shot else {}),
                 "precision": args.precision,
                 "failed_images": failures,
                 "dynsr": __version__,

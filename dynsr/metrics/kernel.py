@@ -1,0 +1,45 @@
+"""How far an estimated blur kernel is from the true one (kernel estimation: KernelGAN, DualSR).
+
+Both kernels are normalised to sum 1 and zero-padded around their middle tap to a common odd
+size (an 11x11 DIV2KRK kernel against a 13x13 estimate), then compared tap by tap:
+
+* ``kernel_sse``: the sum of squared differences (independent of the padding);
+* ``kernel_psnr``: 10·log10(max(truth)² / mean squared difference) over the true kernel's
+  own k x k support, a scale-free figure.
+
+Middle-centred kernels are compared as they are: dynsr's DIV2KRK kernels and KernelGAN's
+post-processed estimates both have their centre of mass on the middle tap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["kernel_error"]
+
+
+def _padded(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    k = kernel.shape[-1]
+    pad = (size - k) // 2
+    return torch.nn.functional.pad(kernel, (pad, pad, pad, pad))
+
+
+def kernel_error(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """``{"kernel_sse", "kernel_psnr"}`` of a (k, k) estimate against the (k', k') truth."""
+    for name, kernel in (("estimate", estimate), ("truth", truth)):
+        if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+            raise ValueError(f"{name} kernel must be square with an odd side, got "
+                             f"{tuple(kernel.shape)}")
+    estimate = estimate.to(torch.float64) / estimate.sum()
+    truth = truth.to(torch.float64) / truth.sum()
+    size = max(estimate.shape[0], truth.shape[0])
+    difference = _padded(estimate, size) - _padded(truth, size)
+    sse = float((difference**2).sum())
+    k, pad = truth.shape[0], (size - truth.shape[0]) // 2
+    support = difference[pad:pad + k, pad:pad + k]
+    mse = float((support**2).mean())
+    peak = float(truth.max())
+    kernel_psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+    return {"kernel_sse": sse, "kernel_psnr": kernel_psnr}
