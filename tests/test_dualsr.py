@@ -127,6 +127,17 @@ def test_fast_path_runs_and_checkpoints_see_the_current_output():
         DualSRConfig(precision="fp16")
 
 
+def test_layer_by_layer_g_dn_trains_to_the_same_result():
+    image = _image()
+    fast_sr, fast_kernel, fast_log = zeroshot(image, 2, iterations=3)
+    slow_sr, slow_kernel, slow_log = zeroshot(image, 2, iterations=3,
+                                              config=DualSRConfig(composed_g_dn=False))
+    torch.testing.assert_close(slow_kernel, fast_kernel, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(slow_sr, fast_sr, rtol=1e-4, atol=1e-4)
+    assert [e["total"] for e in slow_log] == pytest.approx([e["total"] for e in fast_log],
+                                                           rel=1e-4)
+
+
 def test_zeroshot_rejects_bad_input():
     with pytest.raises(ValueError):
         zeroshot(_image(), 3, iterations=1)

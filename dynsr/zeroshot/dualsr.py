@@ -92,6 +92,8 @@ class DualSRConfig:
     # float32) and channels_last for their convolutions.
     precision: str = "fp32"
     channels_last: bool = False
+    # False: G_DN layer by layer (the straightforward way; same values, for benchmarks).
+    composed_g_dn: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -181,7 +183,7 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         g_up = Upsampler(channels).to(memory_format=layout)
-        g_dn = DeepLinearGenerator()
+        g_dn = DeepLinearGenerator(composed=config.composed_g_dn)
         d_dn = PatchDiscriminator(in_channels=channels).to(memory_format=layout)
         priors = KernelPriors(kernel_size=g_dn.kernel_size)
         schedule = PriorSchedule(lr_step=config.step, lr_divisor=config.dn_lr_divisor)
@@ -201,6 +203,11 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
             with fast:
                 return g_up(x.contiguous(memory_format=layout)).float()
 
+        def down(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+            if known_kernel is None and not config.composed_g_dn:
+                return g_dn.forward_layers(x)
+            return g_dn.forward_composed(x, kernel)
+
         def discriminate(x: torch.Tensor) -> torch.Tensor:
             with fast:
                 return d_dn(x.contiguous(memory_format=layout)).float()
@@ -217,13 +224,13 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
             opt_dn.zero_grad(set_to_none=True)
             kernel = g_dn.kernel() if known_kernel is None else fixed  # composed once
             fake_hr = up(real_lr)
-            fake_lr = g_dn.forward_composed(real_hr, kernel)
+            fake_lr = down(real_hr, kernel)
             loss_gan = loss_priors = loss_fwd = loss_bwd = loss_interp = zero
             if known_kernel is None:
                 loss_gan = lsgan_loss(discriminate(fake_lr), True)
                 loss_priors = priors(kernel, real_hr, fake_lr)
             if config.forward_cycle:
-                rec_lr = g_dn.forward_composed(fake_hr, kernel)
+                rec_lr = down(fake_hr, kernel)
                 loss_fwd = F.l1_loss(rec_lr, shave_to(real_lr, rec_lr))
             if config.backward_cycle:
                 rec_hr = up(fake_lr)

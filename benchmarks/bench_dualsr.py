@@ -1,0 +1,131 @@
+"""DualSR speed on this CPU: the straightforward way against dynsr's, PSNR against time.
+
+One HR image (``--hr``, default: skimage's astronaut) is degraded DIV2KRK-style (its own
+random 11x11 kernel, seed 0, blur then every 2nd pixel) and DualSR x2 is trained on the LR
+image in several ways, each in the same run:
+
+* ``straightforward``: fp32, NCHW, G_DN run layer by layer (7-5-3-1-1-1, 64 channels);
+  timed over its first ``--straightforward-iterations`` iterations only (at several seconds
+  an iteration, the paper's 3000 take hours here);
+* ``fp32``: the same method with G_DN composed into one 13x13 stride-2 convolution (equal
+  values and gradients up to float rounding, tested), fp32 NCHW, 3000 iterations: the
+  quality reference;
+* ``fast``: bf16 autocast + channels_last for G_UP and D_DN, composed G_DN, 3000 iterations;
+* ``fast-N``: the same with N iterations and the schedule scaled to N.
+
+Every ``--every`` iterations the current G_UP upscales the whole LR image and its PSNR-Y /
+SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training seconds so
+far (the time of these checkpoints is left out). Also timed: the final whole-image upscale
+of a DIV2KRK-sized LR image (1000 x 680) with the fast G_UP.
+
+    python benchmarks/bench_dualsr.py [--hr IMAGE] [--ways straightforward fast fast-1000]
+        [--every 250] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import skimage.data
+import torch
+
+from dynsr.cli.options import Degradation, modcrop
+from dynsr.io import load_tensor
+from dynsr.metrics import evaluate_pair
+from dynsr.ops import quantize
+from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
+
+
+def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
+    if way == "straightforward":
+        # The paper's schedule, stopped early: only its speed is measured.
+        return DualSRConfig(iterations=straightforward_iterations, lr_step=750,
+                            composed_g_dn=False)
+    if way == "fp32":
+        return DualSRConfig(iterations=3000)
+    iterations = 3000 if way == "fast" else int(way.split("-", 1)[1])
+    return DualSRConfig(iterations=iterations, precision="bf16", channels_last=True)
+
+
+def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor, every: int,
+            straightforward_iterations: int) -> dict:
+    config = way_config(way, straightforward_iterations)
+    curve = []
+    spent = [0.0]  # seconds inside checkpoints, left out of the training time
+    start = time.perf_counter()
+
+    def checkpoint(iteration: int, upscale) -> None:
+        if (iteration + 1) % every and iteration + 1 != config.iterations:
+            return
+        begin = time.perf_counter()
+        training = begin - start - spent[0]
+        sr = quantize(upscale().to(torch.float64))
+        scores = evaluate_pair(sr, hr, 2)
+        spent[0] += time.perf_counter() - begin
+        curve.append({"iteration": iteration + 1, "seconds": round(training, 1),
+                      "psnr_y": round(scores["psnr_y"], 4), "ssim_y": round(scores["ssim_y"], 5)})
+        print(f"{way:<16} it {iteration + 1:5d}  {curve[-1]['seconds']:7.1f} s  "
+              f"PSNR-Y {scores['psnr_y']:.3f}  SSIM-Y {scores['ssim_y']:.4f}", flush=True)
+
+    zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=checkpoint)
+    total = time.perf_counter() - start - spent[0]
+    return {"way": way, "iterations": config.iterations, "seconds": round(total, 1),
+            "s_per_iteration": round(total / config.iterations, 4), "curve": curve}
+
+
+def time_whole_image_upscale() -> float:
+    from dynsr.zeroshot.dualsr import Upsampler
+
+    model = Upsampler().to(memory_format=torch.channels_last).eval()
+    image = torch.rand(1, 3, 680, 1000).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(image[..., :64, :64])
+        start = time.perf_counter()
+        model(image)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hr", type=Path, help="HR image (default: skimage's astronaut)")
+    parser.add_argument("--ways", nargs="+",
+                        default=["straightforward", "fp32", "fast", "fast-1000"])
+    parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--straightforward-iterations", type=int, default=30)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.hr is None:
+        hr = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1).double() / 255
+        name = "astronaut.png"
+    else:
+        hr, name = load_tensor(args.hr).double(), args.hr.name
+    hr = modcrop(hr, 2)
+    degradation = Degradation(2, downsample="direct", random_kernel="div2krk")
+    lr = degradation.apply(hr, name).float()
+    print(f"{name}: HR {tuple(hr.shape[-2:])}, LR {tuple(lr.shape[-2:])}, "
+          f"{torch.get_num_threads()} threads")
+    results = [run_way(way, lr, hr, args.every, args.straightforward_iterations)
+               for way in args.ways]
+    base = next((r for r in results if r["way"] == "straightforward"), None)
+    for r in results:
+        # Ratio of whole runs: the straightforward way's seconds per iteration times 3000.
+        ratio = (f"{base['s_per_iteration'] * 3000 / r['seconds']:.2f}x" if base else "-")
+        final = r["curve"][-1]
+        print(f"{r['way']:<16} {r['iterations']:5d} it  {r['seconds']:7.1f} s  "
+              f"({r['s_per_iteration']:.3f} s/it; straightforward 3000 it / this: {ratio})  "
+              f"PSNR-Y {final['psnr_y']:.3f}")
+    whole = time_whole_image_upscale()
+    print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"image": name, "ways": results,
+                                         "whole_image_upscale_s": round(whole, 2)},
+                                        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
