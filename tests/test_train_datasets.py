@@ -1,4 +1,4 @@
-"""Training data sets (dynsr.train.datasets, dynsr.train.realistic) and the sample sampler."""
+"""Training data sets (dynsr.train.datasets, dynsr.degrade.realistic) and the sample sampler."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from PIL import Image
 from scipy import ndimage
 from torch.utils.data import DataLoader
 
-from dynsr.degrade import degrade, downsample_map, gaussian_blur
+from dynsr.degrade import degrade, downsample_map, gaussian_blur, realistic
 from dynsr.io import write_image
 from dynsr.ops import imresize, quantize
-from dynsr.train import datasets, realistic
+from dynsr.train import datasets
 from dynsr.train.datasets import SampleIndexSampler, build_dataset
 
 KINDS = ("bicubic", "variational", "realistic")

@@ -22,7 +22,7 @@ Every kind::
       bicubic       none
       variational   width_range [0.2, 3.0], noise_range [0, 75], kernel_size 15,
                     spatially_variant 0.0 (probability of a spatially variant sample)
-      realistic     see dynsr.train.realistic (kernel_size_range, iso_prob, blur_sigma,
+      realistic     see dynsr.degrade.realistic (kernel_size_range, iso_prob, blur_sigma,
                     downsample_methods, max_shift, noise_prob, gaussian_noise_prob,
                     noise_range, poisson_scale_range, gray_noise_prob, jpeg_prob, jpeg_range)
 
@@ -122,10 +122,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from dynsr.degrade import add_noise, degrade
+from dynsr.degrade import add_noise, degrade, realistic
 from dynsr.io import ImageReadError, list_images, read_image
 from dynsr.ops import imresize, quantize
-from dynsr.train import realistic
 
 __all__ = [
     "DATASET_TYPES",
@@ -405,7 +404,7 @@ class _Variational:
 
 
 class _Realistic:
-    """DDet without RealSR pairs: :mod:`dynsr.train.realistic`."""
+    """DDet without RealSR pairs: :mod:`dynsr.degrade.realistic`."""
 
     extra_keys: tuple[str, ...] = ()
 
