@@ -197,3 +197,28 @@ def test_random_div2krk_kernel_per_image(hr_dir, tmp_path, capsys):
         evaluate_pair(sr, hr, 2)["psnr_y"], abs=1e-9)
     assert main(["eval", "--hr", str(hr_dir), "--scale", "3", "--random-kernel", "div2krk"]) == 1
     assert "exists for x2 and x4, not x3" in capsys.readouterr().err
+
+
+def test_realistic_degradation_per_image(hr_dir, tmp_path, capsys):
+    import torch
+
+    from dynsr.cli.options import Degradation
+    from dynsr.degrade import realistic
+
+    flags = ["--scale", "2", "--realistic", "--seed", "3"]
+    assert main(["degrade", str(hr_dir), "-o", str(tmp_path / "lr"), *flags]) == 0
+    hr = load_tensor(hr_dir / "astronaut.png").double()[:, :100, :130]
+    # Exactly dynsr.degrade.realistic with parameters drawn from the per-image seed.
+    degradation = Degradation(2, seed=3, realistic=True)
+    gen = torch.Generator().manual_seed(degradation.image_seed("astronaut.png"))
+    params = realistic.sample_params(realistic.RealisticOptions(), gen)
+    expected = realistic.apply(hr.float(), 2, params, gen)
+    written = load_tensor(tmp_path / "lr" / "astronaut.png")
+    assert torch.equal(written, expected)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["eval", "--hr", str(hr_dir), *flags, "--json", str(a)]) == 0
+    assert main(["eval", "--hr", str(hr_dir), "--lr", str(tmp_path / "lr"), "--scale", "2",
+                 "--json", str(b)]) == 0
+    assert json.loads(a.read_text())["psnr_y"] == json.loads(b.read_text())["psnr_y"]
+    assert main(["eval", "--hr", str(hr_dir), *flags, "--noise", "5"]) == 1
+    assert "leave out --noise" in capsys.readouterr().err

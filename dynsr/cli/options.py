@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from dynsr.degrade import degrade, div2krk_kernel, isotropic_gaussian, load_kernel
+from dynsr.degrade import degrade, div2krk_kernel, isotropic_gaussian, load_kernel, realistic
+from dynsr.ops import quantize
 
 RANDOM_KERNELS = ("div2krk",)
 
@@ -23,6 +24,11 @@ def add_degradation_args(parser: argparse.ArgumentParser) -> None:
                       help="isotropic Gaussian blur of this width (sigma, HR pixels) first")
     blur.add_argument("--kernel", type=Path, metavar="FILE",
                       help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
+    blur.add_argument("--realistic", action="store_true",
+                      help="instead: a random real-world-like degradation per image (mixed "
+                           "blur and downsampling, sub-pixel shift, noise, JPEG; "
+                           "dynsr.degrade.realistic with its default ranges), seeded by "
+                           "--seed and the file name; DDet's held-out test pairs")
     blur.add_argument("--random-kernel", choices=RANDOM_KERNELS,
                       help="a random kernel per image, seeded by --seed and the file name: "
                            "div2krk = KernelGAN's DIV2KRK test kernels (11x11 anisotropic "
@@ -51,6 +57,7 @@ class Degradation:
     downsample: str = "bicubic"
     seed: int = 0
     random_kernel: str | None = None
+    realistic: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Degradation:
@@ -63,8 +70,12 @@ class Degradation:
         random_kernel = getattr(args, "random_kernel", None)
         if random_kernel == "div2krk" and args.scale not in (2, 4):
             raise ValueError(f"--random-kernel div2krk exists for x2 and x4, not x{args.scale}")
+        realistic_lr = bool(getattr(args, "realistic", False))
+        if realistic_lr and (args.noise or args.downsample != "bicubic"):
+            raise ValueError("--realistic draws its own noise and downsampling: leave out "
+                             "--noise and --downsample")
         return cls(args.scale, args.blur, args.kernel, args.kernel_size, args.noise,
-                   args.downsample, args.seed, random_kernel)
+                   args.downsample, args.seed, random_kernel, realistic_lr)
 
     @property
     def per_image(self) -> bool:
@@ -103,10 +114,24 @@ class Degradation:
 
     def apply(self, hr: torch.Tensor, name: str) -> torch.Tensor:
         """LR image (C, h, w) from HR (C, H, W); rounded to 8 bit as a saved LR file is."""
+        if self.realistic:
+            gen = torch.Generator().manual_seed(self.image_seed(name))
+            params = realistic.sample_params(realistic.RealisticOptions(), gen)
+            colour = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr
+            lr = realistic.apply(colour.to(torch.float32), self.scale, params, gen)
+            lr = torch.round(lr.to(hr.dtype) * 255) / 255  # exact samples, as files give
+            return quantize(lr.mean(dim=0, keepdim=True)) if hr.shape[0] == 1 else lr
         return degrade(hr, self.scale, kernel=self.kernel(name), noise=self.noise,
                        downsample=self.downsample, requantize=True, seed=self.image_seed(name))
 
     def settings(self) -> dict:
+        if self.realistic:
+            return {"scale": self.scale, "hr_crop": "top-left crop to a multiple of the scale",
+                    "degradation": self._blur_setting(),
+                    "steps": "Gaussian blur 7-21 px (width 0.2-3) -> bicubic/bilinear/area "
+                             "down -> sub-pixel shift up to 0.5 LR px -> Gaussian (1-30) or "
+                             "Poisson noise, 8-bit -> JPEG 30-95",
+                    "seed": self.seed}
         return {
             "scale": self.scale,
             "hr_crop": "top-left crop to a multiple of the scale",
@@ -121,6 +146,9 @@ class Degradation:
         }
 
     def _blur_setting(self) -> str:
+        if self.realistic:
+            return ("random real-world-like degradation per image (dynsr.degrade.realistic, "
+                    "default ranges, seeded by the seed and the file name)")
         if self.random_kernel == "div2krk":
             return ("random DIV2KRK-style kernel per image (dynsr.degrade.div2krk_kernel, "
                     "seeded by the seed and the file name), replicate padding")
