@@ -483,3 +483,18 @@ def test_load_kernel_rejects_bad_files(tmp_path, name, content, reason):
         load_kernel(path)
     message = str(info.value)
     assert str(path) in message and reason in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_noise_level_estimate_recovers_added_gaussian_noise(name):
+    from dynsr.degrade.noise_level import estimate_noise_level
+
+    image = torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1).double() / 255
+    image = image[..., :256, :256]
+    gen = torch.Generator().manual_seed(0)
+    assert estimate_noise_level(image) < 2.5  # a clean photo
+    for sigma in (5.0, 15.0, 50.0):
+        noisy = image + torch.randn(image.shape, generator=gen, dtype=torch.float64) * sigma / 255
+        assert estimate_noise_level(noisy) == pytest.approx(sigma, rel=0.07 if sigma == 5 else 0.02)
+    with pytest.raises(ValueError, match="too small"):
+        estimate_noise_level(image[..., :10, :10])

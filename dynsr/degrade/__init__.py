@@ -6,6 +6,8 @@
   downsampling, 8-bit quantisation, AWGN; :func:`degrade` chains them (UDVD Eq. 1 by default).
 * :mod:`dynsr.degrade.degradation_map`: the shipped 15-dim PCA basis of 15x15 kernels,
   kernel codes, and the (B, 16, H, W) degradation map, constant or per pixel.
+* :mod:`dynsr.degrade.noise_level`: the noise level of an image (Chen et al.'s patch-PCA
+  estimator), for blind non-blind models.
 * :mod:`dynsr.degrade.realistic`: a seeded "real-world-like" degradation (mixed blur and
   downsampling, sub-pixel LR/HR misalignment, noise, JPEG) for DDet's training and tests.
 """
