@@ -7,7 +7,7 @@
 * :mod:`dynsr.degrade.degradation_map`: the shipped 15-dim PCA basis of 15x15 kernels,
   kernel codes, and the (B, 16, H, W) degradation map, constant or per pixel.
 * :mod:`dynsr.degrade.noise_level`: the noise level of an image (Chen et al.'s patch-PCA
-  estimator), for blind non-blind models.
+  estimator), so that a non-blind model (UDVD) can run blind.
 * :mod:`dynsr.degrade.realistic`: a seeded "real-world-like" degradation (mixed blur and
   downsampling, sub-pixel LR/HR misalignment, noise, JPEG) for DDet's training and tests.
 """
