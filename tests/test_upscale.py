@@ -297,7 +297,12 @@ def test_weights_file_given_directly_and_env_folder(tmp_path, monkeypatch):
 
 
 def _run(capsys, *argv):
-    code = main(["upscale", *map(str, argv)])
+    # Image handling is tested with the exact bicubic model unless a test names another;
+    # the default model has its own test.
+    argv = [str(a) for a in argv]
+    if "--model" not in argv:
+        argv += ["--model", "bicubic"]
+    code = main(["upscale", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -502,3 +507,41 @@ def test_same_extension_and_kernel_file(tmp_path, capsys):
     assert code == 0, err
     out = read_image(tmp_path / "cup_x2.jpg")
     assert out.pixels.shape == (3, 100, 150)
+
+
+def test_default_model_is_trained_dyconvsr(tmp_path, capsys, recwarn, monkeypatch):
+    monkeypatch.delenv("DYNSR_WEIGHTS_DIR")  # the package's own weights
+    assert dynsr.api.DEFAULT_MODEL == "dyconvsr"
+    for scale in (2, 3, 4):
+        up = dynsr.load(scale=scale, device="cpu")
+        assert up.name == "dyconvsr" and up.trained, scale
+    assert not [w for w in recwarn if "no trained weights" in str(w.message)]
+    # Through the command, with no option but the file: a real upscale, better than bicubic.
+    hr = data.astronaut()[100:292, 150:342]
+    lr = Image.fromarray(hr).resize((96, 96), Image.BICUBIC)
+    lr.save(tmp_path / "photo.png")
+    assert main(["upscale", str(tmp_path / "photo.png")]) == 0
+    sr = read_image(tmp_path / "photo_x2.png").pixels.double()
+    bicubic = imresize(read_image(tmp_path / "photo.png").pixels.double(), 2)
+    truth = torch.from_numpy(hr.copy()).permute(2, 0, 1).double() / 255
+    from dynsr.metrics import evaluate_pair
+    assert evaluate_pair(sr, truth, 2)["psnr_y"] > evaluate_pair(bicubic.clamp(0, 1), truth,
+                                                                 2)["psnr_y"]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_trained_dyconvsr_tiles_exactly_with_whole_image_attention(scale, monkeypatch):
+    # Trained kernels are mixed by an attention pooled over the whole image: each tile gets
+    # the whole image's attention (computed in bands), so tiles equal the untiled result.
+    monkeypatch.delenv("DYNSR_WEIGHTS_DIR")  # the package's own weights
+    up = dynsr.load("dyconvsr", scale, device="cpu", precision="fp32")
+    assert up.trained
+    model = up.model
+    lr = torch.from_numpy(data.astronaut()[:203, :301].copy()).permute(2, 0, 1).float() / 255
+    context = model.global_context(lr, band=16)
+    torch.testing.assert_close(context["attention"], model.kernel_attention(lr[None]),
+                               rtol=0, atol=1e-6)
+    whole = upscale_tiled(model, lr, scale, tile=10_000)
+    tiled = upscale_tiled(model, lr, scale, tile=96, overlap=default_overlap("dyconvsr"))
+    assert len(Tiling(lr.shape[-1], 96, default_overlap("dyconvsr")).spans) > 2
+    assert float((tiled - whole).abs().max()) < 1e-5

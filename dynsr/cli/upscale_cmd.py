@@ -8,7 +8,7 @@ and ICC profiles are kept. Large images go through the model in tiles with blend
 the default overlap makes tiles exact for the model. A file that fails is reported on one
 line and the others are still processed; the exit code is 1 only if something failed.
 
-The default model is bicubic until trained weights ship; learned models without weights run
+The default model is DyConvSR with its shipped weights; learned models without weights run
 randomly initialised, with a warning.
 
 Examples:

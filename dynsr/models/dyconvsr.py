@@ -249,14 +249,38 @@ class DyConvSR(nn.Module):
         cells = F.pixel_unshuffle(self._pad_to_even(x), _UNSHUFFLE)
         return self.dynamic.attention(self.head(cells))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def global_context(self, lr: torch.Tensor, device: torch.device | str = "cpu",
+                       band: int = 64) -> dict[str, torch.Tensor]:
+        """What a tile needs from the whole image: the dynamic conv's attention.
+
+        The attention pools the head's features over the whole image, so a tile alone would
+        mix its kernels differently. This computes the pooled mean of ``lr`` (C, h, w) on the
+        CPU, in bands of ``band`` cell rows with a one-row halo (the head is a 3x3 conv), on
+        ``device``: the same value as :meth:`forward` on the whole image, without holding the
+        whole image's features. Pass the result to :meth:`forward` for every tile.
+        """
+        x = self._pad_to_even(lr[None].float())
+        cells = F.pixel_unshuffle(x, _UNSHUFFLE)
+        rows = cells.shape[-2]
+        total = torch.zeros(1, _FEATURES, dtype=torch.float64)
+        for top in range(0, rows, band):
+            start, stop = max(top - 1, 0), min(top + band + 1, rows)
+            features = self.head(cells[..., start:stop, :].to(device))
+            inner = features[..., top - start:top - start + min(band, rows - top), :]
+            total += inner.sum(dim=(-2, -1)).double().cpu()
+        mean = (total / (rows * cells.shape[-1])).to(device, torch.float32)
+        return {"attention": self.dynamic.attention_from_mean(mean)}
+
+    def forward(self, x: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+        """SR of ``x``; ``attention`` (from :meth:`global_context`) for tiles of an image."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"DyConvSR expects an RGB batch (B, 3, h, w), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x = self._pad_to_even(x)
 
         cells = F.pixel_unshuffle(x, _UNSHUFFLE)
-        features = self.tail(F.gelu(self.dynamic(self.head(cells))))
+        features = self.tail(F.gelu(self.dynamic(self.head(cells), attention=attention)))
         hf_cells = F.pixel_unshuffle(self.high_frequency(x), _UNSHUFFLE)
         features = features + F.gelu(self.hf_conv(hf_cells))
         features = features * self._spatial_attention_map(features)

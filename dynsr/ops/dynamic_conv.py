@@ -178,15 +178,22 @@ class AttentionMixedConv2d(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """(B, num_kernels) attention weights, rows summing to 1."""
-        z = self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1))))
+        return self.attention_from_mean(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    def attention_from_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The attention from the input's (B, in_channels) spatial mean (GAP), which a caller
+        may have summed over tiles of a large input."""
+        z = self.fc2(F.relu(self.fc1(mean[:, :, None, None])))
         return torch.softmax(z.flatten(1) / self.temperature, dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+        """``attention`` (B, num_kernels): given instead of computed from ``x`` (a tile of a
+        larger image then mixes its kernels as the whole image does)."""
         return attention_mixed_conv2d(
             x,
             self.weight_bank,
             self.bias,
-            self.attention(x),
+            self.attention(x) if attention is None else attention,
             self.stride,
             self.padding,
             self.dilation,

@@ -199,6 +199,12 @@ def upscale_tiled(
         raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
     channels, height, width = lr.shape
     rows, cols = plan_tiles(height, width, tile, overlap)
+    conditions = dict(conditions or {})
+    if hasattr(model, "global_context") and (len(rows.spans) > 1 or len(cols.spans) > 1):
+        # Whole-image statistics a tile cannot see (DyConvSR's pooled attention), computed
+        # once in bands and given to every tile.
+        colour = lr.expand(3, -1, -1) if channels == 1 else lr
+        conditions.update(model.global_context(colour, device))
     out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
     positions = [(i, j) for i in range(len(rows.spans)) for j in range(len(cols.spans))]
     bar = tqdm(total=len(positions), desc="tiles", unit="tile", leave=False,
@@ -217,7 +223,7 @@ def upscale_tiled(
         band, band_top = fresh, y0
         for j, (x0, x1) in enumerate(cols.spans):
             piece = lr[:, y0:y1, x0:x1].unsqueeze(0).to(device)
-            kwargs = _crop_conditions(conditions or {}, (height, width), (y0, y1), (x0, x1),
+            kwargs = _crop_conditions(conditions, (height, width), (y0, y1), (x0, x1),
                                       piece.device)
             sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
                                **kwargs)
