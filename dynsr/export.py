@@ -193,11 +193,12 @@ class _BankSumConv(nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
         layer = self.layer
         k, c_out = layer.num_kernels, layer.out_channels
         y = F.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation)
-        attention = layer.attention(x)  # (B, K)
+        if attention is None:
+            attention = layer.attention(x)  # (B, K)
         out = None
         for bank in range(k):
             a = attention[:, bank:bank + 1, None, None]
