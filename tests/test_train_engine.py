@@ -263,6 +263,17 @@ def test_model_init_starts_from_given_weights(photos, tmp_path):
     raw["model"]["init"] = str(tmp_path / "b.st")
     with pytest.raises(ValueError, match=r"model\.init: .*b\.st: weights do not fit"):
         train(raw, tmp_path / "run2")
+    # Not strict: the x2 weights start a x4 model wherever name and shape fit.
+    raw = small_config(photos, iterations=1, lr=1e-12)
+    raw["model"] = {"name": "dyconvsr", "scale": 4, "init": str(tmp_path / "a.st"),
+                    "init_strict": False}
+    raw["data"]["train"]["patch_size"] = 32
+    train(raw, tmp_path / "run3")
+    after = load_file(tmp_path / "run3" / "model.safetensors")
+    fitting = [k for k, v in start.state_dict().items() if after[k].shape == v.shape]
+    assert "head.weight" in fitting and "tail.weight" not in fitting
+    for key in fitting:
+        assert torch.allclose(after[key], start.state_dict()[key], atol=1e-9), key
 
 
 def _weights(path) -> dict[str, torch.Tensor]:

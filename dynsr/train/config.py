@@ -15,8 +15,10 @@ Schema (defaults in brackets)::
       name: str                        required; a registered model (``dynsr models``)
       scale: int                       required; 2, 3 or 4
       config: {key: value}             [{}] keyword arguments for the model's builder
-      init: path                       [null] safetensors weights to start from (fine-tuning;
-                                       every tensor must fit the model)
+      init: path                       [null] safetensors weights to start from (fine-tuning)
+      init_strict: bool                [true] every tensor of ``init`` must fit the model;
+                                       false: load those whose name and shape fit (e.g. a
+                                       x3 model from x2 weights), the rest stays initialised
     data:
       train: {key: value}              required; passed to dynsr.train.datasets.build_dataset
                                        (type, paths, degradation, patch_size, augment, ...)
@@ -135,6 +137,7 @@ class ModelConfig:
     scale: int = _required()
     config: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
+    init_strict: bool = True
 
 
 @dataclass

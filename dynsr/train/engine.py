@@ -103,7 +103,7 @@ from dynsr.train.config import (
 )
 from dynsr.train.datasets import SampleIndexSampler, build_dataset
 from dynsr.train.losses import pixel_loss, sr_loss
-from dynsr.upscale.weights import WeightsError, load_state_dict
+from dynsr.upscale.weights import WeightsError, load_fitting_tensors, load_state_dict
 
 __all__ = [
     "EMA",
@@ -433,10 +433,14 @@ class Trainer:
             raise ValueError(f"model.config: {err}") from None
         if next(self.model.parameters(), None) is None:
             raise ValueError(f"model {cfg.model.name!r} has no trainable parameters")
+        self.init_skipped: list[str] = []
         if cfg.model.init is not None and state is None:
             # A resumed run's state already holds the weights that grew from the init.
             try:
-                load_state_dict(self.model, cfg.model.init)
+                if cfg.model.init_strict:
+                    load_state_dict(self.model, cfg.model.init)
+                else:
+                    self.init_skipped = load_fitting_tensors(self.model, cfg.model.init)
             except WeightsError as err:
                 raise ValueError(f"model.init: {err}") from None
         self.model.to(self.ctx.device)
@@ -905,6 +909,10 @@ def train(
                 print(f"dynsr train: {cfg.model.name} x{cfg.model.scale}, {where} "
                       f"(of {cfg.train.iterations} iterations), {ctx.world_size} "
                       f"process(es), output {out_dir}", file=sys.stderr)
+                if trainer.init_skipped:
+                    print(f"dynsr train: model.init {cfg.model.init}: "
+                          f"{len(trainer.init_skipped)} tensors did not fit and stay "
+                          f"initialised: {', '.join(trainer.init_skipped)}", file=sys.stderr)
             if on_trainer is not None:
                 on_trainer(trainer)
             result = trainer.run(progress=progress)

@@ -49,6 +49,7 @@ __all__ = [
     "default_weights_dir",
     "file_sha256",
     "find_weights",
+    "load_fitting_tensors",
     "load_state_dict",
     "publish_weights",
 ]
@@ -137,6 +138,24 @@ def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
     except RuntimeError as err:
         raise WeightsError(f"{path}: weights do not fit the model ({err})") from err
     return model
+
+
+def load_fitting_tensors(model: nn.Module, path: str | os.PathLike[str]) -> list[str]:
+    """Load the tensors of a safetensors file whose name and shape fit ``model``; return the
+    names of the model's tensors left as they were (missing from the file or of another
+    shape). For fine-tuning one scale from another's weights."""
+    path = Path(path)
+    try:
+        given = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    own = model.state_dict()
+    fitting = {k: v.to(own[k].dtype) for k, v in given.items()
+               if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not fitting:
+        raise WeightsError(f"{path}: no tensor fits the model")
+    model.load_state_dict(fitting, strict=False)
+    return sorted(k for k in own if k not in fitting)
 
 
 def _read_manifest(folder: Path) -> dict:
