@@ -270,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
     crop = scale if args.crop is None else args.crop
     fast = args.precision == "bf16"
     zero_shot = args.model in ZERO_SHOT
+    if not zero_shot:
+        get_spec(args.model)  # an unknown name is the first thing to say
     if not zero_shot and (args.ablation or args.known_kernel):
         raise ValueError("--ablation and --known-kernel are for zero-shot models (dualsr)")
     if args.iterations < 1:
