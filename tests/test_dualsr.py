@@ -214,3 +214,69 @@ def test_kernel_error_pads_to_a_common_size():
     assert error["kernel_psnr"] == pytest.approx(10 * math.log10(1 / (2 / 121)))
     with pytest.raises(ValueError, match="odd side"):
         kernel_error(torch.ones(4, 4), small)
+
+
+def test_udvd_kernel_from_direct_undoes_the_bicubic_filter():
+    import torch.nn.functional as F
+
+    from dynsr.degrade import isotropic_gaussian
+    from dynsr.degrade.degradation_map import kernel_code
+    from dynsr.zeroshot.blind import bicubic_filter, udvd_kernel_from_direct
+
+    b = bicubic_filter(2)
+    assert b.shape == (7, 7) and float(b.sum()) == pytest.approx(1.0)
+    for width in (0.5, 1.0, 1.3, 2.0, 2.6):
+        truth = isotropic_gaussian(15, width, dtype=torch.float64)
+        direct = F.conv2d(truth[None, None], b[None, None], padding=6)[0, 0]  # 21 x 21
+        mapped = udvd_kernel_from_direct(direct, 2)
+        assert mapped.shape == (15, 15)
+        code, true_code = kernel_code(mapped), kernel_code(truth)
+        error = float((code - true_code).norm() / true_code.norm())
+        assert error < 0.2, width  # measured: 0.04, 0.09, 0.11, 0.17, 0.06
+        if width <= 1.0:
+            # Narrow kernels: taking the estimate as UDVD's kernel counts b twice.
+            naive = direct[3:-3, 3:-3] / direct[3:-3, 3:-3].sum()
+            assert float((kernel_code(naive) - true_code).norm() / true_code.norm()) > 2 * error
+    with pytest.raises(ValueError, match="odd side"):
+        udvd_kernel_from_direct(torch.ones(4, 4), 2)
+
+
+def test_blind_udvd_estimates_and_runs(tmp_path, capsys):
+    from dynsr.zeroshot.blind import estimate_degradation
+
+    image = _image(64, 64)
+    noisy = image + torch.randn(image.shape, generator=torch.Generator().manual_seed(0)) * 0.06
+    estimate = estimate_degradation(noisy, 2, iterations=3)
+    assert estimate.udvd_kernel.shape == (15, 15) and estimate.kernel.shape[-1] % 2 == 1
+    assert estimate.noise == pytest.approx(15.3, rel=0.25)  # 0.06 * 255
+    again = estimate_degradation(noisy, 2, iterations=3)
+    assert torch.equal(again.kernel, estimate.kernel) and again.noise == estimate.noise
+    write_image(tmp_path / "in" / "photo.png", image)
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
+                 "udvd-lite", "--blind", "--blind-iterations", "2",
+                 "--precision", "fp32"]) == 0
+    assert load_tensor(tmp_path / "out" / "photo_x2.png").shape == (3, 128, 128)
+    assert "estimated noise level" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model",
+                 "dyconvsr", "--blind"]) == 1
+    assert "--blind estimates the degradation for non-blind models" in capsys.readouterr().err
+
+
+def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from dynsr.models import create
+
+    write_image(tmp_path / "hr" / "smooth.png", _image(128, 128))
+    torch.manual_seed(0)
+    model = create("udvd-lite", scale=2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "u.st")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "udvd-lite", "--weights", str(tmp_path / "u.st"), "--hr",
+                 str(tmp_path / "hr"), "--scale", "2", "--random-kernel", "div2krk",
+                 "--downsample", "direct", "--blind", "--iterations", "2",
+                 "--json", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["blind"]["iterations"] == 2
+    assert main(["eval", "--hr", str(tmp_path / "hr"), "--scale", "2", "--blind"]) == 1
+    assert "--blind is for non-blind models" in capsys.readouterr().err

@@ -38,6 +38,7 @@ from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
 from dynsr.ops import quantize
 from dynsr.upscale.weights import file_sha256, find_weights, load_state_dict
+from dynsr.zeroshot.blind import estimate_degradation
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
 
@@ -62,11 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: autocast with channels_last (fast path on CPUs with AVX-512 "
                         "BF16); default fp32")
-    z = p.add_argument_group("zero-shot models (dualsr)")
+    z = p.add_argument_group("per-image training (dualsr, and blind udvd's KernelGAN)")
     z.add_argument("--iterations", type=int, default=3000,
-                   help="training iterations per image (default 3000, the paper's)")
+                   help="training iterations per image (default 3000, the papers')")
     z.add_argument("--ablation", choices=ABLATIONS,
                    help="drop one loss term (the paper's Table 2)")
+    z.add_argument("--blind", action="store_true",
+                   help="non-blind models (udvd): estimate each LR image's kernel "
+                        "(KernelGAN, --iterations) and noise level instead of being told")
     z.add_argument("--known-kernel", action="store_true",
                    help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
                         "kernel + DualSR')")
@@ -133,7 +137,7 @@ def evaluate_images(
     crop: int | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-    conditions: dict | Callable[[Path], dict] | None = None,
+    conditions: dict | Callable[[Path, torch.Tensor], dict] | None = None,
     save_sr: Path | None = None,
     pairs: dict | None = None,
     desc: str = "eval",
@@ -143,7 +147,8 @@ def evaluate_images(
     measures, also used by training's validation.
 
     ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``), or a
-    function of the HR path giving them (a kernel per image).
+    function of the HR path and the LR image giving them (a kernel per image, or one
+    estimated from the LR image).
     ``pairs``: a dict kept by the caller in which the (LR, HR) pairs are cached between
     calls (validation measures the same images many times). Images that cannot be read or
     measured are skipped with a one-line message (starting with ``label``) and counted in
@@ -159,7 +164,8 @@ def evaluate_images(
                 lr, hr = load_pair(hr_path, degradation, lr_dir)
                 if pairs is not None:
                     pairs[hr_path] = (lr, hr)
-            kwargs = conditions(hr_path) if callable(conditions) else (conditions or {})
+            kwargs = (conditions(hr_path, lr) if callable(conditions)
+                      else (conditions or {}))
             sr = upscale_batch(model, lr.unsqueeze(0), precision=precision,
                                channels_last=channels_last, **kwargs)[0]
             sr = sr.to(torch.float64)
@@ -272,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
     zero_shot = args.model in ZERO_SHOT
     if not zero_shot:
         get_spec(args.model)  # an unknown name is the first thing to say
+    if args.blind and scale not in (2, 4):
+        raise ValueError("--blind estimates x2 and x4 kernels only")
     if not zero_shot and (args.ablation or args.known_kernel):
         raise ValueError("--ablation and --known-kernel are for zero-shot models (dualsr)")
     if args.iterations < 1:
@@ -295,10 +303,19 @@ def run(args: argparse.Namespace) -> int:
         model, weights = load_evaluated_model(args.model, scale, args.weights)
         model = prepare_model(model, channels_last=fast)
         # Non-blind models (UDVD) are told the degradation that made the LR images.
-        conditions: dict | Callable[[Path], dict] = {}
+        conditions: dict | Callable[[Path, torch.Tensor], dict] = {}
         if get_spec(args.model).needs_degradation:
-            conditions = (degradation.conditions_of_file if degradation.per_image
-                          else degradation.model_conditions())
+            if args.blind:
+                def estimated(path: Path, lr: torch.Tensor) -> dict:
+                    return estimate_degradation(lr.float(), scale,
+                                                iterations=args.iterations).conditions()
+                conditions = estimated
+            elif degradation.per_image:
+                conditions = degradation.conditions_of_file
+            else:
+                conditions = degradation.model_conditions()
+        elif args.blind:
+            raise ValueError(f"--blind is for non-blind models (udvd); {args.model} is blind")
         result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                                  precision=args.precision, channels_last=fast,
                                  conditions=conditions, save_sr=args.save_sr,
@@ -323,6 +340,9 @@ def run(args: argparse.Namespace) -> int:
                 "metrics": MetricSettings(crop_border=crop).as_dict(),
                 "inference_dtype": ("float32" if model is None
                                     else str(compute_dtype(model)).removeprefix("torch.")),
+                **({"blind": {"kernel": "KernelGAN (dynsr.zeroshot.blind)",
+                              "iterations": args.iterations, "noise": "patch PCA"}}
+                   if args.blind else {}),
                 **({"zeroshot": {**dataclasses.asdict(zs_config), "seed": args.seed,
                                  "known_kernel": args.known_kernel,
                                  "ablation": args.ablation}} if zero_shot else {}),

@@ -103,8 +103,8 @@ class Degradation:
         blur = self.kernel(name) if use_kernel else self.blur
         return {"blur": blur, "noise": self.noise}
 
-    def conditions_of_file(self, path: Path) -> dict:
-        """:meth:`model_conditions` of the image file ``path``."""
+    def conditions_of_file(self, path: Path, lr: torch.Tensor | None = None) -> dict:
+        """:meth:`model_conditions` of the image file ``path`` (``lr`` is not needed)."""
         return self.model_conditions(path.name)
 
     def image_seed(self, name: str) -> int:

@@ -35,6 +35,7 @@ from dynsr.degrade import load_kernel
 from dynsr.io import list_images, read_image
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
+from dynsr.zeroshot.blind import estimate_degradation
 
 EXTENSIONS = ("png", "jpg", "webp", "same")
 _PROG = "dynsr upscale"
@@ -81,6 +82,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="noise level of the input on the 0..255 scale, or a per-pixel level "
                         "map of the input's size: .npy of levels, or an image whose pixel "
                         "values (0..255) are the levels")
+    blur.add_argument("--blind", action="store_true",
+                      help="estimate each image's kernel (KernelGAN, trained on the image) "
+                           "and noise level (patch PCA) and give them to the model "
+                           "(dynsr.zeroshot.blind); x2 and x4")
+    g.add_argument("--blind-iterations", type=int, default=3000, metavar="N",
+                   help="KernelGAN iterations per image for --blind (default 3000)")
     # SUPPRESS: only set when given here, so `dynsr --debug upscale` keeps working.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
@@ -173,11 +180,18 @@ def run(args: argparse.Namespace) -> int:
                     tile=args.tile, overlap=args.overlap,
                     notify=lambda message: report(f"warning: {message}"))
     conditions: dict = {}
-    if upscaler.needs_degradation:
+    if args.blind and (not upscaler.needs_degradation or args.noise is not None
+                       or args.scale not in (2, 4)):
+        raise ValueError("--blind estimates the degradation for non-blind models (udvd, "
+                         "udvd-lite) at x2 or x4, in place of --blur/--kernel/--noise")
+    if args.blind_iterations < 1:
+        raise ValueError(f"--blind-iterations must be positive, got {args.blind_iterations}")
+    if upscaler.needs_degradation and not args.blind:
         blur = (load_kernel(args.kernel) if args.kernel is not None
                 else _map_argument(args.blur, "--blur", 10.0))
         conditions = upscaler.conditions(blur, _map_argument(args.noise, "--noise", 1.0))
-    elif args.blur is not None or args.kernel is not None or args.noise is not None:
+    elif not upscaler.needs_degradation and (args.blur is not None or args.kernel is not None
+                                             or args.noise is not None):
         raise ValueError(f"--blur/--kernel/--noise describe the input's degradation for "
                          f"non-blind models (udvd, udvd-lite); {args.model} does not use them")
     print(f"{_PROG}: {upscaler.name} x{upscaler.scale} on {upscaler.device} "
@@ -202,6 +216,12 @@ def run(args: argparse.Namespace) -> int:
                 report(f"{target} exists, skipped (use --overwrite)")
                 continue
             image = read_image(path)
+            if args.blind:
+                estimate = estimate_degradation(image.pixels, args.scale,
+                                                iterations=args.blind_iterations)
+                conditions = estimate.conditions()
+                report(f"{path}: estimated noise level {estimate.noise:.1f}, kernel "
+                       f"{estimate.kernel.shape[-1]}x{estimate.kernel.shape[-1]}")
             result = upscaler.upscale_loaded(image, conditions, progress=True)
             if result.bit_depth == 16 and target.suffix.lower() != ".png":
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "
