@@ -11,7 +11,12 @@ true kernels in OUT/lr/kernels. Every row is one ``dynsr eval`` run on those LR 
 * ``dualsr``: DualSR (2nd category: blind, its own kernel estimate); also its kernel error;
 * ``dualsr-gt``: DualSR with G_DN fixed to the true kernel (3rd category, "GT kernel +
   DualSR");
-* ``no-interp``, ``no-forward-cycle``, ``no-backward-cycle``: Table 2's ablations.
+* ``no-interp``, ``no-forward-cycle``, ``no-backward-cycle``: Table 2's ablations;
+* ``udvd-blind``: UDVD (``udvd-lite``, shipped weights) told KernelGAN's kernel and the
+  patch-PCA noise level of each LR image (2nd category: a kernel estimator in front of a
+  non-blind network);
+* ``udvd-gt``: UDVD told each image's true kernel (3rd category; made on the fly with the
+  same flags, which give the same LR images).
 
     python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
         [--rows bicubic dualsr ...] [--iterations 3000] [--precision bf16]
@@ -36,7 +41,10 @@ ROWS = {
     "no-interp": ["--model", "dualsr", "--ablation", "no-interp"],
     "no-forward-cycle": ["--model", "dualsr", "--ablation", "no-forward-cycle"],
     "no-backward-cycle": ["--model", "dualsr", "--ablation", "no-backward-cycle"],
+    "udvd-blind": ["--model", "udvd-lite", "--blind"],
+    "udvd-gt": ["--model", "udvd-lite"],
 }
+DIV2KRK_FLAGS = ["--random-kernel", "div2krk", "--downsample", "direct", "--seed", "0"]
 
 
 def dynsr(*args: str) -> None:
@@ -54,15 +62,17 @@ def main() -> int:
     args = parser.parse_args()
     lr_dir = args.out / "lr"
     if not (lr_dir / "kernels").is_dir():
-        dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", "2", "--random-kernel",
-              "div2krk", "--downsample", "direct", "--seed", "0")
+        dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", "2", *DIV2KRK_FLAGS)
     for row in args.rows:
         target = args.out / f"{row}.json"
         if target.exists():
             continue
-        zero_shot = ["--iterations", str(args.iterations)] if "dualsr" in ROWS[row] else []
-        dynsr("eval", *ROWS[row], "--hr", str(args.data), "--lr", str(lr_dir), "--scale", "2",
-              "--precision", args.precision, *zero_shot, "--json", str(target))
+        per_image = (["--iterations", str(args.iterations)]
+                     if "dualsr" in ROWS[row] or "--blind" in ROWS[row] else [])
+        # The true kernels reach a non-blind model when the LR is made on the fly.
+        source = DIV2KRK_FLAGS if row == "udvd-gt" else ["--lr", str(lr_dir)]
+        dynsr("eval", *ROWS[row], "--hr", str(args.data), *source, "--scale", "2",
+              "--precision", args.precision, *per_image, "--json", str(target))
     print(f"{'row':<18} {'PSNR-Y':>8} {'SSIM-Y':>7} {'kernel SSE':>10} {'s/image':>8}")
     for row in ROWS:
         path = args.out / f"{row}.json"

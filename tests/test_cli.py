@@ -184,7 +184,9 @@ def test_random_div2krk_kernel_per_image(hr_dir, tmp_path, capsys):
     assert main(["eval", "--hr", str(hr_dir), "--lr", str(tmp_path / "lr"), "--scale", "2",
                  "--json", str(files)]) == 0
     assert json.loads(on_the_fly.read_text())["psnr_y"] == json.loads(files.read_text())["psnr_y"]
-    # A non-blind model is told each image's own kernel.
+    # A non-blind model is told each image's own kernel, in its own convention (UDVD learnt
+    # blur + bicubic; this LR is blur + direct subsampling).
+    from dynsr.zeroshot.blind import udvd_kernel_from_direct
     torch.manual_seed(0)
     udvd = create("udvd-lite", scale=2).eval()
     save_file({k: v.contiguous() for k, v in udvd.state_dict().items()}, tmp_path / "u.st")
@@ -192,7 +194,8 @@ def test_random_div2krk_kernel_per_image(hr_dir, tmp_path, capsys):
     assert main(["eval", "--model", "udvd-lite", "--weights", str(tmp_path / "u.st"), "--hr",
                  str(hr_dir / "astronaut.png"), *flags, "--json", str(out)]) == 0
     lr = load_tensor(tmp_path / "lr" / "astronaut.png")
-    sr = upscale_batch(udvd, lr[None], blur=torch.from_numpy(a), noise=0.0)[0].double()
+    told = udvd_kernel_from_direct(torch.from_numpy(a), 2).float()
+    sr = upscale_batch(udvd, lr[None], blur=told, noise=0.0)[0].double()
     assert json.loads(out.read_text())["psnr_y"] == pytest.approx(
         evaluate_pair(sr, hr, 2)["psnr_y"], abs=1e-9)
     assert main(["eval", "--hr", str(hr_dir), "--scale", "3", "--random-kernel", "div2krk"]) == 1

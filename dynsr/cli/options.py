@@ -11,6 +11,7 @@ import torch
 
 from dynsr.degrade import degrade, div2krk_kernel, isotropic_gaussian, load_kernel, realistic
 from dynsr.ops import quantize
+from dynsr.zeroshot.blind import udvd_kernel_from_direct
 
 RANDOM_KERNELS = ("div2krk",)
 
@@ -101,6 +102,11 @@ class Degradation:
         image ``name`` (needed when the kernel differs per image)."""
         use_kernel = self.kernel_file is not None or self.random_kernel is not None
         blur = self.kernel(name) if use_kernel else self.blur
+        if self.downsample == "direct" and blur is not None:
+            # UDVD learnt "blur, then bicubic": tell it the kernel that, followed by bicubic's
+            # antialiasing, makes this blur (dynsr.zeroshot.blind).
+            kernel = blur if use_kernel else isotropic_gaussian(self.kernel_size, blur)
+            blur = udvd_kernel_from_direct(kernel, self.scale).float()
         return {"blur": blur, "noise": self.noise}
 
     def conditions_of_file(self, path: Path, lr: torch.Tensor | None = None) -> dict:
