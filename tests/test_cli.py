@@ -225,3 +225,14 @@ def test_realistic_degradation_per_image(hr_dir, tmp_path, capsys):
     assert json.loads(a.read_text())["psnr_y"] == json.loads(b.read_text())["psnr_y"]
     assert main(["eval", "--hr", str(hr_dir), *flags, "--noise", "5"]) == 1
     assert "leave out --noise" in capsys.readouterr().err
+
+
+def test_find_lr_knows_realsr_names(tmp_path):
+    from dynsr.cli.eval_cmd import find_lr
+
+    for name in ("Canon_001_HR.png", "Canon_001_LR2.png", "Canon_001_LR3.png"):
+        Image.fromarray(skimage.data.astronaut()[:8, :8]).save(tmp_path / name)
+    assert find_lr(tmp_path, tmp_path / "Canon_001_HR.png", 3).name == "Canon_001_LR3.png"
+    assert find_lr(tmp_path, tmp_path / "Canon_001_HR.png", 2).name == "Canon_001_LR2.png"
+    with pytest.raises(ValueError, match="no LR image"):
+        find_lr(tmp_path, tmp_path / "Canon_001_HR.png", 4)

@@ -84,13 +84,20 @@ ABLATIONS = {"no-interp": "interp_loss", "no-forward-cycle": "forward_cycle",
 
 
 def find_lr(lr_dir: Path, hr_path: Path, scale: int) -> Path:
-    """The LR file for ``hr_path`` in ``lr_dir``: same stem, or stem + a scale suffix."""
-    candidates = list_images([lr_dir])
+    """The LR file for ``hr_path`` in ``lr_dir``: same stem, or stem + a scale suffix, or
+    RealSR's ``NAME_LR{s}`` for ``NAME_HR``."""
+    # Never the HR file itself (RealSR keeps both in one folder).
+    candidates = [c for c in list_images([lr_dir]) if c.resolve() != hr_path.resolve()]
     stem = hr_path.stem
     suffix = re.compile(rf"^{re.escape(stem)}(?:[_-]?(?:x|lr|LR|LRx)?{scale})?$")
     for c in candidates:
         if suffix.match(c.stem):
             return c
+    if stem.endswith("_HR"):  # RealSR's pairs: Canon_001_HR.png and Canon_001_LR2.png
+        realsr = f"{stem[:-3]}_LR{scale}"
+        for c in candidates:
+            if c.stem == realsr:
+                return c
     raise ValueError(f"{hr_path}: no LR image for it in {lr_dir}")
 
 
