@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dynsr.cli.main import main
+from dynsr.cli.main import main as cli_main
 from dynsr.cli.options import Degradation
 from dynsr.metrics import evaluate_pair
 from dynsr.models import create
@@ -274,6 +275,21 @@ def test_model_init_starts_from_given_weights(photos, tmp_path):
     assert "head.weight" in fitting and "tail.weight" not in fitting
     for key in fitting:
         assert torch.allclose(after[key], start.state_dict()[key], atol=1e-9), key
+
+
+def test_validation_on_realistic_pairs_is_dynsr_eval_realistic(photos, tmp_path):
+    raw = small_config(photos, iterations=2)
+    raw["data"]["val"] = {"hr": str(photos / "val"), "realistic": True, "seed": 3}
+    train(raw, tmp_path / "run")
+    meta_psnr = json.loads((tmp_path / "run" / "summary.json").read_text())["best"]["psnr_y"]
+    out = tmp_path / "r.json"
+    assert cli_main(["eval", "--model", "dyconvsr", "--weights",
+                     str(tmp_path / "run" / "model.safetensors"), "--hr", str(photos / "val"),
+                     "--scale", "2", "--realistic", "--seed", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["psnr_y"] == pytest.approx(meta_psnr, abs=1e-4)
+    raw["data"]["val"]["noise"] = 5.0
+    with pytest.raises(ValueError, match="realistic draws its own"):
+        train(raw, tmp_path / "run2")
 
 
 def _weights(path) -> dict[str, torch.Tensor]:

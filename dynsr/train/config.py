@@ -31,7 +31,9 @@ Schema (defaults in brackets)::
         kernel_size: int               [15]    | ``dynsr eval``'s flags of the same names
         noise: float                   [0.0]   | (the scale is model.scale)
         downsample: bicubic|direct     [bicubic]
-        seed: int                      [0]    /
+        seed: int                      [0]    |
+        random_kernel: div2krk         [null]  |
+        realistic: bool                [false] /
         crop: int                      [null = the scale] border left out of the metrics
         precision: fp32|bf16           [fp32] inference precision for validation
         every: int                     [1000] validate every N iterations (and at the end)
@@ -151,6 +153,8 @@ class ValConfig:
     noise: float = 0.0
     downsample: Literal["bicubic", "direct"] = "bicubic"
     seed: int = 0
+    random_kernel: Literal["div2krk"] | None = None
+    realistic: bool = False
     crop: int | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     every: int = 1000

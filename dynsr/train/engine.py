@@ -641,16 +641,23 @@ class Trainer:
         val = self.cfg.data.val
         if val is None:
             return None
+        if val.realistic and (val.noise or val.blur is not None or val.kernel
+                              or val.random_kernel or val.downsample != "bicubic"):
+            raise ValueError("data.val.realistic draws its own blur, noise and downsampling: "
+                             "leave out blur, kernel, random_kernel, noise and downsample")
         degradation = Degradation(self.cfg.model.scale, val.blur,
                                   Path(val.kernel) if val.kernel else None, val.kernel_size,
-                                  val.noise, val.downsample, val.seed)
+                                  val.noise, val.downsample, val.seed, val.random_kernel,
+                                  val.realistic)
         if self._val_paths is None:
             self._val_paths = list_images([Path(p) for p in val.hr], recursive=val.recursive)
             if not self._val_paths:
                 raise ValueError(f"data.val.hr: no images found in {', '.join(val.hr)}")
         model = self.export_module
-        conditions = (degradation.model_conditions()
-                      if get_spec(self.cfg.model.name).needs_degradation else {})
+        conditions: dict | Callable = {}
+        if get_spec(self.cfg.model.name).needs_degradation:
+            conditions = (degradation.conditions_of_file if degradation.per_image
+                          else degradation.model_conditions())
         was_training = model.training
         model.eval()
         try:
