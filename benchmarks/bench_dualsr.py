@@ -113,7 +113,8 @@ def main() -> int:
     base = next((r for r in results if r["way"] == "straightforward"), None)
     for r in results:
         # Ratio of whole runs: the straightforward way's seconds per iteration times 3000.
-        ratio = (f"{base['s_per_iteration'] * 3000 / r['seconds']:.2f}x" if base else "-")
+        ratio = ("-" if base is None or r is base
+                 else f"{base['s_per_iteration'] * 3000 / r['seconds']:.2f}x")
         final = r["curve"][-1]
         print(f"{r['way']:<16} {r['iterations']:5d} it  {r['seconds']:7.1f} s  "
               f"({r['s_per_iteration']:.3f} s/it; straightforward 3000 it / this: {ratio})  "
