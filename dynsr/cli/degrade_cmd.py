@@ -11,16 +11,15 @@ With ``--random-kernel``, each image's kernel is also written, as ``OUT/kernels/
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
-from dynsr.io import ImageReadError, atomic_write_bytes, list_images, load_tensor, write_image
+from dynsr.degrade import save_kernel
+from dynsr.io import ImageReadError, list_images, load_tensor, write_image
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,13 +42,6 @@ def _relative_name(path: Path, roots: list[Path]) -> Path:
     return Path(path.name)
 
 
-def write_kernel(path: Path, kernel: torch.Tensor) -> Path:
-    """A kernel as a float32 .npy file, written atomically."""
-    buffer = io.BytesIO()
-    np.save(buffer, kernel.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
 def run(args: argparse.Namespace) -> int:
     degradation = Degradation.from_args(args)
     paths = list_images(args.inputs, recursive=args.recursive)
@@ -68,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             lr = degradation.apply(hr, path.name)
             if degradation.per_image:
                 kernel_path = args.output / "kernels" / _relative_name(path, args.inputs)
-                write_kernel(kernel_path.with_suffix(".npy"), degradation.kernel(path.name))
+                save_kernel(kernel_path.with_suffix(".npy"), degradation.kernel(path.name),
+                            dtype=np.float32)
             write_image(target, lr)
         except (ImageReadError, ValueError, OSError) as err:
             failed += 1

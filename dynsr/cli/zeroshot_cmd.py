@@ -13,7 +13,6 @@ iterations by default; x4 = two x2 runs), then writes into DIR, for an input ``N
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dynsr.degrade import save_kernel
 from dynsr.io import (
     ImageReadError,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     list_images,
@@ -67,10 +66,8 @@ def per_image_inputs(args: argparse.Namespace) -> list[Path]:
 
 def write_kernel(output: Path, stem: str, kernel: torch.Tensor) -> None:
     """``stem.npy`` (the float64 array) and ``stem.png`` (enlarged, scaled to its maximum)."""
+    save_kernel(output / f"{stem}.npy", kernel)
     array = kernel.detach().double().cpu().numpy()
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(output / f"{stem}.npy", buffer.getvalue())
     factor = max(1, -(-KERNEL_PICTURE_SIZE // array.shape[0]))
     picture = np.kron(np.clip(array, 0, None) / max(array.max(), 1e-12),
                       np.ones((factor, factor)))

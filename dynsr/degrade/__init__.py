@@ -30,8 +30,10 @@ from dynsr.degrade.kernels import (
     isotropic_gaussian,
     load_kernel,
     make_generator,
+    pad_kernel,
     random_anisotropic_kernel,
     sample_anisotropic_params,
+    save_kernel,
 )
 from dynsr.degrade.pipeline import (
     add_noise,
@@ -60,6 +62,8 @@ __all__ = [
     "kernel_code",
     "kernel_from_code",
     "load_kernel",
+    "pad_kernel",
+    "save_kernel",
     "load_pca_basis",
     "make_generator",
     "random_anisotropic_kernel",

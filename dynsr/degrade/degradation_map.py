@@ -61,6 +61,7 @@ from dynsr.degrade.kernels import (
     SRMD_LAMBDA_RANGE,
     anisotropic_gaussian,
     isotropic_gaussian,
+    pad_kernel,
     sample_anisotropic_params,
 )
 
@@ -179,8 +180,7 @@ def _pad_to_basis_size(kernels: torch.Tensor) -> torch.Tensor:
     if size > PCA_KERNEL_SIZE or size % 2 == 0:
         raise ValueError(f"the PCA basis takes odd kernel sizes up to {PCA_KERNEL_SIZE}, "
                          f"got {size}x{size}")
-    pad = (PCA_KERNEL_SIZE - size) // 2
-    return F.pad(kernels, (pad, pad, pad, pad)) if pad else kernels
+    return pad_kernel(kernels, PCA_KERNEL_SIZE)
 
 
 def kernel_code(kernels: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ Conventions (shared by every function here)
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -36,8 +37,10 @@ __all__ = [
     "isotropic_gaussian",
     "load_kernel",
     "make_generator",
+    "pad_kernel",
     "random_anisotropic_kernel",
     "sample_anisotropic_params",
+    "save_kernel",
 ]
 
 GeneratorLike = torch.Generator | int | None
@@ -333,6 +336,26 @@ def _read_kernel_array(path: Path) -> np.ndarray:
         return np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
     raise ValueError(f"unsupported kernel file type {suffix or '(none)'!r}; "
                      "use .npy, .npz, .txt or .csv")
+
+
+def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., k, k) kernels zero-padded around their middle tap to (..., size, size); k and
+    size odd (or both even), k <= size."""
+    pad, rest = divmod(size - kernel.shape[-1], 2)
+    if pad < 0 or rest:
+        raise ValueError(f"cannot centre a {kernel.shape[-1]}x{kernel.shape[-1]} kernel in "
+                         f"{size}x{size}")
+    return F.pad(kernel, (pad, pad, pad, pad)) if pad else kernel
+
+
+def save_kernel(path: str | Path, kernel: torch.Tensor, *,
+                dtype: np.dtype = np.float64) -> Path:
+    """A kernel as a ``.npy`` file (``dtype``), written atomically; :func:`load_kernel` reads it."""
+    from dynsr.io import atomic_write_bytes  # late: dynsr.io is not needed to make kernels
+
+    buffer = io.BytesIO()
+    np.save(buffer, kernel.detach().cpu().numpy().astype(dtype), allow_pickle=False)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_kernel(path: str | Path, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -17,13 +17,9 @@ import math
 
 import torch
 
+from dynsr.degrade.kernels import pad_kernel
+
 __all__ = ["kernel_error"]
-
-
-def _padded(kernel: torch.Tensor, size: int) -> torch.Tensor:
-    k = kernel.shape[-1]
-    pad = (size - k) // 2
-    return torch.nn.functional.pad(kernel, (pad, pad, pad, pad))
 
 
 def kernel_error(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -35,7 +31,7 @@ def kernel_error(estimate: torch.Tensor, truth: torch.Tensor) -> dict[str, float
     estimate = estimate.to(torch.float64) / estimate.sum()
     truth = truth.to(torch.float64) / truth.sum()
     size = max(estimate.shape[0], truth.shape[0])
-    difference = _padded(estimate, size) - _padded(truth, size)
+    difference = pad_kernel(estimate, size) - pad_kernel(truth, size)
     sse = float((difference**2).sum())
     k, pad = truth.shape[0], (size - truth.shape[0]) // 2
     support = difference[pad:pad + k, pad:pad + k]

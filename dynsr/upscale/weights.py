@@ -114,6 +114,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+
+
 def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
                     sha256: str | None = None) -> nn.Module:
     """Load a safetensors file into ``model`` (strict), checking ``sha256`` first if given."""
@@ -126,10 +133,7 @@ def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
             # A truncated download or a wrong file must never run silently.
             raise WeightsError(f"{path}: sha256 mismatch (expected {sha256}, got {actual}); "
                                "the file is damaged or not the shipped one")
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types
-        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    state = _read_tensors(path)
     # Keep the model's dtype: weights may be stored in bf16/fp16 to save space.
     dtype = next((p.dtype for p in model.parameters()), torch.float32)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -145,10 +149,7 @@ def load_fitting_tensors(model: nn.Module, path: str | os.PathLike[str]) -> list
     names of the model's tensors left as they were (missing from the file or of another
     shape). For fine-tuning one scale from another's weights."""
     path = Path(path)
-    try:
-        given = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types
-        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    given = _read_tensors(path)
     own = model.state_dict()
     fitting = {k: v.to(own[k].dtype) for k, v in given.items()
                if k in own and tuple(v.shape) == tuple(own[k].shape)}

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE, kernel_from_code, load_pca_basis
+from dynsr.degrade.kernels import pad_kernel
 from dynsr.degrade.noise_level import estimate_noise_level
 from dynsr.ops.resize import cubic
 from dynsr.zeroshot.kernelgan import estimate_kernel
@@ -63,11 +64,6 @@ def bicubic_filter(scale: int) -> torch.Tensor:
     return taps[:, None] * taps[None, :]
 
 
-def _pad_to(kernel: torch.Tensor, size: int) -> torch.Tensor:
-    pad = (size - kernel.shape[-1]) // 2
-    return F.pad(kernel, (pad, pad, pad, pad))
-
-
 def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel`` (module doc)."""
     if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
@@ -78,8 +74,8 @@ def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     # Each basis kernel blurred by b (full convolution; b is symmetric).
     blurred = F.conv2d(atoms, b[None, None], padding=b.shape[-1] - 1)[:, 0]
     size = max(blurred.shape[-1], kernel.shape[-1])
-    design = _pad_to(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
-    target = _pad_to(kernel.to(torch.float64) / kernel.sum(), size).reshape(-1, 1)
+    design = pad_kernel(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
+    target = pad_kernel(kernel.to(torch.float64) / kernel.sum(), size).reshape(-1, 1)
     code = torch.linalg.lstsq(design, target).solution[:, 0]
     return kernel_from_code(code, basis)
 

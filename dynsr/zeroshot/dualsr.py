@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynsr.degrade import analytic_x4_kernel
+from dynsr.degrade import analytic_x4_kernel, pad_kernel
 from dynsr.ops.resize import imresize
 from dynsr.zeroshot.kernelgan import (
     BORDER,
@@ -291,8 +291,7 @@ def _as_g_dn_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
     if kernel.dim() != 2 or kernel.shape[0] != k or k % 2 == 0 or k > size:
         raise ValueError(f"a known kernel must be square, odd and at most {size}x{size}, got "
                          f"{tuple(kernel.shape)}")
-    pad = (size - k) // 2
-    return F.pad(kernel.detach().float(), (pad, pad, pad, pad))
+    return pad_kernel(kernel.detach().float(), size)
 
 
 def zeroshot(
