@@ -3,26 +3,39 @@
 The benchmark set: Set14's HR images, each blurred by its own random DIV2KRK kernel
 (``dynsr degrade --random-kernel div2krk --downsample direct --seed 0``: 11x11 anisotropic
 Gaussian with multiplicative noise, then every 2nd pixel), written once to OUT/lr with the
-true kernels in OUT/lr/kernels. Every row is one ``dynsr eval`` run on those LR files
-(PSNR-Y / SSIM-Y, crop 2), its JSON kept as OUT/ROW.json:
+true kernels in OUT/lr/kernels. Every row is ``dynsr eval`` on those LR files (PSNR-Y /
+SSIM-Y, crop 2), run one image at a time (OUT/ROW/NAME.json) so that a row can be built over
+several sessions; OUT/ROW.json is the row (the mean of its images, as ``dynsr eval`` writes
+it) once every image is done:
 
 * ``bicubic``: MATLAB bicubic x2 (Table 1, 1st category: no kernel knowledge);
-* ``dyconvsr``: a network trained on bicubic downscaling (1st category), when weights ship;
+* ``dyconvsr``: a network trained on bicubic downscaling (1st category, shipped weights);
 * ``dualsr``: DualSR (2nd category: blind, its own kernel estimate); also its kernel error;
+* ``kernelgan-gup``: two steps, KernelGAN's kernel, then DualSR's upsampler with G_DN fixed
+  to it (2nd category; like the paper's "KernelGAN + ZSSR (masked interp)": ZSSR's loss is
+  DualSR's backward cycle); the kernel error is KernelGAN's;
 * ``dualsr-gt``: DualSR with G_DN fixed to the true kernel (3rd category, "GT kernel +
   DualSR");
 * ``no-interp``, ``no-forward-cycle``, ``no-backward-cycle``: Table 2's ablations;
+* ``dualsr-reference``: DualSR as the paper runs it, fp32 for the full 3000 iterations
+  (G_DN composed, which gives the layer-by-layer network's output and gradients): the
+  quality the fast rows are held to;
 * ``udvd-blind``: UDVD (``udvd-lite``, shipped weights) told KernelGAN's kernel and the
   patch-PCA noise level of each LR image (2nd category: a kernel estimator in front of a
   non-blind network);
 * ``udvd-gt``: UDVD told each image's true kernel (3rd category; made on the fly with the
   same flags, which give the same LR images).
 
-    python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
-        [--rows bicubic dualsr ...] [--iterations 3000] [--precision bf16]
+Per-image training rows run the fast path by default: ``--iterations 1000`` with the
+learning-rate steps scaled to every 250 iterations, bf16 autocast and channels_last (see the
+README's DualSR speed table for the PSNR-vs-time evidence).
 
-A row whose JSON exists is not run again (delete it to re-run), so the table can be built
-over several sessions.
+    python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
+        [--rows bicubic dualsr ...] [--iterations 1000] [--precision bf16]
+
+The threads PyTorch uses come from the environment (``OMP_NUM_THREADS``); ``dynsr eval``
+records them with each image's seconds. A finished image is not run again (delete its JSON
+to re-run).
 """
 
 from __future__ import annotations
@@ -31,24 +44,61 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from dynsr.io import atomic_write_json, list_images
 
 ROWS = {
     "bicubic": ["--model", "bicubic"],
     "dyconvsr": ["--model", "dyconvsr"],
     "dualsr": ["--model", "dualsr"],
+    "kernelgan-gup": ["--model", "dualsr", "--kernelgan-kernel"],
     "dualsr-gt": ["--model", "dualsr", "--known-kernel"],
     "no-interp": ["--model", "dualsr", "--ablation", "no-interp"],
     "no-forward-cycle": ["--model", "dualsr", "--ablation", "no-forward-cycle"],
     "no-backward-cycle": ["--model", "dualsr", "--ablation", "no-backward-cycle"],
+    "dualsr-reference": ["--model", "dualsr", "--iterations", "3000", "--precision", "fp32"],
     "udvd-blind": ["--model", "udvd-lite", "--blind"],
     "udvd-gt": ["--model", "udvd-lite"],
 }
 DIV2KRK_FLAGS = ["--random-kernel", "div2krk", "--downsample", "direct", "--seed", "0"]
+MEANS = ("psnr_y", "ssim_y", "kernel_sse", "kernel_psnr", "seconds")
 
 
 def dynsr(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dynsr", *args], check=True)
+
+
+def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
+              precision: str) -> None:
+    """One ``dynsr eval`` of ``row`` on one image, its JSON written to ``target``."""
+    flags = ROWS[row]
+    trains = "dualsr" in flags or "--blind" in flags
+    options = [*(["--iterations", str(iterations)] if trains and "--iterations" not in flags
+                 else []),
+               *(["--precision", precision] if "--precision" not in flags else [])]
+    # The true kernels reach a non-blind model when the LR is made on the fly.
+    source = DIV2KRK_FLAGS if row == "udvd-gt" else ["--lr", str(lr_dir)]
+    with tempfile.TemporaryDirectory() as folder:
+        # The per-image seed of the DIV2KRK kernels comes from the file name, so one image
+        # alone in a folder gets the kernel it gets among the others.
+        single = Path(folder) / hr.name
+        single.symlink_to(hr.resolve())
+        dynsr("eval", *flags, "--hr", str(single), *source, "--scale", "2", *options,
+              "--json", str(target))
+
+
+def combine(row: str, parts: list[Path], target: Path, data: Path) -> dict:
+    """The row's JSON: per-image results and their means, like one ``dynsr eval`` run."""
+    results = [json.loads(p.read_text()) for p in parts]
+    images = [image for r in results for image in r["images"]]
+    mean = {key: sum(i[key] for i in images) / len(images)
+            for key in MEANS if all(key in i for i in images)}
+    settings = {**results[0]["settings"], "hr": [str(data)]}
+    combined = {**mean, "images": images, "settings": settings, "row": row}
+    atomic_write_json(target, combined)
+    return combined
 
 
 def main() -> int:
@@ -57,22 +107,21 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="Set14 HR folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     args = parser.parse_args()
     lr_dir = args.out / "lr"
     if not (lr_dir / "kernels").is_dir():
         dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", "2", *DIV2KRK_FLAGS)
+    hr_images = list_images([args.data])
     for row in args.rows:
-        target = args.out / f"{row}.json"
-        if target.exists():
-            continue
-        per_image = (["--iterations", str(args.iterations)]
-                     if "dualsr" in ROWS[row] or "--blind" in ROWS[row] else [])
-        # The true kernels reach a non-blind model when the LR is made on the fly.
-        source = DIV2KRK_FLAGS if row == "udvd-gt" else ["--lr", str(lr_dir)]
-        dynsr("eval", *ROWS[row], "--hr", str(args.data), *source, "--scale", "2",
-              "--precision", args.precision, *per_image, "--json", str(target))
+        parts = []
+        for hr in hr_images:
+            part = args.out / row / f"{hr.stem}.json"
+            if not part.exists():
+                run_image(row, hr, lr_dir, part, args.iterations, args.precision)
+            parts.append(part)
+        combine(row, parts, args.out / f"{row}.json", args.data)
     print(f"{'row':<18} {'PSNR-Y':>8} {'SSIM-Y':>7} {'kernel SSE':>10} {'s/image':>8}")
     for row in ROWS:
         path = args.out / f"{row}.json"

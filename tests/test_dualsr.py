@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dynsr.cli.eval_cmd import g_dn_sized
 from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
 from dynsr.io import load_tensor, write_image
@@ -21,6 +22,7 @@ from dynsr.zeroshot.dualsr import (
     sobel_magnitude,
     zeroshot,
 )
+from dynsr.zeroshot.kernelgan import estimate_kernel
 
 torch.set_num_threads(1)
 
@@ -132,7 +134,9 @@ def test_layer_by_layer_g_dn_trains_to_the_same_result():
     fast_sr, fast_kernel, fast_log = zeroshot(image, 2, iterations=3)
     slow_sr, slow_kernel, slow_log = zeroshot(image, 2, iterations=3,
                                               config=DualSRConfig(composed_g_dn=False))
-    torch.testing.assert_close(slow_kernel, fast_kernel, rtol=1e-4, atol=1e-6)
+    # float32 sums in a different order: taps agree to ~2e-6 (seen at 1 thread), and the
+    # post-processing's threshold can turn such a difference into a tap just above 0.
+    torch.testing.assert_close(slow_kernel, fast_kernel, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(slow_sr, fast_sr, rtol=1e-4, atol=1e-4)
     assert [e["total"] for e in slow_log] == pytest.approx([e["total"] for e in fast_log],
                                                            rel=1e-4)
@@ -191,6 +195,21 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
                  "--known-kernel", "--json", str(out)]) == 0
     row = json.loads(out.read_text())["images"][0]
     assert "kernel_sse" not in row  # nothing was estimated
+    # Two steps: KernelGAN's kernel, then DualSR with G_DN fixed to it; the error is KernelGAN's.
+    assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
+                 "--kernelgan-kernel", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["images"][0]
+    assert result["settings"]["zeroshot"]["fixed_kernel"] == "kernelgan"
+    estimate = g_dn_sized(estimate_kernel(lr.float(), 2, 2, 0))
+    sr, _, _ = zeroshot(lr.float(), 2, iterations=2, seed=0, known_kernel=estimate)
+    assert row["psnr_y"] == pytest.approx(
+        evaluate_pair(quantize(sr.double()), hr64, 2)["psnr_y"], abs=1e-9)
+    assert row["kernel_sse"] == pytest.approx(
+        kernel_error(estimate, degradation.kernel("smooth.png"))["kernel_sse"], rel=1e-9)
+    with pytest.raises(SystemExit):  # argparse: the two fixed kernels exclude each other
+        main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
+              "--kernelgan-kernel", "--known-kernel"])
     assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
                  "--ablation", "no-interp", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["settings"]["zeroshot"]["interp_loss"] is False

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
-from dynsr.degrade import load_kernel
+from dynsr.degrade import analytic_x4_kernel, load_kernel
 from dynsr.io import (
     ImageReadError,
     atomic_write_json,
@@ -40,6 +40,7 @@ from dynsr.ops import quantize
 from dynsr.upscale.weights import file_sha256, find_weights, load_state_dict
 from dynsr.zeroshot.blind import estimate_degradation
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
+from dynsr.zeroshot.kernelgan import estimate_kernel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,9 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     z.add_argument("--blind", action="store_true",
                    help="non-blind models (udvd): estimate each LR image's kernel "
                         "(KernelGAN, --iterations) and noise level instead of being told")
-    z.add_argument("--known-kernel", action="store_true",
-                   help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
-                        "kernel + DualSR')")
+    kernel = z.add_mutually_exclusive_group()
+    kernel.add_argument("--known-kernel", action="store_true",
+                        help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
+                             "kernel + DualSR')")
+    kernel.add_argument("--kernelgan-kernel", action="store_true",
+                        help="two steps: estimate the kernel with KernelGAN (--iterations), "
+                             "then train DualSR's upsampler with G_DN fixed to it (like the "
+                             "paper's 'KernelGAN + ZSSR (masked interp)' row)")
     add_degradation_args(p)
     p.set_defaults(run=run)
 
@@ -219,6 +225,16 @@ def true_kernel(hr_path: Path, degradation: Degradation,
     return load_kernel(path) if path.is_file() else None
 
 
+def g_dn_sized(kernel: torch.Tensor, size: int = 13) -> torch.Tensor:
+    """KernelGAN's post-processed kernel (padded for its centring shift) cut to G_DN's
+    ``size`` x ``size`` middle and renormalised, so DualSR's G_DN can be fixed to it."""
+    k = kernel.shape[-1]
+    if k > size:
+        cut = (k - size) // 2
+        kernel = kernel[cut:cut + size, cut:cut + size]
+    return kernel / kernel.sum()
+
+
 def evaluate_zeroshot(
     hr_paths: list[Path],
     degradation: Degradation,
@@ -226,24 +242,33 @@ def evaluate_zeroshot(
     *,
     lr_dir: Path | None = None,
     crop: int | None = None,
-    known_kernel: bool = False,
+    fixed_kernel: str | None = None,
     seed: int = 0,
     save_sr: Path | None = None,
     label: str = "dynsr eval",
 ) -> EvalResult:
     """PSNR-Y/SSIM-Y of DualSR trained on each LR image, plus its seconds and, where the true
-    kernel is known, the kernel error (:func:`dynsr.metrics.kernel_error`)."""
+    kernel is known, the kernel error (:func:`dynsr.metrics.kernel_error`).
+
+    ``fixed_kernel``: None (DualSR learns G_DN), ``"true"`` (G_DN fixed to the true kernel)
+    or ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with the same
+    iterations and seed; its seconds are included and its kernel error reported)."""
     crop = degradation.scale if crop is None else crop
     rows, failures = [], 0
     for hr_path in tqdm(hr_paths, desc="eval dualsr", unit="img", disable=None, leave=False):
         try:
             lr, hr = load_pair(hr_path, degradation, lr_dir)
             truth = true_kernel(hr_path, degradation, lr_dir)
-            if known_kernel and truth is None:
+            if fixed_kernel == "true" and truth is None:
                 raise ValueError(f"{hr_path}: --known-kernel, but the true kernel is unknown")
             start = time.perf_counter()
+            fixed = (truth if fixed_kernel == "true" else
+                     g_dn_sized(estimate_kernel(lr.float(), 2, config.iterations, seed))
+                     if fixed_kernel == "kernelgan" else None)
             sr, kernel, _ = zeroshot(lr.float(), degradation.scale, config.iterations, seed,
-                                     config=config, known_kernel=truth if known_kernel else None)
+                                     config=config, known_kernel=fixed)
+            if fixed_kernel == "kernelgan":
+                kernel = fixed if degradation.scale == 2 else analytic_x4_kernel(fixed)
             seconds = time.perf_counter() - start
             sr = quantize(sr.to(torch.float64))
             if sr.shape != hr.shape:
@@ -251,7 +276,7 @@ def evaluate_zeroshot(
                                  f"{tuple(hr.shape)}")
             row = {"name": hr_path.stem, **evaluate_pair(sr, hr, crop),
                    "seconds": round(seconds, 2)}
-            if truth is not None and not known_kernel:
+            if truth is not None and fixed_kernel != "true":
                 row.update(kernel_error(kernel, truth))
             if save_sr is not None:
                 write_image(save_sr / f"{hr_path.stem}.png", sr)
@@ -287,8 +312,11 @@ def run(args: argparse.Namespace) -> int:
         get_spec(args.model)  # an unknown name is the first thing to say
     if args.blind and scale not in (2, 4):
         raise ValueError("--blind estimates x2 and x4 kernels only")
-    if not zero_shot and (args.ablation or args.known_kernel):
-        raise ValueError("--ablation and --known-kernel are for zero-shot models (dualsr)")
+    fixed_kernel = ("true" if args.known_kernel else
+                    "kernelgan" if args.kernelgan_kernel else None)
+    if not zero_shot and (args.ablation or fixed_kernel):
+        raise ValueError("--ablation, --known-kernel and --kernelgan-kernel are for zero-shot "
+                         "models (dualsr)")
     if args.iterations < 1:
         raise ValueError(f"--iterations must be positive, got {args.iterations}")
     hr_paths = list_images(args.hr, recursive=args.recursive)
@@ -304,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
             options[ABLATIONS[args.ablation]] = False
         zs_config = DualSRConfig(**options)
         result = evaluate_zeroshot(hr_paths, degradation, zs_config, lr_dir=args.lr,
-                                   crop=crop, known_kernel=args.known_kernel, seed=args.seed,
+                                   crop=crop, fixed_kernel=fixed_kernel, seed=args.seed,
                                    save_sr=args.save_sr)
     else:
         model, weights = load_evaluated_model(args.model, scale, args.weights)
@@ -351,9 +379,10 @@ def run(args: argparse.Namespace) -> int:
                               "iterations": args.iterations, "noise": "patch PCA"}}
                    if args.blind else {}),
                 **({"zeroshot": {**dataclasses.asdict(zs_config), "seed": args.seed,
-                                 "known_kernel": args.known_kernel,
+                                 "fixed_kernel": fixed_kernel,
                                  "ablation": args.ablation}} if zero_shot else {}),
                 "precision": args.precision,
+                "threads": torch.get_num_threads(),
                 "failed_images": failures,
                 "dynsr": __version__,
                 "torch": torch.__version__,
