@@ -362,6 +362,30 @@ def test_resume_equals_uninterrupted_run(photos, uninterrupted, tmp_path):
         assert [int(r["iteration"]) for r in csv.DictReader(f)] == [2, 4, 5, 6, 8, 10, 12]
 
 
+def test_reschedule_changes_the_length_on_resume_and_says_so(photos, tmp_path):
+    out = tmp_path / "run"
+    train(small_config(photos, iterations=8, schedule="cosine", stop_after=4), out)
+    with pytest.raises(ValueError, match=r"differs from the saved run in train\.iterations"):
+        train(small_config(photos, iterations=6, schedule="cosine"), out, resume=True)
+    with pytest.raises(ValueError, match="not past the saved iteration 4"):
+        train(small_config(photos, iterations=4, schedule="cosine"), out, resume=True,
+              reschedule=True)
+    with pytest.raises(ValueError, match=r"train\.lr"):  # only the length may change
+        train(small_config(photos, iterations=6, schedule="cosine", lr=1e-3), out,
+              resume=True, reschedule=True)
+    done = train(small_config(photos, iterations=6, schedule="cosine"), out, resume=True,
+                 reschedule=True)
+    assert done.completed and done.iteration == 6
+    change = [{"iteration": 4, "from": 8, "to": 6}]
+    assert json.loads((out / "summary.json").read_text())["schedule_changes"] == change
+    state = load_state(out / "state.pt")
+    assert state["schedule_changes"] == change
+    # From iteration 4 on, the learning rate is the 6-iteration schedule's.
+    assert state["scheduler"]["lr"] == pytest.approx(
+        learning_rate(config_from_dict(small_config(photos, iterations=6,
+                                                    schedule="cosine")).train, 6))
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from dynsr.train.engine import train

@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder from its state.pt (starts "
                         "afresh if there is none)")
+    p.add_argument("--reschedule", action="store_true",
+                   help="with --resume: accept a new train.iterations (a longer or shorter "
+                        "schedule from the saved iteration on; recorded in summary.json)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     bar = p.add_mutually_exclusive_group()
@@ -52,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
     from dynsr.train.engine import train
 
     out = args.out if args.out is not None else Path("runs") / cfg.name
-    train(cfg, out, resume=args.resume, progress=args.progress)
+    train(cfg, out, resume=args.resume, reschedule=args.reschedule, progress=args.progress)
     return 0

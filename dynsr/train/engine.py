@@ -404,6 +404,7 @@ class Trainer:
         out_dir: str | Path,
         *,
         resume: bool = False,
+        reschedule: bool = False,
         context: DistributedContext | None = None,
     ) -> None:
         self.cfg = cfg
@@ -416,6 +417,17 @@ class Trainer:
         if resume and self.state_path.exists():
             state = load_state(self.state_path)
             changed = weight_affecting_changes(state["config"], config_to_dict(cfg))
+            if reschedule and "train.iterations" in changed:
+                # A longer or shorter schedule from here on: the learning rate follows the new
+                # length from the saved iteration; the change is kept in the state and summary.
+                changed.remove("train.iterations")
+                old_length = state["config"]["train"]["iterations"]
+                if t.iterations <= int(state["iteration"]):
+                    raise ValueError(f"--reschedule: train.iterations={t.iterations} is not "
+                                     f"past the saved iteration {state['iteration']}")
+                state.setdefault("schedule_changes", []).append(
+                    {"iteration": int(state["iteration"]), "from": old_length,
+                     "to": t.iterations})
             if changed:
                 raise ValueError(f"--resume: the configuration differs from the saved run in "
                                  f"{', '.join(changed)} (these change the weights)")
@@ -471,6 +483,7 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds of earlier sessions
         self.best: dict[str, Any] = {"psnr_y": None, "ssim_y": None, "iteration": None}
         self.val_history: list[dict] = []
+        self.schedule_changes: list[dict] = []
         self.last_loss: float | None = None
         if state is not None:
             self._load(state)
@@ -495,6 +508,7 @@ class Trainer:
         self.best = dict(state["best"])
         self.val_history = list(state["val_history"])
         self.last_loss = state.get("last_loss")
+        self.schedule_changes = list(state.get("schedule_changes", []))
 
     def state_dict(self) -> dict:
         """The resumable training state (see the module doc)."""
@@ -511,6 +525,7 @@ class Trainer:
             "best": dict(self.best),
             "val_history": list(self.val_history),
             "last_loss": self.last_loss,
+            "schedule_changes": list(self.schedule_changes),
             "elapsed_s": self.elapsed_s,
             "config": config_to_dict(self.cfg),
             "dynsr_version": __version__,
@@ -801,6 +816,7 @@ class Trainer:
             "last_loss": self.last_loss,
             "best": self.best,
             "validation": self.val_history,
+            **({"schedule_changes": self.schedule_changes} if self.schedule_changes else {}),
             "weights": "ema" if self.ema is not None else "raw",
             "dynsr_version": __version__,
             "torch_version": str(torch.__version__),
@@ -896,12 +912,15 @@ def train(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    reschedule: bool = False,
     progress: bool | None = None,
     on_trainer: Callable[[Trainer], None] | None = None,
 ) -> TrainResult:
     """Train as ``cfg`` says, writing results to ``out_dir``; see the module doc.
 
     ``resume``: continue from ``out_dir/state.pt`` when it exists (else start afresh).
+    ``reschedule``: on resume, ``train.iterations`` may differ from the saved run's (the
+    schedule is stretched or shortened from the saved iteration on, and that is recorded).
     Joins the torchrun process group when ``WORLD_SIZE`` > 1. ``on_trainer`` is called with
     the built trainer before the loop (benchmarks, tests).
     """
@@ -910,7 +929,8 @@ def train(
     ctx = DistributedContext.from_environment()
     try:
         with torch_settings(cfg.train.threads):
-            trainer = Trainer(cfg, out_dir, resume=resume, context=ctx)
+            trainer = Trainer(cfg, out_dir, resume=resume, reschedule=reschedule,
+                              context=ctx)
             if ctx.is_main:
                 where = f"resuming at {trainer.iteration}" if trainer.resumed else "starting"
                 print(f"dynsr train: {cfg.model.name} x{cfg.model.scale}, {where} "
