@@ -44,7 +44,7 @@ from dynsr.io import LoadedImage, read_image, write_image
 from dynsr.models import create, get_spec
 from dynsr.models.inference import PRECISIONS, prepare_model
 from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
-from dynsr.upscale.weights import find_weights, load_state_dict
+from dynsr.upscale.weights import find_weights, load_state_dict, weights_model_config
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -368,7 +368,8 @@ def load(
                          "use bf16 or fp32")
     notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
     entry = find_weights(name, scale, weights_dir) if weights is None else None
-    config = entry.config if entry is not None else {}
+    config = (entry.config if entry is not None else {}) if weights is None else \
+        weights_model_config(weights, spec.name, scale)
     # Seeded so an untrained model gives the same output on every run.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

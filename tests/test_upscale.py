@@ -281,6 +281,35 @@ def test_published_training_output_loads_by_name(tmp_path):
         publish_weights(bare, shipped)
 
 
+def test_a_trained_file_brings_its_model_config(tmp_path):
+    """Weights from ``dynsr train`` carry the model's configuration: ``--weights`` builds the
+    network they fit (here kpn7 on RGB, as the DDet ablation trains it), and refuses them
+    for another model or scale."""
+    from dynsr.cli.main import main as cli_main
+    from dynsr.train.engine import train
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(data.astronaut()[:64, :64]).save(tmp_path / "photos" / "a.png")
+    run = {"name": "tiny", "model": {"name": "kpn7", "scale": 2,
+                                     "config": {"in_channels": 3, "num_blocks": 1}},
+           "data": {"train": {"type": "hr_folder", "paths": str(tmp_path / "photos"),
+                              "patch_size": 32}},
+           "train": {"iterations": 1, "batch_size": 1, "threads": 1},
+           "log": {"progress": "never"}}
+    result = train(run, tmp_path / "run")
+    weights = tmp_path / "run" / "model.safetensors"
+    upscaler = dynsr.load("kpn7", 2, device="cpu", precision="fp32", weights=weights)
+    assert upscaler.model.in_channels == 3
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(upscaler.model.state_dict()[key], value), key
+    assert cli_main(["eval", "--model", "kpn7", "--weights", str(weights), "--hr",
+                     str(tmp_path / "photos"), "--scale", "2"]) == 0
+    with pytest.raises(WeightsError, match="weights of kpn7 x2, not kpn7-pr x2"):
+        dynsr.load("kpn7-pr", 2, device="cpu", weights=weights)
+    with pytest.raises(WeightsError, match="weights of kpn7 x2, not kpn7 x3"):
+        dynsr.load("kpn7", 3, device="cpu", weights=weights)
+
+
 def test_weights_file_given_directly_and_env_folder(tmp_path, monkeypatch):
     _, path = _write_weights(tmp_path)
     assert dynsr.load("dyconvsr", 2, device="cpu", weights=path).trained

@@ -37,7 +37,12 @@ from dynsr.metrics import MetricSettings, evaluate_pair, kernel_error
 from dynsr.models import create, get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
 from dynsr.ops import quantize
-from dynsr.upscale.weights import file_sha256, find_weights, load_state_dict
+from dynsr.upscale.weights import (
+    file_sha256,
+    find_weights,
+    load_state_dict,
+    weights_model_config,
+)
 from dynsr.zeroshot.blind import estimate_degradation
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 from dynsr.zeroshot.kernelgan import estimate_kernel
@@ -204,7 +209,9 @@ def load_evaluated_model(name: str, scale: int,
     A learned model without weights is refused: scores of random weights mean nothing.
     """
     entry = find_weights(name, scale) if weights is None else None
-    model = create(name, scale=scale, **(entry.config if entry is not None else {}))
+    config = (entry.config if entry is not None else {}) if weights is None else \
+        weights_model_config(weights, name, scale)
+    model = create(name, scale=scale, **config)
     if next(model.parameters(), None) is None:
         return model, None
     if weights is None and entry is None:

@@ -50,6 +50,7 @@ __all__ = [
     "file_sha256",
     "find_weights",
     "load_fitting_tensors",
+    "weights_model_config",
     "load_state_dict",
     "publish_weights",
 ]
@@ -142,6 +143,24 @@ def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
     except RuntimeError as err:
         raise WeightsError(f"{path}: weights do not fit the model ({err})") from err
     return model
+
+
+def weights_model_config(path: str | os.PathLike[str], name: str, scale: int) -> dict:
+    """The model configuration a weights file was trained with (``dynsr train`` writes it in
+    the metadata; ``{}`` for a file without it), refusing a file made for another model or
+    scale: ``create(name, scale=scale, **config)`` then builds the network the file fits."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    if "model" in meta and "scale" in meta:
+        # Registry aliases (ddet-rgb is ddet with 3 channels) are told apart by their config.
+        if meta["model"] != name or int(meta["scale"]) != scale:
+            raise WeightsError(f"{path}: weights of {meta['model']} x{meta['scale']}, not "
+                               f"{name} x{scale}")
+    return json.loads(meta["model_config"]) if "model_config" in meta else {}
 
 
 def load_fitting_tensors(model: nn.Module, path: str | os.PathLike[str]) -> list[str]:

@@ -1,0 +1,91 @@
+"""UDVD's Table 2 with dynsr's weights: Set5 / Set14, blur widths 0.2 / 1.3 / 2.6, noise 15 / 50.
+
+Each cell is one ``dynsr eval --model udvd-lite --scale S --blur W --noise N`` run (isotropic
+Gaussian blur of width W, 15x15, then MATLAB bicubic downscaling, then Gaussian noise of
+sigma N/255 with seed 0, 8-bit LR; PSNR-Y / SSIM-Y, crop = scale) with the shipped weights
+(or ``--weights`` files), its JSON kept as OUT/xS_SET_bW_nN.json; an existing JSON is not run
+again. Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: Table 2
+gives no SSIM).
+
+    python benchmarks/udvd_table.py --data ../shared/data/test [--scales 2 3 4]
+        [--weights 2=training/udvd_x2_cpu/best.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from dynsr.cli.main import main as dynsr_main
+
+CONDITIONS = [(0.2, 15), (1.3, 15), (2.6, 15), (0.2, 50), (1.3, 50), (2.6, 50)]
+# The UDVD paper's Table 2, PSNR-Y: {(width, noise): {(set, scale): (SRMD, UDVD)}}.
+PAPER = {
+    (0.2, 15): {("Set5", 2): (32.76, 32.96), ("Set5", 3): (30.43, 30.68),
+                ("Set5", 4): (28.79, 29.04), ("Set14", 2): (30.14, 30.43),
+                ("Set14", 3): (27.82, 28.14), ("Set14", 4): (26.48, 26.82)},
+    (1.3, 15): {("Set5", 2): (30.98, 31.16), ("Set5", 3): (29.43, 29.67),
+                ("Set5", 4): (28.21, 28.43), ("Set14", 2): (28.34, 28.63),
+                ("Set14", 3): (27.05, 27.36), ("Set14", 4): (26.06, 26.37)},
+    (2.6, 15): {("Set5", 2): (28.48, 28.73), ("Set5", 3): (27.55, 27.80),
+                ("Set5", 4): (26.82, 26.98), ("Set14", 2): (26.18, 26.48),
+                ("Set14", 3): (25.58, 25.87), ("Set14", 4): (25.06, 25.33)},
+    (0.2, 50): {("Set5", 2): (28.51, 28.63), ("Set5", 3): (26.48, 26.65),
+                ("Set5", 4): (25.18, 25.34), ("Set14", 2): (26.70, 27.00),
+                ("Set14", 3): (25.01, 25.32), ("Set14", 4): (23.95, 24.24)},
+    (1.3, 50): {("Set5", 2): (27.43, 27.54), ("Set5", 3): (25.82, 25.99),
+                ("Set5", 4): (24.77, 24.92), ("Set14", 2): (25.63, 25.88),
+                ("Set14", 3): (24.47, 24.75), ("Set14", 4): (23.64, 23.91)},
+    (2.6, 50): {("Set5", 2): (25.85, 26.00), ("Set5", 3): (24.75, 24.85),
+                ("Set5", 4): (23.98, 24.11), ("Set14", 2): (24.32, 24.60),
+                ("Set14", 3): (23.53, 23.81), ("Set14", 4): (22.98, 23.23)},
+}
+
+
+def evaluate(data: Path, out: Path, name: str, scale: int, width: float, noise: float,
+             weights: Path | None) -> dict:
+    """One cell: the JSON of ``dynsr eval`` (run unless it exists)."""
+    path = out / f"x{scale}_{name}_b{width}_n{noise:g}.json"
+    if not path.exists():
+        argv = ["eval", "--model", "udvd-lite", "--scale", str(scale), "--hr",
+                str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
+                "--json", str(path), *(["--weights", str(weights)] if weights else [])]
+        with contextlib.redirect_stdout(io.StringIO()):
+            if dynsr_main(argv):
+                raise SystemExit(f"dynsr eval failed: {' '.join(argv)}")
+    return json.loads(path.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/test"),
+                        help="folder holding Set5/HR and Set14/HR")
+    parser.add_argument("--out", type=Path, default=Path("results/udvd"))
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--weights", nargs="+", default=[], metavar="S=FILE",
+                        help="weights per scale instead of the shipped ones")
+    args = parser.parse_args()
+    weights = {int(s): Path(f) for s, f in (w.split("=", 1) for w in args.weights)}
+
+    lines = ["| width | noise | scale | Set5 dynsr | SRMD | UDVD | Set14 dynsr | SRMD | UDVD |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for width, noise in CONDITIONS:
+        for scale in args.scales:
+            cells = []
+            for name in ("Set5", "Set14"):
+                r = evaluate(args.data, args.out, name, scale, width, noise,
+                             weights.get(scale))
+                srmd, udvd = PAPER[(width, noise)][(name, scale)]
+                cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | {srmd:.2f} | "
+                             f"{udvd:.2f}")
+            lines.append(f"| {width} | {noise} | x{scale} | {' | '.join(cells)} |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
