@@ -18,8 +18,8 @@ SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training
 far (the time of these checkpoints is left out). Also timed: the final whole-image upscale
 of a DIV2KRK-sized LR image (1000 x 680) with the fast G_UP.
 
-    python benchmarks/bench_dualsr.py [--hr IMAGE | --lr IMAGE|hubble] [--ways straightforward fast-1000]
-        [--every 250] [--json FILE]
+    python benchmarks/bench_dualsr.py [--hr IMAGE | --lr IMAGE|hubble]
+        [--ways straightforward fast-1000] [--every 250] [--json FILE]
 """
 
 from __future__ import annotations
