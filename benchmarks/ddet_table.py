@@ -63,18 +63,18 @@ def main() -> int:
         lines += ["| x2, Set14 real-like | dynsr PSNR / SSIM | gain | paper (RealSR) | gain |",
                   "|---|---|---|---|---|",
                   f"| bicubic | {bicubic['psnr_y']:.2f} / {bicubic['ssim_y']:.4f} | | | |"]
-        previous, paper_previous = bicubic["psnr_y"], None
-        for row, model, run, paper in ABLATION:
-            weights = Path(run) / "best.safetensors"
-            if not weights.exists():
-                lines.append(f"| {row} | not trained yet | | {paper:.2f} | |")
+        previous = bicubic["psnr_y"]
+        for i, (row, model, run, paper) in enumerate(ABLATION):
+            paper_gain = f"{paper - ABLATION[i - 1][3]:+.2f}" if i else ""
+            summary = Path(run) / "summary.json"
+            if not summary.exists() or not json.loads(summary.read_text())["completed"]:
+                lines.append(f"| {row} | not trained yet | | {paper:.2f} | {paper_gain} |")
                 continue
-            r = evaluate(args.out, args.data, f"x2_ablation_{model}", model, 2, weights)
-            gain = f"{r['psnr_y'] - previous:+.2f}"
-            paper_gain = "" if paper_previous is None else f"{paper - paper_previous:+.2f}"
-            lines.append(f"| {row} | {r['psnr_y']:.2f} / {r['ssim_y']:.4f} | {gain} | "
-                         f"{paper:.2f} | {paper_gain} |")
-            previous, paper_previous = r["psnr_y"], paper
+            r = evaluate(args.out, args.data, f"x2_ablation_{model}", model, 2,
+                         Path(run) / "best.safetensors")
+            lines.append(f"| {row} | {r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
+                         f"{r['psnr_y'] - previous:+.2f} | {paper:.2f} | {paper_gain} |")
+            previous = r["psnr_y"]
         lines.append("")
     if args.scales:
         lines += ["| scale | bicubic | ddet-rgb (shipped) | gain |", "|---|---|---|---|"]
