@@ -206,14 +206,36 @@ def test_ablation_variants_have_exactly_their_components():
 # gradients
 
 
+def _step_gradients(model: DDet, seed: int) -> list[str]:
+    """Names of the parameters that get no gradient from one random loss."""
+    model.zero_grad(set_to_none=True)
+    sr = model(rand(2, 3, 8, 10, seed=seed))
+    weights = rand(*sr.shape, seed=seed + 1) - 0.5  # no symmetry for gradients to cancel in
+    (sr * weights).sum().backward()
+    return [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+
+
 @pytest.mark.parametrize("name", ["ddet", "ddet-release", "ddet-rgb"])
 def test_gradients_reach_every_parameter(name: str):
+    assert not _step_gradients(make(name, identity_init=False).train(), seed=1)
+    # From the identity start, CDM's inner layers wait one step for its zeroed last conv.
     model = make(name).train()
-    sr = model(rand(2, 3, 8, 10))
-    weights = rand(*sr.shape, seed=2) - 0.5  # no symmetry for gradients to cancel in
-    (sr * weights).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
+    assert set(_step_gradients(model, seed=1)) == {
+        "core.cdm.0.weight", "core.cdm.0.bias", "core.cdm.2.weight", "core.cdm.2.bias"}
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not _step_gradients(model, seed=3)
+
+
+@pytest.mark.parametrize("name", ["ddet", "ddet-rgb", "kpn7-pr", "kpn7-pr-cdm"])
+def test_untrained_ddet_starts_as_the_plain_filtering(name: str):
+    """identity_init: CDM adds nothing and PR passes its input through, so the untrained
+    network is the per-pixel filtering of its input with the predicted kernels (a KPN)."""
+    core = make(name).core
+    x = rand(1, core.in_channels, 12, 16)
+    with torch.no_grad():
+        plain = core.aggregate(x, core.predict_kernels(x))
+        torch.testing.assert_close(core(x), plain, rtol=0, atol=1e-6)
+        assert not torch.allclose(make(name, identity_init=False).core(x), plain, atol=1e-3)
 
 
 # --------------------------------------------------------------------------------------------
