@@ -304,6 +304,13 @@ def test_a_trained_file_brings_its_model_config(tmp_path):
         assert torch.equal(upscaler.model.state_dict()[key], value), key
     assert cli_main(["eval", "--model", "kpn7", "--weights", str(weights), "--hr",
                      str(tmp_path / "photos"), "--scale", "2"]) == 0
+    assert cli_main(["upscale", str(tmp_path / "photos" / "a.png"), "-o", str(tmp_path / "up"),
+                     "--model", "kpn7", "--weights", str(weights), "--precision", "fp32"]) == 0
+    expected = upscaler.upscale(np.asarray(Image.open(tmp_path / "photos" / "a.png")))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "up" / "a_x2.png")),
+                                  expected)
+    assert cli_main(["upscale", str(tmp_path / "photos" / "a.png"), "-o", str(tmp_path / "up"),
+                     "--overwrite", "--model", "dyconvsr", "--weights", str(weights)]) == 1
     with pytest.raises(WeightsError, match="weights of kpn7 x2, not kpn7-pr x2"):
         dynsr.load("kpn7-pr", 2, device="cpu", weights=weights)
     with pytest.raises(WeightsError, match="weights of kpn7 x2, not kpn7 x3"):

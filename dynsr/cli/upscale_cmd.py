@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"model name (see `dynsr models`; default {DEFAULT_MODEL})")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4),
                    help="upscaling factor (default 2)")
+    p.add_argument("--weights", type=Path, metavar="FILE",
+                   help="safetensors weights to use instead of the shipped ones (e.g. a "
+                        "`dynsr train` result: its model configuration comes with it)")
     p.add_argument("--suffix", metavar="SUF",
                    help="added to output names (default _x<scale>; '' for none)")
     p.add_argument("--ext", choices=EXTENSIONS, default="png",
@@ -177,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
 
     upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
-                    tile=args.tile, overlap=args.overlap,
+                    weights=args.weights, tile=args.tile, overlap=args.overlap,
                     notify=lambda message: report(f"warning: {message}"))
     conditions: dict = {}
     if args.blind and (not upscaler.needs_degradation or args.noise is not None

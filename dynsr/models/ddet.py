@@ -103,9 +103,9 @@ From the paper (including what it leaves open):
    can only add to it. Without it, the PR (conv-ReLU-conv, no skip) must first learn to pass
    the image through: measured on the x2 CPU recipe, DDet's L1 loss over its first 100
    iterations was 0.33 against the plain KPN's 0.14, and it was still 0.03 dB behind the KPN
-   on Set5 (real-like) after 10,000 iterations (26.565 against 26.591 dB). The release keeps PR gentle its own way
-   (MSRA weights, zero biases, biases and the last PR conv at learning rate ×0.1); its
-   training schedule is not modelled.
+   on Set5 (real-like) after 10,000 iterations (26.565 against 26.591 dB). The release
+   keeps PR gentle its own way (MSRA weights, zero biases, biases and the last PR conv at
+   learning rate ×0.1); its training schedule is not modelled.
 8. The output is not clamped (the release's ``im2uint8`` clamps when measuring); callers
    round and clamp when they save or measure.
 
