@@ -44,7 +44,12 @@ from dynsr.io import LoadedImage, read_image, write_image
 from dynsr.models import create, get_spec
 from dynsr.models.inference import PRECISIONS, prepare_model
 from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
-from dynsr.upscale.weights import find_weights, load_state_dict, weights_model_config
+from dynsr.upscale.weights import (
+    find_weights,
+    load_state_dict,
+    weights_hint,
+    weights_model_config,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -383,7 +388,8 @@ def load(
         load_state_dict(model, entry.path, entry.sha256)
         trained = True
     elif has_parameters:
-        notify(f"no trained weights for {name} x{scale} yet; using random initialisation "
+        notify(f"no trained weights for {name} x{scale} yet"
+               f"{weights_hint(name, scale, weights_dir)}; using random initialisation "
                f"(the output is not a real upscale; --model bicubic gives one)")
     if not has_parameters:
         precision = "fp32"  # bicubic runs in float64 on the CPU whatever was asked

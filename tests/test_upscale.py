@@ -317,6 +317,22 @@ def test_a_trained_file_brings_its_model_config(tmp_path):
         dynsr.load("kpn7", 3, device="cpu", weights=weights)
 
 
+def test_a_model_without_weights_names_its_shipped_relatives(tmp_path):
+    from dynsr.upscale.weights import weights_hint
+
+    entry = {"file": "x.safetensors", "sha256": "0" * 64}
+    manifest = {"version": 1, "models": {"ddet-rgb": {"2": entry, "4": entry},
+                                         "ddet-release": {"2": entry}, "kpn7": {"2": entry}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert weights_hint("ddet", 2, tmp_path) == " (shipped: ddet-release, ddet-rgb x2)"
+    assert weights_hint("ddet", 3, tmp_path) == ""
+    assert weights_hint("kpn7-pr", 2, tmp_path) == " (shipped: kpn7 x2)"
+    assert weights_hint("udvd", 2, tmp_path / "nowhere") == ""
+    with pytest.warns(UserWarning, match=r"no trained weights for ddet x4 yet \(shipped: "
+                                         r"ddet-rgb x4\)"):
+        dynsr.load("ddet", 4, device="cpu", weights_dir=tmp_path)
+
+
 def test_weights_file_given_directly_and_env_folder(tmp_path, monkeypatch):
     _, path = _write_weights(tmp_path)
     assert dynsr.load("dyconvsr", 2, device="cpu", weights=path).trained

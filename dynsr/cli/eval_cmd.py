@@ -41,6 +41,7 @@ from dynsr.upscale.weights import (
     file_sha256,
     find_weights,
     load_state_dict,
+    weights_hint,
     weights_model_config,
 )
 from dynsr.zeroshot.blind import estimate_degradation
@@ -215,7 +216,8 @@ def load_evaluated_model(name: str, scale: int,
     if next(model.parameters(), None) is None:
         return model, None
     if weights is None and entry is None:
-        raise ValueError(f"no trained weights for {name} x{scale}: give --weights FILE")
+        raise ValueError(f"no trained weights for {name} x{scale}"
+                         f"{weights_hint(name, scale)}: give --weights FILE")
     path = weights if weights is not None else entry.path
     load_state_dict(model, path, None if entry is None else entry.sha256)
     return model, {"file": str(path), "sha256": file_sha256(path),

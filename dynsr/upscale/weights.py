@@ -50,6 +50,7 @@ __all__ = [
     "file_sha256",
     "find_weights",
     "load_fitting_tensors",
+    "weights_hint",
     "weights_model_config",
     "load_state_dict",
     "publish_weights",
@@ -104,6 +105,22 @@ def find_weights(name: str, scale: int,
     if not isinstance(config, dict):
         raise WeightsError(f"{manifest_path}: entry {name} x{scale}: config must be an object")
     return WeightsEntry(name, scale, folder / entry["file"], sha and sha.lower(), config)
+
+
+def weights_hint(name: str, scale: int,
+                 weights_dir: str | os.PathLike[str] | None = None) -> str:
+    """For a model without shipped weights: the related names that have them at ``scale``
+    (``ddet`` → ``ddet-rgb``), as a phrase to end a message with, or ``""``."""
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    try:
+        models = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    family = name.split("-")[0]
+    related = sorted(other for other, scales in models.items()
+                     if other != name and other.split("-")[0] == family
+                     and str(scale) in scales)
+    return f" (shipped: {', '.join(related)} x{scale})" if related else ""
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
