@@ -18,12 +18,10 @@ Markdown table with the paper's Table II (RealSR x2) beside it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 from pathlib import Path
 
-from dynsr.cli.main import main as dynsr_main
+from cached_eval import cached_eval
 
 ABLATION = [  # (row, model, training run, the paper's Table II PSNR on RealSR x2)
     ("Plain (KPN, K=7)", "kpn7", "training/ablation_x2_kpn7_cpu", 33.43),
@@ -36,15 +34,10 @@ ABLATION = [  # (row, model, training run, the paper's Table II PSNR on RealSR x
 def evaluate(out: Path, data: Path, stem: str, model: str, scale: int,
              weights: Path | None = None) -> dict:
     """``dynsr eval --realistic`` of one model (run unless its JSON exists)."""
-    path = out / f"{stem}.json"
-    if not path.exists():
-        argv = ["eval", "--model", model, "--scale", str(scale), "--hr", str(data),
-                "--realistic", "--seed", "0", "--json", str(path),
-                *(["--weights", str(weights)] if weights else [])]
-        with contextlib.redirect_stdout(io.StringIO()):
-            if dynsr_main(argv):
-                raise SystemExit(f"dynsr eval failed: {' '.join(argv)}")
-    return json.loads(path.read_text())
+    return cached_eval(out / f"{stem}.json",
+                       ["--model", model, "--scale", str(scale), "--hr", str(data),
+                        "--realistic", "--seed", "0",
+                        *(["--weights", str(weights)] if weights else [])])
 
 
 def main() -> int:

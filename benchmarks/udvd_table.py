@@ -14,12 +14,9 @@ gives no SSIM).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 from pathlib import Path
 
-from dynsr.cli.main import main as dynsr_main
+from cached_eval import cached_eval
 
 CONDITIONS = [(0.2, 15), (1.3, 15), (2.6, 15), (0.2, 50), (1.3, 50), (2.6, 50)]
 # The UDVD paper's Table 2, PSNR-Y: {(width, noise): {(set, scale): (SRMD, UDVD)}}.
@@ -48,15 +45,10 @@ PAPER = {
 def evaluate(data: Path, out: Path, name: str, scale: int, width: float, noise: float,
              weights: Path | None) -> dict:
     """One cell: the JSON of ``dynsr eval`` (run unless it exists)."""
-    path = out / f"x{scale}_{name}_b{width}_n{noise:g}.json"
-    if not path.exists():
-        argv = ["eval", "--model", "udvd-lite", "--scale", str(scale), "--hr",
-                str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
-                "--json", str(path), *(["--weights", str(weights)] if weights else [])]
-        with contextlib.redirect_stdout(io.StringIO()):
-            if dynsr_main(argv):
-                raise SystemExit(f"dynsr eval failed: {' '.join(argv)}")
-    return json.loads(path.read_text())
+    return cached_eval(out / f"x{scale}_{name}_b{width}_n{noise:g}.json",
+                       ["--model", "udvd-lite", "--scale", str(scale), "--hr",
+                        str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
+                        *(["--weights", str(weights)] if weights else [])])
 
 
 def main() -> int:

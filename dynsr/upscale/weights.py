@@ -162,16 +162,20 @@ def load_state_dict(model: nn.Module, path: str | os.PathLike[str],
     return model
 
 
+def _read_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+
+
 def weights_model_config(path: str | os.PathLike[str], name: str, scale: int) -> dict:
     """The model configuration a weights file was trained with (``dynsr train`` writes it in
     the metadata; ``{}`` for a file without it), refusing a file made for another model or
     scale: ``create(name, scale=scale, **config)`` then builds the network the file fits."""
     path = Path(path)
-    try:
-        with safe_open(str(path), "pt") as handle:
-            meta = handle.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types
-        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    meta = _read_metadata(path)
     if "model" in meta and "scale" in meta:
         # Registry aliases (ddet-rgb is ddet with 3 channels) are told apart by their config.
         if meta["model"] != name or int(meta["scale"]) != scale:
@@ -218,11 +222,7 @@ def publish_weights(source: str | os.PathLike[str],
     The copy and the manifest are written atomically; the entry records the sha256.
     """
     source = Path(source)
-    try:
-        with safe_open(str(source), "pt") as handle:
-            meta = handle.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types
-        raise WeightsError(f"{source}: not a readable safetensors file ({err})") from err
+    meta = _read_metadata(source)
     missing = [k for k in ("model", "scale", "model_config", "config", "iterations",
                            "wall_time_s") if k not in meta]
     if missing:
