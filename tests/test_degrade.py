@@ -129,10 +129,15 @@ def test_div2krk_kernels():
     k2 = div2krk_kernel(2, 7, batch=64, dtype=F64)
     k4 = div2krk_kernel(4, 7, batch=64, dtype=F64)
     assert k2.shape == (64, 11, 11) and k4.shape == (64, 31, 31)
-    for k, middle in ((k2, 5.0), (k4, 15.0)):
+    # DIV2KRK's grid: the centre of mass (s-1)/2 px down-right of the middle tap.
+    for k, middle in ((k2, 5.5), (k4, 16.5)):
         assert torch.allclose(k.sum(dim=(-2, -1)), torch.ones(64, dtype=F64), atol=1e-12)
         assert (k >= 0).all()
         assert (center_of_mass(k) - middle).abs().max() < 1e-3
+    centred = div2krk_kernel(2, 7, batch=64, grid="middle", dtype=F64)
+    assert (center_of_mass(centred) - 5.0).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="grid"):
+        div2krk_kernel(2, 7, grid="matlab")
     # x4 is the analytic composition of the x2 kernel drawn from the same seed.
     assert torch.allclose(k4, analytic_x4_kernel(k2), atol=1e-15)
     # Multiplicative noise: not an exact Gaussian, so not point-symmetric.
@@ -143,6 +148,26 @@ def test_div2krk_kernels():
     assert div2krk_kernel(2, 3).shape == (11, 11)
     with pytest.raises(ValueError):
         div2krk_kernel(3, 0)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_div2krk_lr_lies_on_the_bicubic_grid(scale):
+    # On a plane every normalised kernel returns the plane at its centre of mass, so LR pixel
+    # i of the direct (blur, keep 0, s, 2s, ...) degradation shows where it is centred: on
+    # bicubic's LR grid (HR position s*i + (s-1)/2) for DIV2KRK's kernels.
+    rows = torch.arange(160, dtype=F64)[:, None]
+    cols = torch.arange(144, dtype=F64)[None, :]
+    plane = (0.2 + 0.003 * rows + 0.002 * cols).expand(1, 1, 160, 144)
+    bicubic = bicubic_downsample(plane, scale)
+    inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
+    for seed in range(3):
+        aligned = degrade(plane, scale, div2krk_kernel(scale, seed, dtype=F64),
+                          downsample="direct", quantize=False)
+        assert torch.allclose(aligned[inner], bicubic[inner], atol=1e-6)
+        centred = degrade(plane, scale, div2krk_kernel(scale, seed, grid="middle", dtype=F64),
+                          downsample="direct", quantize=False)
+        expected_gap = (0.003 + 0.002) * (scale - 1) / 2
+        assert float((bicubic - centred)[inner].mean()) == pytest.approx(expected_gap, rel=1e-3)
 
 
 def test_analytic_x4_kernel_equals_two_x2_steps():

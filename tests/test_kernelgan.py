@@ -104,8 +104,9 @@ def test_post_processing_zeroes_small_values_and_centres():
     out = post_process_kernel(kernel, n=40)
     assert out.sum().item() == pytest.approx(1.0, abs=1e-12)
     assert (out >= 0).all()
-    middle = (out.shape[-1] - 1) / 2
-    torch.testing.assert_close(center_of_mass(out), torch.tensor([middle, middle],
+    # KernelGAN's grid: half a pixel down-right of the middle tap.
+    wanted = (out.shape[-1] - 1) / 2 + 0.5
+    torch.testing.assert_close(center_of_mass(out), torch.tensor([wanted, wanted],
                                dtype=torch.float64), rtol=0, atol=2e-3)
     assert int((out > 0).sum()) < kernel.numel()  # the floor was removed
 

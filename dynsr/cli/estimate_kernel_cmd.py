@@ -1,7 +1,9 @@
 """``dynsr estimate-kernel``: KernelGAN blind kernel estimation for each input image.
 
-Writes ``NAME_kernel_x{s}.npy`` (float64, correlation orientation, middle-centred, as
-``dynsr.degrade.blur`` applies it; x4 is the analytic composition of the x2 estimate) and
+Writes ``NAME_kernel_x{s}.npy`` (float64, correlation orientation, as ``dynsr.degrade.blur``
+applies it; centre of mass (s-1)/2 pixels down-right of the middle tap, as KernelGAN and
+DIV2KRK: blurring and keeping pixels 0, s, 2s, ... puts the LR on MATLAB bicubic's grid; x4
+is the analytic composition of the x2 estimate) and
 an enlarged picture ``NAME_kernel_x{s}.png`` into DIR.
 """
 

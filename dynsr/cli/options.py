@@ -157,7 +157,9 @@ class Degradation:
                     "default ranges, seeded by the seed and the file name)")
         if self.random_kernel == "div2krk":
             return ("random DIV2KRK-style kernel per image (dynsr.degrade.div2krk_kernel, "
-                    "seeded by the seed and the file name), replicate padding")
+                    "seeded by the seed and the file name; centre of mass (s-1)/2 px "
+                    "down-right of the middle tap, so the LR lies on MATLAB bicubic's grid), "
+                    "replicate padding")
         if self.blur is not None:
             return (f"isotropic Gaussian, width {self.blur}, {self.kernel_size}x"
                     f"{self.kernel_size}, replicate padding")

@@ -4,8 +4,9 @@ Trains DualSR's upsampler and KernelGAN downsampler from scratch on each image (
 iterations by default; x4 = two x2 runs), then writes into DIR, for an input ``NAME.ext``:
 
 * ``NAME_x{s}.png``: the super-resolved image (8-bit);
-* ``NAME_kernel_x{s}.npy``: the estimated kernel (float64, correlation orientation,
-  middle-centred: ``dynsr.degrade.blur`` + ``subsample`` model the degradation) and
+* ``NAME_kernel_x{s}.npy``: the estimated kernel (float64, correlation orientation, centre
+  of mass (s-1)/2 pixels down-right of the middle tap as DIV2KRK's: ``dynsr.degrade.blur``
+  + ``subsample`` model the degradation onto MATLAB bicubic's LR grid) and
   ``NAME_kernel_x{s}.png``: the kernel enlarged (nearest neighbour), scaled to its maximum;
 * ``NAME_log.csv`` and ``NAME_log.json``: every iteration's losses.
 """

@@ -32,6 +32,7 @@ from dynsr.degrade.kernels import (
     make_generator,
     pad_kernel,
     random_anisotropic_kernel,
+    recentre_kernel,
     sample_anisotropic_params,
     save_kernel,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "load_pca_basis",
     "make_generator",
     "random_anisotropic_kernel",
+    "recentre_kernel",
     "sample_anisotropic_params",
     "save_pca_basis",
     "subsample",

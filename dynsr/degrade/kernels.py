@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "make_generator",
     "pad_kernel",
     "random_anisotropic_kernel",
+    "recentre_kernel",
     "sample_anisotropic_params",
     "save_kernel",
 ]
@@ -76,11 +78,13 @@ def make_generator(generator: GeneratorLike = None, device: torch.device | str =
     return gen
 
 
-def _grid(size: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row (y) and column (x) offsets from the kernel centre (k-1)/2, each (k, k)."""
+def _grid(size: int, dtype: torch.dtype, device,
+          centre_offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row (y) and column (x) offsets from the kernel centre (k-1)/2 + centre_offset, each
+    (k, k)."""
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"kernel size must be a positive int, got {size!r}")
-    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    offsets = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2 - centre_offset
     y, x = torch.meshgrid(offsets, offsets, indexing="ij")
     return y, x
 
@@ -135,6 +139,7 @@ def anisotropic_gaussian(
     lambda2: float | torch.Tensor,
     theta: float | torch.Tensor,
     *,
+    centre_offset: float = 0.0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -142,7 +147,8 @@ def anisotropic_gaussian(
 
     ``lambda1``, ``lambda2``: variances along the principal axes; ``theta``: angle of the
     lambda1 axis from the x (column) axis, in radians. Numbers give (k, k); tensors broadcast
-    against each other and give broadcast_shape + (k, k).
+    against each other and give broadcast_shape + (k, k). ``centre_offset``: the Gaussian's
+    centre in pixels down and right of the middle tap (0.5 for DIV2KRK's x2 grid).
     """
     for value in (lambda1, lambda2, theta):
         if isinstance(value, torch.Tensor) and device is None:
@@ -152,7 +158,7 @@ def anisotropic_gaussian(
     th = _as_param(theta, dtype, device)
     if bool((l1 < 0).any()) or bool((l2 < 0).any()):
         raise ValueError("lambda1 and lambda2 (variances) must be non-negative")
-    y, x = _grid(size, dtype, device)
+    y, x = _grid(size, dtype, device, centre_offset)
     cos, sin = torch.cos(th)[..., None, None], torch.sin(th)[..., None, None]
     # Coordinates in the principal frame, R(theta)^T (x, y): Sigma^-1 is diagonal there.
     along = x * cos + y * sin
@@ -213,8 +219,9 @@ def center_of_mass(kernel: torch.Tensor) -> torch.Tensor:
     return torch.stack([row, col], dim=-1)
 
 
-def _recentre(kernels: torch.Tensor, passes: int = 3) -> torch.Tensor:
-    """Shift (B, k, k) kernels by a sub-pixel amount so the centre of mass is the middle tap.
+def recentre_kernel(kernels: torch.Tensor, offset: float = 0.0, passes: int = 3) -> torch.Tensor:
+    """Shift (B, k, k) kernels by a sub-pixel amount so that their centre of mass lies
+    ``offset`` pixels down and right of the middle tap; renormalised to sum 1.
 
     Bilinear interpolation (zero outside) keeps the taps non-negative; KernelGAN's generator
     re-centres with a spline shift instead, which can create small negative taps. Mass
@@ -222,14 +229,14 @@ def _recentre(kernels: torch.Tensor, passes: int = 3) -> torch.Tensor:
     pixel on wide kernels; three passes bring it to about 1e-4 pixel.
     """
     for _ in range(passes):
-        kernels = _shift_to_middle(kernels)
+        kernels = _shift_centre_to(kernels, offset)
     return kernels
 
 
-def _shift_to_middle(kernels: torch.Tensor) -> torch.Tensor:
+def _shift_centre_to(kernels: torch.Tensor, offset: float) -> torch.Tensor:
     size = kernels.shape[-1]
-    middle = (size - 1) / 2
-    shift = center_of_mass(kernels) - middle  # (B, 2) as (row, col)
+    wanted = (size - 1) / 2 + offset
+    shift = center_of_mass(kernels) - wanted  # (B, 2) as (row, col)
     offsets = torch.arange(size, dtype=kernels.dtype, device=kernels.device)
     # Output tap i reads input position i + shift; grid_sample wants (x, y) in [-1, 1].
     rows = offsets[None, :, None] + shift[:, 0, None, None]
@@ -267,6 +274,7 @@ def div2krk_kernel(
     batch: int | None = None,
     noise_level: float = DIV2KRK_NOISE_LEVEL,
     lambda_range: tuple[float, float] = DIV2KRK_LAMBDA_RANGE,
+    grid: Literal["bicubic", "middle"] = "bicubic",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Random DIV2KRK-style test kernel(s): 11x11 for x2, 31x31 for x4.
@@ -281,23 +289,30 @@ def div2krk_kernel(
     * Generator code (assafshocher/BlindSR_dataset_generator, named by KernelGAN's author
       in sefibk/KernelGAN issue #70): lambdas are the covariance eigenvalues, theta =
       U[0, 1) * pi, noise factor ``1 + U[-n, n]`` per tap, then the centre of mass is moved
-      by a sub-pixel shift and the kernel normalised.
+      by a sub-pixel shift and the kernel normalised. The shift puts the centre of mass half
+      a pixel down-right of the middle tap (KernelGAN's ``kernel_shift``), so that blurring
+      and keeping pixels 0, 2, 4, ... gives LR pixels centred between HR pixels, on MATLAB
+      bicubic's grid: a bicubic upscale of the LR lines up with the HR.
     * x4: the LR images were made by applying the x2 procedure twice with the same kernel
       (author's answer in sefibk/KernelGAN issue #59); the stored ``gt_k_x4`` kernels are
       31x31 (assafshocher/ResizeRight issue #4), i.e. the analytic composition
-      (:func:`analytic_x4_kernel`).
+      (:func:`analytic_x4_kernel`), whose centre of mass is then 1.5 pixels down-right of
+      the middle: bicubic's x4 grid.
 
-    dynsr's version: the Gaussian is centred on the middle tap, multiplied by the noise,
-    normalised, re-centred (centre of mass back on the middle tap, bilinear sub-pixel shift)
-    and normalised again. KernelGAN instead moved the centre of mass half a pixel (x2) or 1.5
-    pixels (x4) down-right of the middle so that, with subsampling from pixel 0, the LR grid
-    lines up with MATLAB bicubic's; dynsr keeps kernels centred and leaves alignment to
-    :func:`dynsr.degrade.subsample` (see there). Returns (k, k) or (batch, k, k).
+    dynsr's version: the Gaussian is centred at the wanted point (``grid="bicubic"``: 0.5
+    pixel down-right of the middle tap, DIV2KRK's; ``"middle"``: the middle tap, for
+    subsampling on the HR grid as SRMD/KAIR), multiplied by the noise, normalised, and its
+    centre of mass moved back to that point (bilinear sub-pixel shift of the noise's small
+    displacement, so taps stay non-negative) and normalised again. Returns (k, k) or
+    (batch, k, k).
     """
     if scale not in (2, 4):
         raise ValueError(f"DIV2KRK defines x2 and x4 kernels only, got scale {scale!r}")
     if not 0 <= noise_level < 1:
         raise ValueError(f"noise_level must be in [0, 1), got {noise_level}")
+    if grid not in ("bicubic", "middle"):
+        raise ValueError(f"grid must be 'bicubic' or 'middle', got {grid!r}")
+    centre = 0.5 if grid == "bicubic" else 0.0
     gen = make_generator(generator)
     num = 1 if batch is None else batch
     lo, hi = lambda_range
@@ -307,9 +322,10 @@ def div2krk_kernel(
     lambda2 = lo + (hi - lo) * torch.rand(num, generator=gen, dtype=f64)
     theta = math.pi * torch.rand(num, generator=gen, dtype=f64)
     noise = torch.rand(num, DIV2KRK_SIZE, DIV2KRK_SIZE, generator=gen, dtype=f64)
-    kernels = anisotropic_gaussian(DIV2KRK_SIZE, lambda1, lambda2, theta, dtype=f64)
+    kernels = anisotropic_gaussian(DIV2KRK_SIZE, lambda1, lambda2, theta, centre_offset=centre,
+                                   dtype=f64)
     kernels = kernels * (1 + noise_level * (2 * noise - 1))
-    kernels = _recentre(kernels / kernels.sum(dim=(-2, -1), keepdim=True))
+    kernels = recentre_kernel(kernels / kernels.sum(dim=(-2, -1), keepdim=True), centre)
     if scale == 4:
         kernels = analytic_x4_kernel(kernels)
     kernels = kernels.to(dtype)

@@ -223,12 +223,13 @@ def subsample(x: torch.Tensor, scale: int, offset: int = 0) -> torch.Tensor:
 
     Offset 0 is the field's convention: KernelGAN / DIV2KRK (``imresize`` with a numeric
     kernel keeps rows ``round(linspace(0, H - s, H / s))`` = 0, s, 2s, ... of the correlated
-    image) and SRMD / KAIR (``x[0::s]``). With a middle-centred kernel, LR pixel i then sits
-    on HR pixel ``s*i``, which is ``(s-1)/2`` HR pixels up-left of MATLAB bicubic's LR grid
-    (0.5 px at x2, 1 at x3, 1.5 at x4). DIV2KRK shifted its kernels' centre of mass by
-    ``(s-1)/2`` instead to line the grids up; for odd s, ``offset=(s-1)//2`` does it exactly.
-    Kernel-estimation code (KernelGAN, DualSR) must use the same convention as the data.
-    Output size ``ceil((H - offset)/s)`` (``ceil(H/s)`` for offset 0, as bicubic).
+    image) and SRMD / KAIR (``x[0::s]``). With a middle-centred kernel (SRMD / KAIR), LR
+    pixel i then sits on HR pixel ``s*i``, which is ``(s-1)/2`` HR pixels up-left of MATLAB
+    bicubic's LR grid (0.5 px at x2, 1 at x3, 1.5 at x4). DIV2KRK's kernels have their
+    centre of mass ``(s-1)/2`` down-right of the middle tap instead, which lines the grids up
+    (:func:`dynsr.degrade.div2krk_kernel`, KernelGAN's estimates); for odd s and a centred
+    kernel, ``offset=(s-1)//2`` does it exactly. Output size ``ceil((H - offset)/s)``
+    (``ceil(H/s)`` for offset 0, as bicubic).
     """
     scale = _check_scale(scale)
     if not 0 <= offset < scale:

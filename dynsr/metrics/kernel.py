@@ -7,8 +7,10 @@ size (an 11x11 DIV2KRK kernel against a 13x13 estimate), then compared tap by ta
 * ``kernel_psnr``: 10·log10(max(truth)² / mean squared difference) over the true kernel's
   own k x k support, a scale-free figure.
 
-Middle-centred kernels are compared as they are: dynsr's DIV2KRK kernels and KernelGAN's
-post-processed estimates both have their centre of mass on the middle tap.
+Kernels are compared as they are, without re-centring: DIV2KRK's kernels and KernelGAN's
+post-processed estimates both have their centre of mass half a pixel (x2; 1.5 at x4) down-right
+of the middle tap, the offset that puts the LR on MATLAB bicubic's grid, so a shift between
+them is an error of the estimate.
 """
 
 from __future__ import annotations

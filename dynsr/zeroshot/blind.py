@@ -9,32 +9,36 @@ be put in front of it. dynsr uses:
   0..255 scale, as UDVD's noise input.
 
 Mapping the kernel onto UDVD's conditioning. UDVD was trained on "blur with k_u, then MATLAB
-bicubic downscaling", whose antialiasing filter b blurs once more, so ``k ≈ k_u * b`` (b taken
-on the HR grid centred on a pixel: taps ``cubic(d / s) / s`` for d = −2s+1 … 2s−1,
-normalised). UDVD only sees k_u through its 15 PCA coefficients, so dynsr solves the small
+bicubic downscaling", whose antialiasing filter b blurs once more, so ``k ≈ k_u * b``. As a
+correlation kernel for "keep pixels 0, s, 2s, ...", b has taps ``cubic((d - o) / s) / s``
+(normalised) where o is the offset of bicubic's LR sample from the kept HR pixel; MATLAB's
+grid puts LR pixel i at HR position ``s·i + (s-1)/2``, so o = (s-1)/2: 0.5 at x2, 1.5 at x4.
+KernelGAN's estimates and DIV2KRK's kernels carry exactly that offset in their centre of
+mass (:data:`dynsr.zeroshot.kernelgan.GRID_OFFSET`, the analytic x4 composition gives 1.5),
+so dynsr reads o off the kernel itself (its centre of mass minus the middle tap, per axis;
+a middle-centred kernel, e.g. SRMD/KAIR-style data, gives o = 0) and UDVD's k_u stays
+centred. UDVD only sees k_u through its 15 PCA coefficients, so dynsr solves the small
 least-squares problem ``min_c ‖(Σ_i c_i B_i) * b − k‖²`` over the 15 coefficients c (B_i:
 the PCA basis kernels, 15 x 15; all kernels zero-padded around their middle tap to one
-common size) and gives UDVD ``k_u = Σ_i c_i B_i``, whose code is c. KernelGAN's kernel
-(13 x 13 from G_DN, a few taps larger after its post-processing re-centres it; at x4 the
-analytic composition, 3k − 2) is used as it is: post-processed (small taps zeroed, sum 1,
-centre of mass moved to the middle tap), so it is already centred, and only zero-padded,
-never cropped. Measured on isotropic Gaussians k_u of widths 0.5-2.6 blurred by b: the
-recovered code is within 4-17 % (relative L2) of the true one, where using k itself as UDVD's
+common odd size) and gives UDVD ``k_u = Σ_i c_i B_i``, whose code is c. KernelGAN's kernel
+(13 x 13 from G_DN, a few taps larger after its post-processing shift; at x4 the analytic
+composition, 3k − 2) is used as it is, only zero-padded, never cropped. Measured on
+isotropic Gaussians k_u of widths 0.5-2.6 blurred by b: the recovered code is within 4-17 %
+(relative L2) of the true one (the PCA basis is loose), where using k itself as UDVD's
 kernel is 22-69 % off for widths up to 1.0 (it counts b twice) and closer only for widths
-of 2 and more, where b hardly matters. Deviation, named: the half-pixel offset between the
-two downscalings' sampling grids (bicubic samples between HR pixels, direct subsampling on
-them) is not modelled.
+of 2 and more, where b hardly matters.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE, kernel_from_code, load_pca_basis
-from dynsr.degrade.kernels import pad_kernel
+from dynsr.degrade.kernels import center_of_mass, pad_kernel
 from dynsr.degrade.noise_level import estimate_noise_level
 from dynsr.ops.resize import cubic
 from dynsr.zeroshot.kernelgan import estimate_kernel
@@ -55,27 +59,32 @@ class BlindEstimate:
         return {"blur": self.udvd_kernel.float(), "noise": self.noise}
 
 
-def bicubic_filter(scale: int) -> torch.Tensor:
-    """MATLAB's antialiasing bicubic filter for 1/``scale`` on the HR grid, centred on a
-    pixel: (4s − 1, 4s − 1), separable, float64, sum 1."""
-    offsets = torch.arange(-2 * scale + 1, 2 * scale, dtype=torch.float64)
-    taps = cubic(offsets / scale)
-    taps = taps / taps.sum()
-    return taps[:, None] * taps[None, :]
+def bicubic_filter(scale: int, offset: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """MATLAB's antialiasing bicubic filter for 1/``scale`` as a correlation kernel on the HR
+    grid, its LR sample ``offset`` (row, column) HR pixels down-right of the middle tap
+    ((s-1)/2 on MATLAB's grid, module doc): odd size ``2r + 1`` with ``r = 2s - 1 +
+    ceil(max|offset|)``, separable, float64, sum 1."""
+    radius = 2 * scale - 1 + math.ceil(max(abs(o) for o in offset))
+    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    rows, cols = (cubic((d - o) / scale) for o in offset)
+    return (rows / rows.sum())[:, None] * (cols / cols.sum())[None, :]
 
 
 def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
-    """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel`` (module doc)."""
+    """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel``, b the bicubic
+    filter at the offset of ``kernel``'s centre of mass from its middle tap (module doc)."""
     if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
         raise ValueError(f"kernel must be square with an odd side, got {tuple(kernel.shape)}")
+    kernel = kernel.to(torch.float64) / kernel.sum()
+    offset = center_of_mass(kernel) - (kernel.shape[-1] - 1) / 2
     basis = load_pca_basis().to(torch.float64)  # (15, 225)
-    b = bicubic_filter(scale)
+    b = bicubic_filter(scale, (float(offset[0]), float(offset[1])))
     atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
-    # Each basis kernel blurred by b (full convolution; b is symmetric).
-    blurred = F.conv2d(atoms, b[None, None], padding=b.shape[-1] - 1)[:, 0]
+    # Each basis kernel blurred by b: full correlation (b flipped for conv2d's correlation).
+    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
     size = max(blurred.shape[-1], kernel.shape[-1])
     design = pad_kernel(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
-    target = pad_kernel(kernel.to(torch.float64) / kernel.sum(), size).reshape(-1, 1)
+    target = pad_kernel(kernel, size).reshape(-1, 1)
     code = torch.linalg.lstsq(design, target).solution[:, 0]
     return kernel_from_code(code, basis)
 

@@ -308,8 +308,9 @@ def zeroshot(
     """DualSR on one (C, H, W) image in [0, 1]: ``(sr, kernel, log)``.
 
     ``sr`` is (C, s·H, s·W) in [0, 1]; ``kernel`` the estimated blur kernel (float64,
-    correlation orientation, middle-centred: :func:`dynsr.degrade.blur` then
-    :func:`dynsr.degrade.subsample` with it models the degradation); ``log`` one dict of
+    correlation orientation, centre of mass (s-1)/2 pixels down-right of the middle tap:
+    :func:`dynsr.degrade.blur` then :func:`dynsr.degrade.subsample` with it models the
+    degradation onto MATLAB bicubic's LR grid, as DIV2KRK's kernels); ``log`` one dict of
     losses per iteration (with ``stage`` 1 or 2 at x4). ``progress(iteration, iterations,
     losses)`` is called after every iteration. ``config`` overrides the hyper-parameters
     (its ``iterations`` is replaced by ``iterations``).

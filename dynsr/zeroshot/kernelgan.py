@@ -34,11 +34,13 @@ Facts taken from the authors' releases (sefibk/KernelGAN; memad73/DualSR, whose
   Learning rates divided by 10 every 750 iterations (DualSR: by 4).
 * Post-processing (KernelGAN ``util.post_process_k``): subtract 0.75 × the 41st largest tap
   (``n_filtering = 40``), clip at 0, renormalise to sum 1, pad with ``ceil(max|shift|) + 1``
-  zeros and shift the centre of mass with a sub-pixel shift. KernelGAN moves it to
-  ``size//2 + 0.5`` (its data convention); dynsr moves it to the middle tap, matching
-  :func:`dynsr.degrade.blur` + :func:`dynsr.degrade.subsample` (offset 0) and the
-  middle-centred DIV2KRK-style kernels of :func:`dynsr.degrade.div2krk_kernel`. dynsr shifts
-  bilinearly (non-negative taps) instead of with a cubic spline.
+  zeros and shift the centre of mass with a sub-pixel shift to ``size//2 + 0.5``, half a
+  pixel down-right of the middle tap, as KernelGAN: the kernel then describes "blur, keep
+  pixels 0, 2, 4, ..." (:func:`dynsr.degrade.blur` + :func:`dynsr.degrade.subsample`) of
+  an LR image on MATLAB bicubic's grid, like DIV2KRK's kernels
+  (:func:`dynsr.degrade.div2krk_kernel`), and the centre-of-mass prior already pulls G_DN
+  there during training. dynsr shifts bilinearly (non-negative taps) instead of with a
+  cubic spline.
 * Kernel orientation: correlation, as :func:`dynsr.degrade.blur` applies it.
 * x4: :func:`dynsr.degrade.analytic_x4_kernel` of the x2 estimate.
 """
@@ -55,10 +57,11 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from dynsr.degrade import analytic_x4_kernel, center_of_mass
-from dynsr.degrade.kernels import _recentre
+from dynsr.degrade.kernels import recentre_kernel
 from dynsr.ops.resize import resize_weights
 
 __all__ = [
+    "GRID_OFFSET",
     "G_DN_LAYERS",
     "DeepLinearGenerator",
     "KernelPriors",
@@ -75,6 +78,9 @@ __all__ = [
 
 G_DN_LAYERS = (7, 5, 3, 1, 1, 1)
 N_FILTERING = 40  # KernelGAN's --n_filtering: taps kept when small values are zeroed
+# Where an x2 kernel's centre of mass goes, in pixels down-right of the middle tap: blurring
+# and keeping pixels 0, 2, 4, ... then puts LR pixels on MATLAB bicubic's grid (KernelGAN).
+GRID_OFFSET = 0.5
 BORDER = 10  # pixels never sampled by the crop sampler (DualSR shaves 10 px)
 
 
@@ -345,21 +351,22 @@ def crop_sampler(image: torch.Tensor, crop: int, generator: torch.Generator,
 
 
 def post_process_kernel(kernel: torch.Tensor, n: int = N_FILTERING) -> torch.Tensor:
-    """KernelGAN's post-processing, centred the dynsr way (see the module docstring).
+    """KernelGAN's post-processing of an x2 kernel (see the module docstring).
 
     Subtract 0.75 × the (n+1)-th largest tap, clip at 0, normalise to sum 1, pad by
-    ``ceil(max|shift|) + 1`` so the shift loses nothing, move the centre of mass to the
-    middle tap, renormalise. Returns a float64 (k + 2p, k + 2p) kernel.
+    ``ceil(max|shift|) + 1`` so the shift loses nothing, move the centre of mass to
+    :data:`GRID_OFFSET` (half a pixel) down-right of the middle tap, renormalise. Returns a
+    float64 (k + 2p, k + 2p) kernel.
     """
     k = kernel.detach().double()
     ordered = torch.sort(k.flatten()).values
     threshold = 0.75 * ordered[-min(n, ordered.numel() - 1) - 1]
     k = (k - threshold).clamp(min=0)
     k = k / k.sum()
-    shift = center_of_mass(k) - (k.shape[-1] - 1) / 2
+    shift = center_of_mass(k) - (k.shape[-1] - 1) / 2 - GRID_OFFSET
     pad = math.ceil(float(shift.abs().max())) + 1
     k = F.pad(k, (pad, pad, pad, pad))
-    return _recentre(k[None])[0]
+    return recentre_kernel(k[None], GRID_OFFSET)[0]
 
 
 def _sample_batch(image: torch.Tensor, sampler: Callable[[], tuple[int, int]], crop: int,
