@@ -32,10 +32,9 @@ from pathlib import Path
 import skimage.data
 import torch
 
+from dynsr.cli.eval_cmd import QualityCurve
 from dynsr.cli.options import Degradation, modcrop
 from dynsr.io import load_tensor
-from dynsr.metrics import evaluate_pair
-from dynsr.ops import quantize
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
 
@@ -55,29 +54,19 @@ def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
     """One way, timed: training seconds (PSNR checkpoints left out), then DualSR's final
     whole-image upscale; with an HR image, the PSNR curve every ``every`` iterations."""
     config = way_config(way, straightforward_iterations)
-    curve = []
-    spent = [0.0]  # seconds inside checkpoints, left out of the training time
-    trained = [0.0]
-    start = time.perf_counter()
 
-    def checkpoint(iteration: int, upscale) -> None:
-        trained[0] = time.perf_counter() - start - spent[0]
-        if hr is None or ((iteration + 1) % every and iteration + 1 != config.iterations):
-            return
-        begin = time.perf_counter()
-        sr = quantize(upscale().to(torch.float64))
-        scores = evaluate_pair(sr, hr, 2)
-        spent[0] += time.perf_counter() - begin
-        curve.append({"iteration": iteration + 1, "seconds": round(trained[0], 1),
-                      "psnr_y": round(scores["psnr_y"], 4), "ssim_y": round(scores["ssim_y"], 5)})
-        print(f"{way:<16} it {iteration + 1:5d}  {curve[-1]['seconds']:7.1f} s  "
-              f"PSNR-Y {scores['psnr_y']:.3f}  SSIM-Y {scores['ssim_y']:.4f}", flush=True)
+    def report(point: dict) -> None:
+        print(f"{way:<16} it {point['iteration']:5d}  {point['seconds']:7.1f} s  "
+              f"PSNR-Y {point['psnr_y']:.3f}  SSIM-Y {point['ssim_y']:.4f}", flush=True)
 
-    zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=checkpoint)
-    total = time.perf_counter() - start - spent[0]
+    curve = QualityCurve(hr, every, config.iterations, 2, report=report)
+    zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=curve)
+    total = curve.elapsed()
     return {"way": way, "iterations": config.iterations, "seconds": round(total, 1),
-            "training_s": round(trained[0], 1), "final_upscale_s": round(total - trained[0], 1),
-            "s_per_iteration": round(trained[0] / config.iterations, 4), "curve": curve}
+            "training_s": round(curve.trained, 1),
+            "final_upscale_s": round(total - curve.trained, 1),
+            "s_per_iteration": round(curve.trained / config.iterations, 4),
+            "curve": curve.points}
 
 
 def time_whole_image_upscale() -> float:

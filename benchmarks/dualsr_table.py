@@ -28,7 +28,9 @@ it) once every image is done:
 
 Per-image training rows run the fast path by default: ``--iterations 1000`` with the
 learning-rate steps scaled to every 250 iterations, bf16 autocast and channels_last (see the
-README's DualSR speed table for the PSNR-vs-time evidence).
+README's DualSR speed table). DualSR rows also score every image every 250 iterations
+(``dynsr eval --curve-every``); OUT/ROW.json's ``curve`` is the mean PSNR-vs-time curve, the
+evidence that the fast row's 1000 iterations lose nothing against the reference's 3000.
 
     python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
         [--rows bicubic dualsr ...] [--iterations 1000] [--precision bf16]
@@ -64,6 +66,7 @@ ROWS = {
 }
 DIV2KRK_FLAGS = ["--random-kernel", "div2krk", "--downsample", "direct", "--seed", "0"]
 MEANS = ("psnr_y", "ssim_y", "kernel_sse", "kernel_psnr", "seconds")
+CURVE_EVERY = 250
 
 
 def dynsr(*args: str) -> None:
@@ -77,7 +80,9 @@ def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
     trains = "dualsr" in flags or "--blind" in flags
     options = [*(["--iterations", str(iterations)] if trains and "--iterations" not in flags
                  else []),
-               *(["--precision", precision] if "--precision" not in flags else [])]
+               *(["--precision", precision] if "--precision" not in flags else []),
+               # DualSR's PSNR-vs-time curve (scoring time left out of the seconds).
+               *(["--curve-every", str(CURVE_EVERY)] if "dualsr" in flags else [])]
     # The true kernels reach a non-blind model when the LR is made on the fly.
     source = DIV2KRK_FLAGS if row == "udvd-gt" else ["--lr", str(lr_dir)]
     with tempfile.TemporaryDirectory() as folder:
@@ -97,8 +102,23 @@ def combine(row: str, parts: list[Path], target: Path, data: Path) -> dict:
             for key in MEANS if all(key in i for i in images)}
     settings = {**results[0]["settings"], "hr": [str(data)]}
     combined = {**mean, "images": images, "settings": settings, "row": row}
+    if all("curve" in image for image in images):
+        combined["curve"] = mean_curve([image["curve"] for image in images])
     atomic_write_json(target, combined)
     return combined
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """The images' PSNR-vs-time curves averaged point by point (same iterations in each)."""
+    points = []
+    for column in zip(*curves, strict=True):
+        iterations = {point["iteration"] for point in column}
+        if len(iterations) != 1:
+            raise ValueError(f"curves scored at different iterations: {sorted(iterations)}")
+        points.append({"iteration": iterations.pop(),
+                       **{key: round(sum(p[key] for p in column) / len(column), 4)
+                          for key in ("seconds", "psnr_y", "ssim_y")}})
+    return points
 
 
 def main() -> int:
@@ -131,6 +151,12 @@ def main() -> int:
         kernel = f"{r['kernel_sse']:10.5f}" if "kernel_sse" in r else f"{'':>10}"
         seconds = f"{r['seconds']:8.1f}" if "seconds" in r else f"{'':>8}"
         print(f"{row:<18} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {kernel} {seconds}")
+    for row in ROWS:
+        path = args.out / f"{row}.json"
+        curve = json.loads(path.read_text()).get("curve") if path.exists() else None
+        if curve:
+            print(f"{row}: mean PSNR-Y vs training seconds: " + ", ".join(
+                f"{p['iteration']} it {p['seconds']:.0f} s {p['psnr_y']:.2f}" for p in curve))
     return 0
 
 

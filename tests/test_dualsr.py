@@ -190,6 +190,18 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
         evaluate_pair(quantize(sr.double()), hr64, 2)["psnr_y"], abs=1e-9)
     expected = kernel_error(kernel, degradation.kernel("smooth.png"))
     assert row["kernel_sse"] == pytest.approx(expected["kernel_sse"], rel=1e-9)
+    assert "curve" not in row
+
+    # The PSNR-vs-time curve: every 2nd iteration and the last; its last point is the result.
+    assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags[:-1], "3",
+                 "--curve-every", "2", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["images"][0]
+    assert [p["iteration"] for p in row["curve"]] == [2, 3]
+    assert row["curve"][-1]["psnr_y"] == pytest.approx(row["psnr_y"], abs=1e-4)
+    assert 0 < row["curve"][0]["seconds"] <= row["curve"][1]["seconds"] <= row["seconds"]
+    assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), "--scale", "4",
+                 "--iterations", "2", "--curve-every", "1"]) == 1
+    assert "--curve-every needs a positive N and x2" in capsys.readouterr().err
 
     assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
                  "--known-kernel", "--json", str(out)]) == 0

@@ -78,6 +78,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     z.add_argument("--blind", action="store_true",
                    help="non-blind models (udvd): estimate each LR image's kernel "
                         "(KernelGAN, --iterations) and noise level instead of being told")
+    z.add_argument("--curve-every", type=int, metavar="N",
+                   help="dualsr, x2: also score the whole-image SR every N iterations (and at "
+                        "the last), with the training seconds so far (the scoring time left "
+                        "out): each image's PSNR-vs-time curve goes into the JSON")
     kernel = z.add_mutually_exclusive_group()
     kernel.add_argument("--known-kernel", action="store_true",
                         help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
@@ -244,6 +248,42 @@ def g_dn_sized(kernel: torch.Tensor, size: int = 13) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+class QualityCurve:
+    """A DualSR ``checkpoint`` hook (:func:`dynsr.zeroshot.zeroshot`): PSNR-Y/SSIM-Y of the
+    whole-image SR against ``hr`` every ``every`` iterations and at the last one, with the
+    seconds since ``start`` (default: now) minus the seconds spent scoring. ``every`` None
+    only keeps the clock. ``report(point)`` is called with each new point."""
+
+    def __init__(self, hr: torch.Tensor | None, every: int | None, iterations: int,
+                 crop: int, *, start: float | None = None,
+                 report: Callable[[dict], None] | None = None) -> None:
+        self.hr, self.every, self.iterations, self.crop = hr, every, iterations, crop
+        self.start = time.perf_counter() if start is None else start
+        self.report = report
+        self.points: list[dict] = []
+        self.spent = 0.0  # seconds spent scoring
+        self.trained = 0.0  # seconds of training up to the last iteration seen
+
+    def elapsed(self) -> float:
+        """Seconds since the start, without the scoring."""
+        return time.perf_counter() - self.start - self.spent
+
+    def __call__(self, iteration: int, upscale: Callable[[], torch.Tensor]) -> None:
+        self.trained = self.elapsed()
+        done = iteration + 1
+        if self.hr is None or self.every is None or (done % self.every
+                                                      and done != self.iterations):
+            return
+        begin = time.perf_counter()
+        scores = evaluate_pair(quantize(upscale().to(torch.float64)), self.hr, self.crop)
+        self.spent += time.perf_counter() - begin
+        point = {"iteration": done, "seconds": round(self.trained, 1),
+                 "psnr_y": round(scores["psnr_y"], 4), "ssim_y": round(scores["ssim_y"], 5)}
+        self.points.append(point)
+        if self.report is not None:
+            self.report(point)
+
+
 def evaluate_zeroshot(
     hr_paths: list[Path],
     degradation: Degradation,
@@ -254,6 +294,7 @@ def evaluate_zeroshot(
     fixed_kernel: str | None = None,
     seed: int = 0,
     save_sr: Path | None = None,
+    curve_every: int | None = None,
     label: str = "dynsr eval",
 ) -> EvalResult:
     """PSNR-Y/SSIM-Y of DualSR trained on each LR image, plus its seconds and, where the true
@@ -261,8 +302,12 @@ def evaluate_zeroshot(
 
     ``fixed_kernel``: None (DualSR learns G_DN), ``"true"`` (G_DN fixed to the true kernel)
     or ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with the same
-    iterations and seed; its seconds are included and its kernel error reported)."""
+    iterations and seed; its seconds are included and its kernel error reported).
+    ``curve_every``: x2 only; each row gets ``curve``, :class:`QualityCurve`'s points."""
     crop = degradation.scale if crop is None else crop
+    if curve_every is not None and (curve_every < 1 or degradation.scale != 2):
+        raise ValueError(f"--curve-every needs a positive N and x2, got N={curve_every}, "
+                         f"x{degradation.scale}")
     rows, failures = [], 0
     for hr_path in tqdm(hr_paths, desc="eval dualsr", unit="img", disable=None, leave=False):
         try:
@@ -270,15 +315,15 @@ def evaluate_zeroshot(
             truth = true_kernel(hr_path, degradation, lr_dir)
             if fixed_kernel == "true" and truth is None:
                 raise ValueError(f"{hr_path}: --known-kernel, but the true kernel is unknown")
-            start = time.perf_counter()
+            curve = QualityCurve(hr, curve_every, config.iterations, crop)
             fixed = (truth if fixed_kernel == "true" else
                      g_dn_sized(estimate_kernel(lr.float(), 2, config.iterations, seed))
                      if fixed_kernel == "kernelgan" else None)
             sr, kernel, _ = zeroshot(lr.float(), degradation.scale, config.iterations, seed,
-                                     config=config, known_kernel=fixed)
+                                     config=config, known_kernel=fixed, checkpoint=curve)
             if fixed_kernel == "kernelgan":
                 kernel = fixed if degradation.scale == 2 else analytic_x4_kernel(fixed)
-            seconds = time.perf_counter() - start
+            seconds = curve.elapsed()
             sr = quantize(sr.to(torch.float64))
             if sr.shape != hr.shape:
                 raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
@@ -287,6 +332,8 @@ def evaluate_zeroshot(
                    "seconds": round(seconds, 2)}
             if truth is not None and fixed_kernel != "true":
                 row.update(kernel_error(kernel, truth))
+            if curve_every is not None:
+                row["curve"] = curve.points
             if save_sr is not None:
                 write_image(save_sr / f"{hr_path.stem}.png", sr)
         except (ImageReadError, ValueError, OSError) as err:
@@ -323,9 +370,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--blind estimates x2 and x4 kernels only")
     fixed_kernel = ("true" if args.known_kernel else
                     "kernelgan" if args.kernelgan_kernel else None)
-    if not zero_shot and (args.ablation or fixed_kernel):
-        raise ValueError("--ablation, --known-kernel and --kernelgan-kernel are for zero-shot "
-                         "models (dualsr)")
+    if not zero_shot and (args.ablation or fixed_kernel or args.curve_every is not None):
+        raise ValueError("--ablation, --known-kernel, --kernelgan-kernel and --curve-every are "
+                         "for zero-shot models (dualsr)")
     if args.iterations < 1:
         raise ValueError(f"--iterations must be positive, got {args.iterations}")
     hr_paths = list_images(args.hr, recursive=args.recursive)
@@ -342,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
         zs_config = DualSRConfig(**options)
         result = evaluate_zeroshot(hr_paths, degradation, zs_config, lr_dir=args.lr,
                                    crop=crop, fixed_kernel=fixed_kernel, seed=args.seed,
-                                   save_sr=args.save_sr)
+                                   save_sr=args.save_sr, curve_every=args.curve_every)
     else:
         model, weights = load_evaluated_model(args.model, scale, args.weights)
         model = prepare_model(model, channels_last=fast)
