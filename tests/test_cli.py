@@ -236,3 +236,13 @@ def test_find_lr_knows_realsr_names(tmp_path):
     assert find_lr(tmp_path, tmp_path / "Canon_001_HR.png", 2).name == "Canon_001_LR2.png"
     with pytest.raises(ValueError, match="no LR image"):
         find_lr(tmp_path, tmp_path / "Canon_001_HR.png", 4)
+
+
+def test_commands_keep_freed_memory_on_glibc():
+    import platform
+    import sys
+
+    from dynsr.cli.main import keep_freed_memory
+
+    on_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is on_glibc
