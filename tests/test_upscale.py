@@ -252,7 +252,8 @@ def test_published_training_output_loads_by_name(tmp_path):
     Image.fromarray(data.astronaut()[:96, :96]).save(tmp_path / "photos" / "a.png")
     run = {"name": "tiny", "model": {"name": "dyconvsr", "scale": 2},
            "data": {"train": {"type": "hr_folder", "paths": str(tmp_path / "photos"),
-                              "patch_size": 32}},
+                              "patch_size": 32},
+                    "val": {"hr": [str(tmp_path / "photos")], "noise": 5, "every": 2}},
            "train": {"iterations": 2, "batch_size": 2, "threads": 1},
            "log": {"progress": "never"}}
     result = train(run, tmp_path / "run")
@@ -266,6 +267,9 @@ def test_published_training_output_loads_by_name(tmp_path):
     assert entry["training"]["iterations"] == 2 and entry["training"]["batch_size"] == 2
     assert entry["training"]["schedule_iterations"] == 2
     assert entry["training"]["data"]["paths"] == [str(tmp_path / "photos")]
+    # The validation's degradation is named with its score (no blur: MATLAB bicubic + noise).
+    assert {k: v for k, v in entry["validation"].items() if k not in ("psnr_y", "ssim_y")} == {
+        "data": [str(tmp_path / "photos")], "noise": 5, "seed": 0}
     upscaler = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32", weights_dir=shipped)
     for key, value in result.model.state_dict().items():
         assert torch.equal(upscaler.model.state_dict()[key], value), key

@@ -258,7 +258,13 @@ def publish_weights(source: str | os.PathLike[str],
         },
     }
     if "val_psnr_y" in meta:
-        entry["validation"] = {"data": run["data"].get("val", {}).get("hr"),
+        val = run["data"].get("val") or {}
+        # The degradation the validation LR had (none listed: MATLAB bicubic alone).
+        degradation = {k: val[k] for k in ("realistic", "blur", "kernel", "noise", "downsample",
+                                           "random_kernel") if val.get(k) not in (None, False, 0)
+                       and not (k == "downsample" and val[k] == "bicubic")}
+        entry["validation"] = {"data": val.get("hr"), **degradation,
+                               **({"seed": val.get("seed", 0)} if degradation else {}),
                                "psnr_y": round(float(meta["val_psnr_y"]), 4),
                                "ssim_y": round(float(meta["val_ssim_y"]), 5)}
     manifest = _read_manifest(folder)
