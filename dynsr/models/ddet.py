@@ -85,6 +85,8 @@ From the paper (including what it leaves open):
    trunk and "+ MDA" is the step from one 7×7 kernel to the multi-scale heads. Cai et al.
    use M = 64 at every scale; the ``kpn7*`` names follow DDet's M rule, which is the same at
    x2, where Table II was measured (pass ``predictor_channels=64`` for their x3/x4 model).
+   dynsr's x3/x4 CPU recipes (``configs/ddet_x{3,4}_cpu.yaml``) use M = 64 too, so that the
+   whole trained x2 network starts their fine-tuning; the manifest records it.
 4. Sizes that are not multiples of 4: the release's test script crops the images to a
    multiple of 4 (``modcrop``). dynsr pads the trunk's input at the bottom and right by
    replication and crops the trunk's output back after the ×4 shuffle; CDM, the filtering
