@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from dynsr.cli.main import main
@@ -55,8 +56,27 @@ def test_degrade_then_eval_lr_equals_on_the_fly(hr_dir, tmp_path):
     assert main(["eval", "--hr", str(hr_dir), "--lr", str(lr_dir), "--scale", "2",
                  "--json", str(b)]) == 0
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
-    assert ra["psnr_y"] == pytest.approx(rb["psnr_y"], abs=1e-9)
     assert math.isfinite(ra["psnr_y"]) and ra["psnr_y"] < 32  # blur + noise cost something
+    # On the fly the noisy LR stays float and unclipped (the papers' protocol); the file is
+    # that LR clamped and rounded to 8 bit.
+    from dynsr.cli.options import Degradation, modcrop
+
+    degradation = Degradation(2, blur=1.3, noise=15, seed=7)
+    hr = modcrop(load_tensor(hr_dir / "astronaut.png").double(), 2)
+    on_the_fly = degradation.apply(hr, "astronaut.png")
+    assert on_the_fly.min() < 0 or on_the_fly.max() > 1  # unclipped noise
+    assert not torch.equal(on_the_fly, quantize(on_the_fly))
+    assert torch.equal(torch.round(quantize(on_the_fly.clamp(0, 1)) * 255),
+                       torch.round(lr.double() * 255))
+    assert ra["psnr_y"] != pytest.approx(rb["psnr_y"], abs=1e-6)
+    # Without noise they are the same image.
+    flags = ["--scale", "2", "--blur", "1.3"]
+    assert main(["degrade", str(hr_dir), "-o", str(tmp_path / "clean"), *flags]) == 0
+    assert main(["eval", "--hr", str(hr_dir), "--json", str(a), *flags]) == 0
+    assert main(["eval", "--hr", str(hr_dir), "--lr", str(tmp_path / "clean"), "--scale", "2",
+                 "--json", str(b)]) == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["psnr_y"] == pytest.approx(rb["psnr_y"], abs=1e-9)
 
 
 def test_degrade_is_seeded_and_never_overwrites(hr_dir, tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 Each HR image is cropped at the top-left to a multiple of the scale, then degraded:
 optional blur (replicate padding) → MATLAB bicubic or direct downsampling → 8-bit rounding →
-optional Gaussian noise (0..255 scale, seeded per file name) → written as an 8-bit PNG with
-the HR file's name. The same flags in ``dynsr eval --hr`` make the same LR images in memory.
+optional Gaussian noise (0..255 scale, seeded per file name) → clamped and rounded, written as
+an 8-bit PNG with the HR file's name. The same flags in ``dynsr eval --hr`` make the same LR
+images in memory, except that there the noisy image is neither clamped nor rounded, as the
+papers test (SRMD, UDVD); without noise the two are identical.
 With ``--random-kernel``, each image's kernel is also written, as ``OUT/kernels/NAME.npy``
 (float32), the ground truth for kernel estimation.
 """
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             hr = modcrop(load_tensor(path).double(), degradation.scale)
-            lr = degradation.apply(hr, path.name)
+            lr = degradation.apply(hr, path.name, as_file=True)
             if degradation.per_image:
                 kernel_path = args.output / "kernels" / _relative_name(path, args.inputs)
                 save_kernel(kernel_path.with_suffix(".npy"), degradation.kernel(path.name),
