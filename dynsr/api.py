@@ -60,6 +60,8 @@ __all__ = [
     "default_precision",
     "load",
     "resolve_device",
+    "upscale_in_memory",
+    "upscale_with_alpha",
 ]
 
 #: The model used when none is named: DyConvSR ships weights for x2, x3 and x4, beats bicubic
@@ -69,6 +71,9 @@ DEFAULT_MODEL = "dyconvsr"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: What :meth:`Upscaler.upscale` accepts (and returns the same kind of).
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+#: Colour (C, h, w) and optional alpha (1, h, w) in [0, 1] → their SR planes (float32, CPU).
+PlanePair = tuple[torch.Tensor, torch.Tensor | None]
+PlanesFn = Callable[[torch.Tensor, torch.Tensor | None], PlanePair]
 #: A degradation description for UDVD: a width, a kernel tensor or per-pixel maps.
 Condition = float | torch.Tensor | None
 # Upscaled alpha below this is treated as fully transparent when un-premultiplying.
@@ -196,14 +201,11 @@ class Upscaler:
         conditions = self.conditions(blur, noise)
         if isinstance(image, (str, os.PathLike)):
             return self.upscale_loaded(read_image(image), conditions, progress=progress)
-        if isinstance(image, Image.Image):
-            return self._upscale_pil(image, conditions, progress)
-        if isinstance(image, np.ndarray):
-            return self._upscale_numpy(image, conditions, progress)
-        if isinstance(image, torch.Tensor):
-            return self._upscale_tensor(image, conditions, progress)
-        raise TypeError(f"cannot upscale a {type(image).__name__}: give a path, a PIL image, "
-                        "a NumPy array or a tensor")
+
+        def planes(colour: torch.Tensor, alpha: torch.Tensor | None) -> PlanePair:
+            return self.upscale_planes(colour, alpha, conditions, progress=progress)
+
+        return upscale_in_memory(image, planes)
 
     def upscale_loaded(self, image: LoadedImage, conditions: dict | None = None, *,
                        progress: bool = False) -> UpscaledImage:
@@ -226,22 +228,12 @@ class Upscaler:
 
     def upscale_planes(self, colour: torch.Tensor, alpha: torch.Tensor | None,
                        conditions: dict | None = None, *, progress: bool = False
-                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       ) -> PlanePair:
         """Colour (C, h, w), C = 1 or 3, and optional alpha (1, h, w), floats in [0, 1] →
         the SR planes, float32 on the CPU, clamped to [0, 1]. Alpha: module doc."""
-        colour = colour.detach().to("cpu", torch.float32)
-        if alpha is None:
-            return self._run(colour, conditions or {}, progress).clamp_(0, 1), None
-        alpha = alpha.detach().to("cpu", torch.float32)
-        if bool((alpha >= 1).all()):
-            sr = self._run(colour, conditions or {}, progress).clamp_(0, 1)
-            return sr, torch.ones(1, *sr.shape[-2:])
-        premultiplied = self._run(colour * alpha, conditions or {}, progress)
-        alpha_sr = self._run_alpha(alpha)
-        # Divide by the unclamped alpha: bicubic overshoots (ringing) alike in both planes.
-        visible = alpha_sr > _ALPHA_EPS
-        sr = torch.where(visible, premultiplied / alpha_sr.clamp_min(_ALPHA_EPS), 0.0)
-        return sr.clamp_(0, 1), alpha_sr.clamp_(0, 1)
+        return upscale_with_alpha(colour, alpha,
+                                  lambda x: self._run(x, conditions or {}, progress),
+                                  self._run_alpha)
 
     # ----------------------------------------------------------------------------------------
     # running the model
@@ -274,69 +266,102 @@ class Upscaler:
         return upscale_tiled(self._alpha_model, alpha, self.scale, tile=self.tile,
                              overlap=min(default_overlap("bicubic"), self.tile // 2))
 
-    # ----------------------------------------------------------------------------------------
-    # input kinds
 
-    def _upscale_pil(self, image: Image.Image, conditions: dict, progress: bool) -> Image.Image:
-        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-            array = np.asarray(image).astype(np.uint16)
-        elif image.mode in ("L", "LA", "RGB", "RGBA"):
-            array = np.asarray(image)
-        elif image.mode in ("I", "F"):
-            raise ValueError(f"PIL mode {image.mode} (32-bit) is not supported: convert to "
-                             "L, I;16, RGB or RGBA")
-        else:  # 1, P, PA, CMYK, YCbCr, ...: to the 8-bit mode that keeps any transparency
-            has_alpha = "transparency" in image.info or image.mode in ("PA", "La", "RGBa")
-            array = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-        result = Image.fromarray(self._upscale_numpy(array, conditions, progress))
-        for key in ("icc_profile", "exif"):
-            if image.info.get(key):
-                result.info[key] = image.info[key]
-        return result
+def upscale_with_alpha(colour: torch.Tensor, alpha: torch.Tensor | None,
+                       run_colour: Callable[[torch.Tensor], torch.Tensor],
+                       run_alpha: Callable[[torch.Tensor], torch.Tensor]) -> PlanePair:
+    """SR planes of colour (C, h, w) and optional alpha (1, h, w), floats in [0, 1], clamped
+    to [0, 1]: colour premultiplied by a non-opaque alpha (module doc). ``run_colour`` and
+    ``run_alpha`` upscale one float32 CPU plane stack each."""
+    colour = colour.detach().to("cpu", torch.float32)
+    if alpha is None:
+        return run_colour(colour).clamp_(0, 1), None
+    alpha = alpha.detach().to("cpu", torch.float32)
+    if bool((alpha >= 1).all()):
+        sr = run_colour(colour).clamp_(0, 1)
+        return sr, torch.ones(1, *sr.shape[-2:])
+    premultiplied = run_colour(colour * alpha)
+    alpha_sr = run_alpha(alpha)
+    # Divide by the unclamped alpha: bicubic overshoots (ringing) alike in both planes.
+    visible = alpha_sr > _ALPHA_EPS
+    sr = torch.where(visible, premultiplied / alpha_sr.clamp_min(_ALPHA_EPS), 0.0)
+    return sr.clamp_(0, 1), alpha_sr.clamp_(0, 1)
 
-    def _upscale_numpy(self, array: np.ndarray, conditions: dict, progress: bool) -> np.ndarray:
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
-            raise ValueError(f"expected an (H, W) or (H, W, C) array with C = 1 to 4, got "
-                             f"{array.shape}")
-        if array.dtype == np.uint8 or array.dtype == np.uint16:
-            maxval = float(np.iinfo(array.dtype).max)
-        elif np.issubdtype(array.dtype, np.floating):
-            maxval = 1.0
-        else:
-            raise ValueError(f"array dtype must be uint8, uint16 or float, got {array.dtype}")
-        chw = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / maxval)
-        chw = chw[None] if array.ndim == 2 else chw.permute(2, 0, 1)
-        sr = self._upscale_channels(chw, conditions, progress)
-        out = sr.permute(1, 2, 0).numpy()
-        out = out[..., 0] if array.ndim == 2 else out
-        if maxval == 1.0:
-            return out.astype(array.dtype)
-        # MATLAB im2uint8/im2uint16 rounding, as dynsr.io writes files.
-        return np.floor(out.astype(np.float64) * maxval + 0.5).astype(array.dtype)
 
-    def _upscale_tensor(self, tensor: torch.Tensor, conditions: dict,
-                        progress: bool) -> torch.Tensor:
-        if not tensor.is_floating_point() or tensor.dim() not in (3, 4):
-            raise ValueError(f"expected a float (C, H, W) or (B, C, H, W) tensor, got "
-                             f"{tensor.dtype} of shape {tuple(tensor.shape)}")
-        batch = tensor if tensor.dim() == 4 else tensor[None]
-        # One image at a time: tiles are cut per image, so memory does not grow with B.
-        out = torch.stack([self._upscale_channels(image, conditions, progress)
-                           for image in batch])
-        out = out.to(tensor.device, tensor.dtype)
-        return out if tensor.dim() == 4 else out[0]
+def upscale_in_memory(image: Image.Image | np.ndarray | torch.Tensor,
+                      planes: PlanesFn) -> Image.Image | np.ndarray | torch.Tensor:
+    """Upscale a PIL image, NumPy array or tensor with ``planes`` (colour, alpha → SR planes);
+    returns the same kind (module doc)."""
+    if isinstance(image, Image.Image):
+        return _upscale_pil(image, planes)
+    if isinstance(image, np.ndarray):
+        return _upscale_numpy(image, planes)
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(image, planes)
+    raise TypeError(f"cannot upscale a {type(image).__name__}: give a path, a PIL image, "
+                    "a NumPy array or a tensor")
 
-    def _upscale_channels(self, chw: torch.Tensor, conditions: dict,
-                          progress: bool) -> torch.Tensor:
-        """(C, h, w) with C = 1–4 (2 and 4: last is alpha) → float32 (C, s·h, s·w)."""
-        channels = chw.shape[0]
-        if channels not in (1, 2, 3, 4):
-            raise ValueError(f"images have 1 to 4 channels, got {channels}")
-        has_alpha = channels in (2, 4)
-        colour = chw[:-1] if has_alpha else chw
-        alpha = chw[-1:] if has_alpha else None
-        colour_sr, alpha_sr = self.upscale_planes(colour, alpha, conditions, progress=progress)
-        return colour_sr if alpha_sr is None else torch.cat([colour_sr, alpha_sr])
+
+def _upscale_pil(image: Image.Image, planes: PlanesFn) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        array = np.asarray(image).astype(np.uint16)
+    elif image.mode in ("L", "LA", "RGB", "RGBA"):
+        array = np.asarray(image)
+    elif image.mode in ("I", "F"):
+        raise ValueError(f"PIL mode {image.mode} (32-bit) is not supported: convert to "
+                         "L, I;16, RGB or RGBA")
+    else:  # 1, P, PA, CMYK, YCbCr, ...: to the 8-bit mode that keeps any transparency
+        has_alpha = "transparency" in image.info or image.mode in ("PA", "La", "RGBa")
+        array = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    result = Image.fromarray(_upscale_numpy(array, planes))
+    for key in ("icc_profile", "exif"):
+        if image.info.get(key):
+            result.info[key] = image.info[key]
+    return result
+
+
+def _upscale_numpy(array: np.ndarray, planes: PlanesFn) -> np.ndarray:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"expected an (H, W) or (H, W, C) array with C = 1 to 4, got "
+                         f"{array.shape}")
+    if array.dtype == np.uint8 or array.dtype == np.uint16:
+        maxval = float(np.iinfo(array.dtype).max)
+    elif np.issubdtype(array.dtype, np.floating):
+        maxval = 1.0
+    else:
+        raise ValueError(f"array dtype must be uint8, uint16 or float, got {array.dtype}")
+    chw = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / maxval)
+    chw = chw[None] if array.ndim == 2 else chw.permute(2, 0, 1)
+    sr = _upscale_channels(chw, planes)
+    out = sr.permute(1, 2, 0).numpy()
+    out = out[..., 0] if array.ndim == 2 else out
+    if maxval == 1.0:
+        return out.astype(array.dtype)
+    # MATLAB im2uint8/im2uint16 rounding, as dynsr.io writes files.
+    return np.floor(out.astype(np.float64) * maxval + 0.5).astype(array.dtype)
+
+
+def _upscale_tensor(tensor: torch.Tensor, planes: PlanesFn) -> torch.Tensor:
+    if not tensor.is_floating_point() or tensor.dim() not in (3, 4):
+        raise ValueError(f"expected a float (C, H, W) or (B, C, H, W) tensor, got "
+                         f"{tensor.dtype} of shape {tuple(tensor.shape)}")
+    batch = tensor if tensor.dim() == 4 else tensor[None]
+    # One image at a time: tiles are cut per image, so memory does not grow with B.
+    out = torch.stack([_upscale_channels(image, planes) for image in batch])
+    out = out.to(tensor.device, tensor.dtype)
+    return out if tensor.dim() == 4 else out[0]
+
+
+def _upscale_channels(chw: torch.Tensor, planes: PlanesFn) -> torch.Tensor:
+    """(C, h, w) with C = 1–4 (2 and 4: last is alpha) → float32 (C, s·h, s·w)."""
+    channels = chw.shape[0]
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(f"images have 1 to 4 channels, got {channels}")
+    has_alpha = channels in (2, 4)
+    colour = chw[:-1] if has_alpha else chw
+    alpha = chw[-1:] if has_alpha else None
+    colour_sr, alpha_sr = planes(colour, alpha)
+    return colour_sr if alpha_sr is None else torch.cat([colour_sr, alpha_sr])
 
 
 def load(

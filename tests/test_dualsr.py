@@ -163,6 +163,36 @@ def test_zeroshot_command_writes_image_kernel_and_log(tmp_path, capsys):
     csv_lines = (out / "photo_log.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and "interp" in csv_lines[0].split(",")
     assert "super-resolved 1 of 1" in capsys.readouterr().out
+    # --precision fp32 is the same run as the tensor function's default settings.
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(out), "--scale", "2",
+                 "--iterations", "3", "--seed", "1", "--precision", "fp32"]) == 0
+    sr, _, _ = zeroshot(load_tensor(tmp_path / "photo.png"), 2, iterations=3, seed=1)
+    assert torch.equal(load_tensor(out / "photo_x2.png"),
+                       torch.floor(sr.double() * 255 + 0.5).float() / 255)
+
+
+def test_dynsr_zeroshot_takes_any_image_kind(tmp_path):
+    import dynsr
+    from dynsr.api import UpscaledImage
+
+    image = _image()
+    array = np.floor(image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    result = dynsr.zeroshot(array, scale=2, iterations=3, precision="fp32", seed=2)
+    assert result.image.dtype == np.uint8 and result.image.shape == (120, 112, 3)
+    # The same DualSR run as on the tensor, rounded as an 8-bit array is.
+    sr, kernel, log = zeroshot(torch.from_numpy(array).permute(2, 0, 1).float() / 255, 2,
+                               iterations=3, seed=2)
+    expected = np.floor(sr.permute(1, 2, 0).double().numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(result.image, expected)
+    assert torch.equal(result.kernel, kernel) and len(result.log) == len(log) == 3
+    # A path gives an UpscaledImage that saves; a batch of two images is refused.
+    write_image(tmp_path / "a.png", image)
+    saved = dynsr.zeroshot(tmp_path / "a.png", iterations=2, precision="fp32").image
+    assert isinstance(saved, UpscaledImage) and saved.pixels.shape == (3, 120, 112)
+    saved.save(tmp_path / "a_x2.png")
+    assert load_tensor(tmp_path / "a_x2.png").shape == (3, 120, 112)
+    with pytest.raises(ValueError, match="one image at a time"):
+        dynsr.zeroshot(torch.stack([image, image]), iterations=1)
 
 
 def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
