@@ -77,7 +77,8 @@ def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
               precision: str) -> None:
     """One ``dynsr eval`` of ``row`` on one image, its JSON written to ``target``."""
     flags = ROWS[row]
-    trains = "dualsr" in flags or "--blind" in flags
+    # --iterations is DualSR's; KernelGAN (--blind, --kernelgan-kernel) keeps its own 3000.
+    trains = "dualsr" in flags
     options = [*(["--iterations", str(iterations)] if trains and "--iterations" not in flags
                  else []),
                *(["--precision", precision] if "--precision" not in flags else []),

@@ -239,7 +239,7 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     assert "kernel_sse" not in row  # nothing was estimated
     # Two steps: KernelGAN's kernel, then DualSR with G_DN fixed to it; the error is KernelGAN's.
     assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
-                 "--kernelgan-kernel", "--json", str(out)]) == 0
+                 "--kernelgan-kernel", "--kernelgan-iterations", "2", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     row = result["images"][0]
     assert result["settings"]["zeroshot"]["fixed_kernel"] == "kernelgan"
@@ -364,7 +364,7 @@ def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["eval", "--model", "udvd-lite", "--weights", str(tmp_path / "u.st"), "--hr",
                  str(tmp_path / "hr"), "--scale", "2", "--random-kernel", "div2krk",
-                 "--downsample", "direct", "--blind", "--iterations", "2",
+                 "--downsample", "direct", "--blind", "--kernelgan-iterations", "2",
                  "--json", str(out)]) == 0
     settings = json.loads(out.read_text())["settings"]
     assert settings["blind"]["iterations"] == 2

@@ -72,12 +72,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "BF16); default fp32")
     z = p.add_argument_group("per-image training (dualsr, and blind udvd's KernelGAN)")
     z.add_argument("--iterations", type=int, default=3000,
-                   help="training iterations per image (default 3000, the papers')")
+                   help="DualSR's training iterations per image (default 3000, the paper's)")
+    z.add_argument("--kernelgan-iterations", type=int, default=3000, metavar="N",
+                   help="KernelGAN's iterations for --blind and --kernelgan-kernel (default "
+                        "3000, KernelGAN's; its schedule does not scale with them)")
     z.add_argument("--ablation", choices=ABLATIONS,
                    help="drop one loss term (the paper's Table 2)")
     z.add_argument("--blind", action="store_true",
                    help="non-blind models (udvd): estimate each LR image's kernel "
-                        "(KernelGAN, --iterations) and noise level instead of being told")
+                        "(KernelGAN, --kernelgan-iterations) and noise level instead of being told")
     z.add_argument("--curve-every", type=int, metavar="N",
                    help="dualsr, x2: also score the whole-image SR every N iterations (and at "
                         "the last), with the training seconds so far (the scoring time left "
@@ -87,9 +90,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="fix G_DN to the true kernel of the degradation (the paper's 'GT "
                              "kernel + DualSR')")
     kernel.add_argument("--kernelgan-kernel", action="store_true",
-                        help="two steps: estimate the kernel with KernelGAN (--iterations), "
-                             "then train DualSR's upsampler with G_DN fixed to it (like the "
-                             "paper's 'KernelGAN + ZSSR (masked interp)' row)")
+                        help="two steps: estimate the kernel with KernelGAN "
+                             "(--kernelgan-iterations), then train DualSR's upsampler with G_DN "
+                             "fixed to it (like the paper's 'KernelGAN + ZSSR (masked interp)' "
+                             "row)")
     add_degradation_args(p)
     p.set_defaults(run=run)
 
@@ -295,14 +299,16 @@ def evaluate_zeroshot(
     seed: int = 0,
     save_sr: Path | None = None,
     curve_every: int | None = None,
+    kernelgan_iterations: int = 3000,
     label: str = "dynsr eval",
 ) -> EvalResult:
     """PSNR-Y/SSIM-Y of DualSR trained on each LR image, plus its seconds and, where the true
     kernel is known, the kernel error (:func:`dynsr.metrics.kernel_error`).
 
     ``fixed_kernel``: None (DualSR learns G_DN), ``"true"`` (G_DN fixed to the true kernel)
-    or ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with the same
-    iterations and seed; its seconds are included and its kernel error reported).
+    or ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with
+    ``kernelgan_iterations`` and the same seed; its seconds are included and its kernel error
+    reported).
     ``curve_every``: x2 only; each row gets ``curve``, :class:`QualityCurve`'s points."""
     crop = degradation.scale if crop is None else crop
     if curve_every is not None and (curve_every < 1 or degradation.scale != 2):
@@ -317,7 +323,7 @@ def evaluate_zeroshot(
                 raise ValueError(f"{hr_path}: --known-kernel, but the true kernel is unknown")
             curve = QualityCurve(hr, curve_every, config.iterations, crop)
             fixed = (truth if fixed_kernel == "true" else
-                     g_dn_sized(estimate_kernel(lr.float(), 2, config.iterations, seed))
+                     g_dn_sized(estimate_kernel(lr.float(), 2, kernelgan_iterations, seed))
                      if fixed_kernel == "kernelgan" else None)
             sr, kernel, _ = zeroshot(lr.float(), degradation.scale, config.iterations, seed,
                                      config=config, known_kernel=fixed, checkpoint=curve)
@@ -373,8 +379,9 @@ def run(args: argparse.Namespace) -> int:
     if not zero_shot and (args.ablation or fixed_kernel or args.curve_every is not None):
         raise ValueError("--ablation, --known-kernel, --kernelgan-kernel and --curve-every are "
                          "for zero-shot models (dualsr)")
-    if args.iterations < 1:
-        raise ValueError(f"--iterations must be positive, got {args.iterations}")
+    if args.iterations < 1 or args.kernelgan_iterations < 1:
+        raise ValueError(f"--iterations and --kernelgan-iterations must be positive, got "
+                         f"{args.iterations} and {args.kernelgan_iterations}")
     hr_paths = list_images(args.hr, recursive=args.recursive)
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")
@@ -389,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
         zs_config = DualSRConfig(**options)
         result = evaluate_zeroshot(hr_paths, degradation, zs_config, lr_dir=args.lr,
                                    crop=crop, fixed_kernel=fixed_kernel, seed=args.seed,
-                                   save_sr=args.save_sr, curve_every=args.curve_every)
+                                   save_sr=args.save_sr, curve_every=args.curve_every,
+                                   kernelgan_iterations=args.kernelgan_iterations)
     else:
         model, weights = load_evaluated_model(args.model, scale, args.weights)
         model = prepare_model(model, channels_last=fast)
@@ -399,7 +407,8 @@ def run(args: argparse.Namespace) -> int:
             if args.blind:
                 def estimated(path: Path, lr: torch.Tensor) -> dict:
                     return estimate_degradation(lr.float(), scale,
-                                                iterations=args.iterations).conditions()
+                                                iterations=args.kernelgan_iterations
+                                                ).conditions()
                 conditions = estimated
             elif degradation.per_image:
                 conditions = degradation.conditions_of_file
@@ -432,10 +441,13 @@ def run(args: argparse.Namespace) -> int:
                 "inference_dtype": ("float32" if model is None
                                     else str(compute_dtype(model)).removeprefix("torch.")),
                 **({"blind": {"kernel": "KernelGAN (dynsr.zeroshot.blind)",
-                              "iterations": args.iterations, "noise": "patch PCA"}}
+                              "iterations": args.kernelgan_iterations,
+                              "noise": "patch PCA"}}
                    if args.blind else {}),
                 **({"zeroshot": {**dataclasses.asdict(zs_config), "seed": args.seed,
                                  "fixed_kernel": fixed_kernel,
+                                 **({"kernelgan_iterations": args.kernelgan_iterations}
+                                    if fixed_kernel == "kernelgan" else {}),
                                  "ablation": args.ablation}} if zero_shot else {}),
                 "precision": args.precision,
                 "threads": torch.get_num_threads(),
