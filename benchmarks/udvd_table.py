@@ -4,8 +4,9 @@ Each cell is one ``dynsr eval --model udvd-lite --scale S --blur W --noise N`` r
 Gaussian blur of width W, 15x15, then MATLAB bicubic downscaling, then Gaussian noise of
 sigma N/255 with seed 0, 8-bit LR; PSNR-Y / SSIM-Y, crop = scale) with the shipped weights
 (or ``--weights`` files), its JSON kept as OUT/xS_SET_bW_nN.json; an existing JSON is not run
-again. Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: Table 2
-gives no SSIM).
+again. MATLAB bicubic on the same LR images (OUT/bicubic_xS_SET_bW_nN.json) is the baseline.
+Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: Table 2 gives no
+SSIM).
 
     python benchmarks/udvd_table.py --data ../shared/data/test [--scales 2 3 4]
         [--weights 2=training/udvd_x2_cpu/best.safetensors]
@@ -43,10 +44,11 @@ PAPER = {
 
 
 def evaluate(data: Path, out: Path, name: str, scale: int, width: float, noise: float,
-             weights: Path | None) -> dict:
+             weights: Path | None, model: str = "udvd-lite") -> dict:
     """One cell: the JSON of ``dynsr eval`` (run unless it exists)."""
-    return cached_eval(out / f"x{scale}_{name}_b{width}_n{noise:g}.json",
-                       ["--model", "udvd-lite", "--scale", str(scale), "--hr",
+    prefix = "" if model == "udvd-lite" else f"{model}_"
+    return cached_eval(out / f"{prefix}x{scale}_{name}_b{width}_n{noise:g}.json",
+                       ["--model", model, "--scale", str(scale), "--hr",
                         str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
                         *(["--weights", str(weights)] if weights else [])])
 
@@ -63,16 +65,19 @@ def main() -> int:
     args = parser.parse_args()
     weights = {int(s): Path(f) for s, f in (w.split("=", 1) for w in args.weights)}
 
-    lines = ["| width | noise | scale | Set5 dynsr | SRMD | UDVD | Set14 dynsr | SRMD | UDVD |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| width | noise | scale | Set5 dynsr | bicubic | SRMD | UDVD "
+             "| Set14 dynsr | bicubic | SRMD | UDVD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for width, noise in CONDITIONS:
         for scale in args.scales:
             cells = []
             for name in ("Set5", "Set14"):
                 r = evaluate(args.data, args.out, name, scale, width, noise,
                              weights.get(scale))
+                b = evaluate(args.data, args.out, name, scale, width, noise, None, "bicubic")
                 srmd, udvd = PAPER[(width, noise)][(name, scale)]
-                cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | {srmd:.2f} | "
+                cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
+                             f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f} | {srmd:.2f} | "
                              f"{udvd:.2f}")
             lines.append(f"| {width} | {noise} | x{scale} | {' | '.join(cells)} |")
     print("\n".join(lines))

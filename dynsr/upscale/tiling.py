@@ -14,8 +14,9 @@ Edges of the image itself are not cut edges: there the tile sees what the whole 
 
 Exactness. An output pixel is exact (equal to the untiled result) when every tile giving it a
 weight saw its whole receptive field: ``margin = (overlap − ramp) / 2 ≥ radius``.
-:data:`RECEPTIVE_RADIUS` holds each model's measured radius (in LR pixels at x2: an impulse
-in a random-initialised model changes outputs by more than 1e-6 up to that distance), and
+:data:`RECEPTIVE_RADIUS` holds each model's measured radius (in LR pixels: an impulse
+changes outputs by more than 1e-6 up to that distance, with trained weights where they
+exist), and
 :func:`default_overlap` turns it into the overlap that makes tiling exact. Tile starts are
 multiples of 4, so models that pixel-unshuffle by 2 or 4 (DyConvSR, DDet's trunk) see the
 same sub-pixel grid in every tile.
@@ -59,23 +60,27 @@ MIN_TILE = 32
 #: Longest cross-fade between two tiles, LR pixels.
 MAX_RAMP = 16
 
-#: Measured receptive radius in LR pixels, the largest over x2, x3 and x4: an impulse in a
-#: 112 × 112 random image (udvd, and x3/x4: 72 × 72) changes a random-initialised model's
-#: output by more than 1e-6 up to this distance (seed 0). DDet's trunk works on the
-#: bicubic-upscaled image, so its radius in LR pixels is largest at x2 (ddet: 24 / 17 / 13 at
-#: x2 / x3 / x4); the others' stays within half a pixel (bicubic: 2.25 at x4). To be measured
-#: again once trained weights ship: trained kernels may reach further than random ones.
+#: Receptive radius in LR pixels, the largest over x2, x3 and x4: the farthest output an
+#: impulse in a random 112 × 112 LR image changes by more than 1e-6
+#: (``benchmarks/receptive_radius.py``). Trained kernels reach further than random ones, so
+#: models with trained weights use those: ddet-rgb 36.75 (x2; 26.75 random), kpn7 32.75
+#: (Table II's run; 26.25 random), dyconvsr 13.38 (13.25 random), udvd-lite 15.25 (x2 after
+#: 20,000 of its 30,000 iterations; 11.25 random). The other DDet variants take ddet-rgb's
+#: radius, udvd takes its random 13.25 plus udvd-lite's trained margin of 4. DDet's trunk
+#: works on the bicubic-upscaled image, so its radius in LR pixels is largest at x2 (random
+#: ddet-rgb: 26.75 / 18.67 / 13.88 at x2 / x3 / x4); the others' stays within half a pixel.
+#: At 1e-4 instead of 1e-6 (a fortieth of an 8-bit step) trained ddet-rgb x2 reaches 24.25.
 RECEPTIVE_RADIUS: dict[str, int] = {
     "bicubic": 3,
-    "ddet": 24,
-    "ddet-release": 25,
-    "ddet-rgb": 25,
+    "ddet": 37,
+    "ddet-release": 37,
+    "ddet-rgb": 37,
     "dyconvsr": 14,
-    "kpn7": 27,
-    "kpn7-pr": 24,
-    "kpn7-pr-cdm": 25,
-    "udvd": 14,
-    "udvd-lite": 12,
+    "kpn7": 33,
+    "kpn7-pr": 37,
+    "kpn7-pr-cdm": 37,
+    "udvd": 18,
+    "udvd-lite": 16,
 }
 #: Radius assumed for models missing from the table (e.g. a model added later).
 FALLBACK_RADIUS = 32
