@@ -17,6 +17,8 @@ Two ways per model, measured in the same run:
     python benchmarks/bench_upscale.py [--models bicubic dyconvsr] [--scale 2] [--out DIR]
     python benchmarks/bench_upscale.py --size 1280x720 --ways samples --models all   # speed
 
+Each child sets glibc's malloc as every ``dynsr`` command does (``--malloc default``: not).
+
 Printed: peak GB, seconds, and input megapixels per second (``MP/s``).
 
 Models without shipped weights run with random weights (same speed and memory).
@@ -44,9 +46,12 @@ _CHILD = r"""
 import sys, time, warnings
 from pathlib import Path
 import dynsr
+from dynsr.cli.main import keep_freed_memory
 from dynsr.io import read_image, write_image
 warnings.simplefilter("ignore")
-way, name, scale, source, target = sys.argv[1:6]
+way, name, scale, source, target, malloc = sys.argv[1:7]
+if malloc == "cli":
+    keep_freed_memory()
 upscaler = dynsr.load(name, int(scale))
 start = time.perf_counter()
 image = read_image(source)
@@ -66,11 +71,12 @@ def make_photo(folder: Path, size: tuple[int, int]) -> Path:
     return path
 
 
-def run_case(way: str, name: str, scale: int, photo: Path, folder: Path) -> dict:
+def run_case(way: str, name: str, scale: int, photo: Path, folder: Path,
+             malloc: str = "cli") -> dict:
     target = folder / f"{name}_x{scale}_{way}.jpg"
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", _CHILD, way, name, str(scale), str(photo),
-                              str(target)], stdout=subprocess.PIPE, text=True)
+                              str(target), malloc], stdout=subprocess.PIPE, text=True)
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not all children's
     wall = time.perf_counter() - start
@@ -78,8 +84,9 @@ def run_case(way: str, name: str, scale: int, photo: Path, folder: Path) -> dict
         raise RuntimeError(f"{way} {name} x{scale} failed (status {status})")
     target.unlink()
     # seconds: read, upscale, write (no interpreter start or model loading); wall: all.
-    return {"way": way, "model": name, "scale": scale, "seconds": round(float(output), 2),
-            "wall_s": round(wall, 1), "peak_gb": round(usage.ru_maxrss / 1024**2, 3)}
+    return {"way": way, "model": name, "scale": scale, "malloc": malloc,
+            "seconds": round(float(output), 2), "wall_s": round(wall, 1),
+            "peak_gb": round(usage.ru_maxrss / 1024**2, 3)}
 
 
 def main() -> int:
@@ -91,6 +98,9 @@ def main() -> int:
     parser.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}", help="photo size WxH")
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     parser.add_argument("--out", type=Path, help="folder for the photo and a JSON of results")
+    parser.add_argument("--malloc", choices=("cli", "default"), default="cli",
+                        help="cli: glibc malloc set as every dynsr command sets it "
+                             "(dynsr.cli.main.keep_freed_memory); default: as Python starts")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     models = args.models
@@ -104,7 +114,8 @@ def main() -> int:
     print(f"photo {photo} ({size[0]}x{size[1]}), x{args.scale}, one process per case")
     results = []
     for name in models:
-        rows = {way: run_case(way, name, args.scale, photo, folder) for way in args.ways}
+        rows = {way: run_case(way, name, args.scale, photo, folder, args.malloc)
+                for way in args.ways}
         for row in rows.values():
             row["input_mp_per_s"] = round(megapixels / row["seconds"], 3)
         line = "   ".join(f"{way} {r['peak_gb']:.2f} GB {r['seconds']:7.2f} s "
@@ -114,7 +125,8 @@ def main() -> int:
         print(f"{name:<12} {line}")
         results += rows.values()
     if args.out:
-        (folder / f"bench_upscale_{size[0]}x{size[1]}_x{args.scale}.json").write_text(
+        suffix = "" if args.malloc == "cli" else "_default_malloc"
+        (folder / f"bench_upscale_{size[0]}x{size[1]}_x{args.scale}{suffix}.json").write_text(
             json.dumps(results, indent=2) + "\n")
     return 0
 
