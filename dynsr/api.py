@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynsr.io import LoadedImage, read_image, write_image
+from dynsr.io import PNG_COMPRESSION, LoadedImage, read_image, write_image
 from dynsr.models import create, get_spec
 from dynsr.models.inference import PRECISIONS, prepare_model
 from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
@@ -138,12 +138,15 @@ class UpscaledImage:
             return self.samples
         return self.samples.to(torch.float32) / float(2**self.bit_depth - 1)
 
-    def save(self, path: str | os.PathLike[str], *, quality: int = 95) -> Path:
-        """Write atomically; 16-bit is kept in PNG (the only format dynsr writes in 16 bit)."""
+    def save(self, path: str | os.PathLike[str], *, quality: int = 95,
+             png_compression: int = PNG_COMPRESSION) -> Path:
+        """Write atomically; 16-bit is kept in PNG (the only format dynsr writes in 16 bit).
+        ``quality``: JPEG/WebP; ``png_compression``: zlib level 0-9 (lower: faster, larger)."""
         path = Path(path)
         bit_depth = self.bit_depth if path.suffix.lower() == ".png" else 8
         return write_image(path, self.samples, self.alpha, bit_depth=bit_depth,
-                           icc_profile=self.icc_profile, exif=self.exif, quality=quality)
+                           icc_profile=self.icc_profile, exif=self.exif, quality=quality,
+                           png_compression=png_compression)
 
 
 class Upscaler:

@@ -141,6 +141,23 @@ def test_png8_rgb_round_trip_is_exact(tmp_path: Path, astronaut: np.ndarray) -> 
     assert np.array_equal(np.asarray(Image.open(target)), astronaut)
 
 
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_compression_level_changes_size_not_samples(tmp_path: Path, astronaut: np.ndarray,
+                                                        bit_depth: int) -> None:
+    sizes = {}
+    for level in (0, 3, 9):
+        target = write_image(tmp_path / f"l{level}.png", astronaut, bit_depth=bit_depth,
+                             png_compression=level)
+        assert np.array_equal(np.asarray(read_image(target).pixels.permute(1, 2, 0) * 255
+                                         + 0.5).astype(np.uint8), astronaut)
+        sizes[level] = target.stat().st_size
+    assert sizes[0] > sizes[3] > sizes[9]
+    write_image(tmp_path / "default.png", astronaut, bit_depth=bit_depth)
+    assert (tmp_path / "default.png").read_bytes() == (tmp_path / "l3.png").read_bytes()
+    with pytest.raises(ImageWriteError, match="png_compression must be an int from 0 to 9"):
+        write_image(tmp_path / "bad.png", astronaut, png_compression=10)
+
+
 def test_png16_gray_round_trip_is_exact(tmp_path: Path) -> None:
     values = np.array([[0, 1, 257, 65535, 12345], [255, 256, 32767, 32768, 65534]], np.uint16)
     write_image(tmp_path / "g.png", values / 65535.0, bit_depth=16)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from dynsr.api import DEFAULT_MODEL, DEVICES, load
 from dynsr.degrade import load_kernel
-from dynsr.io import list_images, read_image
+from dynsr.io import PNG_COMPRESSION, list_images, read_image
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
 from dynsr.zeroshot.blind import estimate_degradation
@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output format (default png, which keeps 16 bit and alpha; same: "
                         "the input's)")
     p.add_argument("--quality", type=int, default=95, help="jpg/webp quality (default 95)")
+    p.add_argument("--png-compression", type=int, default=PNG_COMPRESSION, metavar="0-9",
+                   help=f"png zlib level (default {PNG_COMPRESSION}: 2.5x faster than 6, "
+                        "files about 12%% larger; 9 smallest, 0 fastest)")
     p.add_argument("--recursive", action="store_true",
                    help="look into sub-folders, keeping their structure in the output")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -177,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlap must be >= 0 and smaller than --tile, got {args.overlap}")
     if args.quality < 1 or args.quality > 100:
         raise ValueError(f"--quality must be 1 to 100, got {args.quality}")
+    if not 0 <= args.png_compression <= 9:
+        raise ValueError(f"--png-compression must be 0 to 9, got {args.png_compression}")
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
 
     upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
@@ -229,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             if result.bit_depth == 16 and target.suffix.lower() != ".png":
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "
                        "png to keep 16 bits)")
-            result.save(target, quality=args.quality)
+            result.save(target, quality=args.quality, png_compression=args.png_compression)
             written[target] = path
         except (OSError, ValueError, RuntimeError) as err:
             # One line per failed file; the rest of the batch still runs.

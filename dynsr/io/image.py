@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV_VAR",
+    "PNG_COMPRESSION",
     "LoadedImage",
     "list_images",
     "load_tensor",
@@ -62,6 +63,11 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 178_956_970
 #: Environment variable replacing DEFAULT_MAX_PIXELS; "0" or "none" means no limit.
 MAX_PIXELS_ENV_VAR = "DYNSR_MAX_PIXELS"
+#: zlib level of written PNGs. 3 rather than Pillow's 6: measured on an 8.4-megapixel photo
+#: (coffee resized to 3552 x 2368), level 6 took 2.66 s for 6.0 MB, 3 took 1.05 s for 6.7 MB,
+#: 1 took 0.71 s for 7.3 MB; at x2 of a 24-megapixel photo level 6 would take several times
+#: as long as the upscaling itself.
+PNG_COMPRESSION = 3
 #: Lower-case file suffixes that :func:`list_images` picks up and :func:`read_image` expects.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -467,6 +473,7 @@ def write_image(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     quality: int = 95,
+    png_compression: int = PNG_COMPRESSION,
 ) -> Path:
     """Write float pixels in ``[0, 1]`` (or integer samples) to ``path``; the format follows
     the suffix.
@@ -478,7 +485,8 @@ def write_image(
     writing it again reproduces every sample exactly. uint8 / uint16 samples are written as
     they are when they have the file's bit depth, else read as ``v / 255`` or ``v / 65535``.
 
-    Formats: .png (8 or 16 bit, gray/RGB, alpha); .jpg/.jpeg (8 bit, no alpha, ``quality``,
+    Formats: .png (8 or 16 bit, gray/RGB, alpha; zlib level ``png_compression`` 0-9, default
+    :data:`PNG_COMPRESSION`); .jpg/.jpeg (8 bit, no alpha, ``quality``,
     4:4:4 chroma so colour detail is not halved); .webp (8 bit, alpha, ``quality``, lossless
     at 100; gray is stored as RGB); .tif/.tiff (8 bit, alpha, ICC kept, EXIF not); .bmp
     (8 bit, no alpha, no metadata). EXIF is kept in PNG, JPEG and WebP.
@@ -499,6 +507,10 @@ def write_image(
         raise ImageWriteError(path, f"16-bit output is only supported for PNG, not {image_format}")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ImageWriteError(path, f"quality must be an int from 1 to 100, got {quality!r}")
+    if (isinstance(png_compression, bool) or not isinstance(png_compression, int)
+            or not 0 <= png_compression <= 9):
+        raise ImageWriteError(path, f"png_compression must be an int from 0 to 9, got "
+                                    f"{png_compression!r}")
 
     colour = _as_hwc(path, pixels, "pixels")
     if colour.shape[2] not in (1, 3):
@@ -525,7 +537,8 @@ def write_image(
     else:
         alpha_hwc = None
     samples = _quantise(path, colour, alpha_hwc, bit_depth)
-    encoded = _encode(path, image_format, samples, icc_profile, exif, quality)
+    encoded = _encode(path, image_format, samples, icc_profile, exif, quality,
+                      png_compression)
     return atomic_write_bytes(path, encoded)
 
 
@@ -599,11 +612,13 @@ def _encode(
     icc_profile: bytes | None,
     exif: bytes | None,
     quality: int,
+    png_compression: int,
 ) -> bytes:
     """Encode (H, W, channels) uint8/uint16 samples (alpha last) in memory."""
     exif = _with_exif_header(exif)
     if samples.dtype == np.uint16 and samples.shape[2] > 1:
-        return png16.encode(samples, icc_profile, exif)  # Pillow can't write these
+        # Pillow can't write these.
+        return png16.encode(samples, icc_profile, exif, png_compression)
 
     if image_format == "WEBP" and samples.shape[2] <= 2:  # WebP has no gray modes
         gray = samples[..., :1]
@@ -612,7 +627,9 @@ def _encode(
     image = Image.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
 
     options: dict[str, object] = {}
-    if image_format == "JPEG":
+    if image_format == "PNG":
+        options.update(compress_level=png_compression)
+    elif image_format == "JPEG":
         options.update(quality=quality, subsampling=0)
     elif image_format == "WEBP":
         # exact: keep colour under fully transparent pixels instead of zeroing it

@@ -142,8 +142,10 @@ def decode(data: bytes) -> DecodedPng16:
     return DecodedPng16(samples, alpha, _MODES[colour_type], icc_profile, exif)
 
 
-def encode(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """16-bit gray+alpha / RGB / RGBA PNG from (H, W, 2|3|4) uint16 samples (alpha last)."""
+def encode(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None,
+           level: int = 6) -> bytes:
+    """16-bit gray+alpha / RGB / RGBA PNG from (H, W, 2|3|4) uint16 samples (alpha last);
+    ``level``: zlib's compression level 0-9."""
     height, width, channels = samples.shape
     colour_type = _COLOUR_TYPES[channels]
     rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
@@ -160,7 +162,7 @@ def encode(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -
         chunks.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
     if exif:
         chunks.append(_chunk(b"eXIf", exif.removeprefix(EXIF_HEADER)))
-    compressed = zlib.compress(scanlines.tobytes(), 6)
+    compressed = zlib.compress(scanlines.tobytes(), level)
     step = 1 << 23  # IDAT chunks of 8 MiB: well under PNG's 2**31 - 1 chunk limit
     chunks.extend(
         _chunk(b"IDAT", compressed[i : i + step]) for i in range(0, len(compressed), step)
