@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from dynsr.api import (
@@ -80,9 +78,6 @@ def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int = FAST_I
     if isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] != 1:
         raise ValueError(f"one image at a time (DualSR trains on each image), got a batch of "
                          f"{image.shape[0]}")
-    if not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
-        raise TypeError(f"cannot upscale a {type(image).__name__}: give a path, a PIL image, "
-                        "a NumPy array or a tensor")
     config = config_for(iterations, precision)
     trained: dict = {}
 
