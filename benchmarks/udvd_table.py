@@ -2,7 +2,8 @@
 
 Each cell is one ``dynsr eval --model udvd-lite --scale S --blur W --noise N`` run (isotropic
 Gaussian blur of width W, 15x15, then MATLAB bicubic downscaling, then Gaussian noise of
-sigma N/255 with seed 0, 8-bit LR; PSNR-Y / SSIM-Y, crop = scale) with the shipped weights
+sigma N/255 with seed 0, the noisy LR kept float, not clipped or rounded, as
+SRMD and UDVD test; PSNR-Y / SSIM-Y, crop = scale) with the shipped weights
 (or ``--weights`` files), its JSON kept as OUT/xS_SET_bW_nN.json; an existing JSON is not run
 again. MATLAB bicubic on the same LR images (OUT/bicubic_xS_SET_bW_nN.json) is the baseline.
 Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: Table 2 gives no
