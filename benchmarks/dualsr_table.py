@@ -37,13 +37,15 @@ evidence that the fast row's 1000 iterations lose nothing against the reference'
 
 The threads PyTorch uses come from the environment (``OMP_NUM_THREADS``); ``dynsr eval``
 records them with each image's seconds. A finished image is not run again (delete its JSON
-to re-run).
+to re-run). Several copies may run at once (one per free CPU slot) and share the
+rows: each claims an image (OUT/ROW/NAME.running, with its process id) before running it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -95,6 +97,32 @@ def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
               "--json", str(target))
 
 
+def claim(part: Path) -> bool:
+    """Mark ``part`` as being computed by this process; False if a live process has it.
+
+    Several copies of this script may then share one row (one per free CPU slot): each
+    image is run once. A claim left by a process that has gone (a session's end) is taken
+    over.
+    """
+    marker = part.with_suffix(".running")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(marker, "x") as f:
+                f.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                owner = int(marker.read_text() or 0)
+                os.kill(owner, 0)
+                return False  # a live process runs it
+            except (ProcessLookupError, ValueError):
+                marker.unlink(missing_ok=True)  # its process is gone: take it over
+            except PermissionError:
+                return False
+    return False
+
+
 def combine(row: str, parts: list[Path], target: Path, data: Path) -> dict:
     """The row's JSON: per-image results and their means, like one ``dynsr eval`` run."""
     results = [json.loads(p.read_text()) for p in parts]
@@ -136,13 +164,18 @@ def main() -> int:
         dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", "2", *DIV2KRK_FLAGS)
     hr_images = list_images([args.data])
     for row in args.rows:
-        parts = []
-        for hr in hr_images:
-            part = args.out / row / f"{hr.stem}.json"
-            if not part.exists():
-                run_image(row, hr, lr_dir, part, args.iterations, args.precision)
-            parts.append(part)
-        combine(row, parts, args.out / f"{row}.json", args.data)
+        parts = [args.out / row / f"{hr.stem}.json" for hr in hr_images]
+        for hr, part in zip(hr_images, parts, strict=True):
+            if not part.exists() and claim(part):
+                try:
+                    run_image(row, hr, lr_dir, part, args.iterations, args.precision)
+                finally:
+                    part.with_suffix(".running").unlink()
+        done = sum(part.exists() for part in parts)
+        if done == len(parts):
+            combine(row, parts, args.out / f"{row}.json", args.data)
+        else:
+            print(f"{row}: {done} of {len(parts)} images done (the rest run elsewhere)")
     print(f"{'row':<18} {'PSNR-Y':>8} {'SSIM-Y':>7} {'kernel SSE':>10} {'s/image':>8}")
     for row in ROWS:
         path = args.out / f"{row}.json"
