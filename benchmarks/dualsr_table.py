@@ -20,6 +20,9 @@ it) once every image is done:
 * ``dualsr-reference``: DualSR as the paper runs it, fp32 for the full 3000 iterations
   (G_DN composed, which gives the layer-by-layer network's output and gradients): the
   quality the fast rows are held to;
+* ``dualsr-3000``: the paper's 3000 iterations and schedule on the fast path (bf16 autocast,
+  channels_last): what bf16 alone costs against the reference, and the PSNR-vs-time curve of
+  the paper's schedule at the fast path's speed;
 * ``udvd-blind``: UDVD (``udvd-lite``, shipped weights) told KernelGAN's kernel and the
   patch-PCA noise level of each LR image (2nd category: a kernel estimator in front of a
   non-blind network);
@@ -63,6 +66,7 @@ ROWS = {
     "no-forward-cycle": ["--model", "dualsr", "--ablation", "no-forward-cycle"],
     "no-backward-cycle": ["--model", "dualsr", "--ablation", "no-backward-cycle"],
     "dualsr-reference": ["--model", "dualsr", "--iterations", "3000", "--precision", "fp32"],
+    "dualsr-3000": ["--model", "dualsr", "--iterations", "3000"],
     "udvd-blind": ["--model", "udvd-lite", "--blind"],
     "udvd-gt": ["--model", "udvd-lite"],
 }

@@ -221,6 +221,7 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     expected = kernel_error(kernel, degradation.kernel("smooth.png"))
     assert row["kernel_sse"] == pytest.approx(expected["kernel_sse"], rel=1e-9)
     assert "curve" not in row
+    default_psnr = row["psnr_y"]
 
     # The PSNR-vs-time curve: every 2nd iteration and the last; its last point is the result.
     assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags[:-1], "3",
@@ -258,6 +259,20 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     assert main(["eval", "--hr", str(tmp_path / "hr"), "--scale", "2", "--ablation",
                  "no-interp"]) == 1
     assert "for zero-shot models" in capsys.readouterr().err
+
+    # The learning-rate step reaches the run (the same numbers as the config by hand; the
+    # default for 2 iterations steps after every one).
+    assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
+                 "--lr-step", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["zeroshot"]["lr_step"] == 2
+    sr, _, _ = zeroshot(lr.float(), 2, iterations=2, seed=0,
+                        config=DualSRConfig(iterations=2, lr_step=2))
+    stepped = evaluate_pair(quantize(sr.double()), hr64, 2)["psnr_y"]
+    assert result["images"][0]["psnr_y"] == pytest.approx(stepped, abs=1e-9)
+    assert abs(stepped - default_psnr) > 1e-6
+    assert main(["eval", "--hr", str(tmp_path / "hr"), "--scale", "2", "--lr-step", "5"]) == 1
+    assert "--lr-step is a positive number of dualsr iterations" in capsys.readouterr().err
 
 
 def test_kernel_error_pads_to_a_common_size():

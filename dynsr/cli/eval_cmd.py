@@ -73,6 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     z = p.add_argument_group("per-image training (dualsr, and blind udvd's KernelGAN)")
     z.add_argument("--iterations", type=int, default=3000,
                    help="DualSR's training iterations per image (default 3000, the paper's)")
+    z.add_argument("--lr-step", type=int, metavar="N",
+                   help="DualSR's iterations between learning-rate steps (default: a quarter "
+                        "of --iterations, 750 for the paper's 3000)")
     z.add_argument("--kernelgan-iterations", type=int, default=3000, metavar="N",
                    help="KernelGAN's iterations for --blind and --kernelgan-kernel (default "
                         "3000, KernelGAN's; its schedule does not scale with them)")
@@ -382,6 +385,9 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.kernelgan_iterations < 1:
         raise ValueError(f"--iterations and --kernelgan-iterations must be positive, got "
                          f"{args.iterations} and {args.kernelgan_iterations}")
+    if args.lr_step is not None and (args.lr_step < 1 or not zero_shot):
+        raise ValueError(f"--lr-step is a positive number of dualsr iterations, got "
+                         f"{args.lr_step} for {args.model}")
     hr_paths = list_images(args.hr, recursive=args.recursive)
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")
@@ -390,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
     if zero_shot:
         weights = model = None
         options = {"iterations": args.iterations, "precision": args.precision,
-                   "channels_last": fast}
+                   "channels_last": fast, "lr_step": args.lr_step}
         if args.ablation:
             options[ABLATIONS[args.ablation]] = False
         zs_config = DualSRConfig(**options)
