@@ -52,6 +52,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from dynsr.io import atomic_write_json, list_images
@@ -105,8 +106,8 @@ def claim(part: Path) -> bool:
     """Mark ``part`` as being computed by this process; False if a live process has it.
 
     Several copies of this script may then share one row (one per free CPU slot): each
-    image is run once. A claim left by a process that has gone (a session's end) is taken
-    over.
+    image is run once. A claim left by a process that has gone (a session's end), or an
+    empty one older than 10 s (a crash while writing it), is taken over.
     """
     marker = part.with_suffix(".running")
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,10 @@ def claim(part: Path) -> bool:
             return True
         except FileExistsError:
             try:
-                owner = int(marker.read_text() or 0)
+                text = marker.read_text()
+                if not text and time.time() - marker.stat().st_mtime < 10:
+                    return False  # a claim being written
+                owner = int(text)  # an empty claim left by a crash: ValueError, taken over
                 os.kill(owner, 0)
                 return False  # a live process runs it
             except (ProcessLookupError, ValueError):
