@@ -125,6 +125,8 @@ def test_fast_path_runs_and_checkpoints_see_the_current_output():
     # The learning-rate schedule scales with the budget: steps at a quarter of it.
     assert DualSRConfig(iterations=3000).step == 750 and DualSRConfig(iterations=1000).step == 250
     assert DualSRConfig(iterations=1000, lr_step=750).step == 750
+    with pytest.raises(ValueError, match="lr_step must be a positive"):
+        DualSRConfig(lr_step=0)
     with pytest.raises(ValueError, match="precision"):
         DualSRConfig(precision="fp16")
 

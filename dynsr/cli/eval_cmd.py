@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.kernelgan_iterations < 1:
         raise ValueError(f"--iterations and --kernelgan-iterations must be positive, got "
                          f"{args.iterations} and {args.kernelgan_iterations}")
-    if args.lr_step is not None and (args.lr_step < 1 or not zero_shot):
+    if args.lr_step is not None and not zero_shot:
         raise ValueError(f"--lr-step is a positive number of dualsr iterations, got "
                          f"{args.lr_step} for {args.model}")
     hr_paths = list_images(args.hr, recursive=args.recursive)

@@ -98,6 +98,9 @@ class DualSRConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.lr_step is not None and self.lr_step < 1:
+            raise ValueError(f"lr_step must be a positive number of iterations, got "
+                             f"{self.lr_step}")
 
     @property
     def step(self) -> int:
