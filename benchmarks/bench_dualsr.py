@@ -34,6 +34,7 @@ import torch
 
 from dynsr.cli.eval_cmd import QualityCurve
 from dynsr.cli.options import Degradation, modcrop
+from dynsr.hardware import describe_cpu
 from dynsr.io import load_tensor
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
@@ -111,7 +112,7 @@ def main() -> int:
         degradation = Degradation(2, downsample="direct", random_kernel="div2krk")
         lr = degradation.apply(hr, name).float()
     print(f"{name}: HR {'-' if hr is None else tuple(hr.shape[-2:])}, "
-          f"LR {tuple(lr.shape[-2:])}, {torch.get_num_threads()} threads")
+          f"LR {tuple(lr.shape[-2:])}, {torch.get_num_threads()} threads, {describe_cpu()}")
     results = [run_way(way, lr, hr, args.every, args.straightforward_iterations)
                for way in args.ways]
     base = next((r for r in results if r["way"] == "straightforward"), None)
@@ -128,7 +129,7 @@ def main() -> int:
     whole = time_whole_image_upscale()
     print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
     if args.json:
-        args.json.write_text(json.dumps({"image": name, "ways": results,
+        args.json.write_text(json.dumps({"image": name, "cpu": describe_cpu(), "ways": results,
                                          "whole_image_upscale_s": round(whole, 2)},
                                         indent=2) + "\n")
     return 0

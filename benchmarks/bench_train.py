@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from dynsr.hardware import describe_cpu
 from dynsr.train.config import load_config
 from dynsr.train.engine import Trainer, torch_settings
 
@@ -78,6 +79,7 @@ def bench_recipe(path: Path, iterations: int, warmup: int, overrides: list[str],
         "patch": cfg.data.train.get("patch_size", 96),
         "precision": cfg.train.precision,
         "threads": torch.get_num_threads() if cfg.train.threads is None else cfg.train.threads,
+        "cpu": describe_cpu(),
         "it_per_s": it_per_s,
         "share": {phase: times[phase] / total for phase in PHASES},
         "ms": {phase: 1000 * times[phase] / iterations for phase in PHASES},

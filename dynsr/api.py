@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dynsr.hardware import cpu_supports_bf16
 from dynsr.io import PNG_COMPRESSION, LoadedImage, read_image, write_image
 from dynsr.models import create, get_spec
 from dynsr.models.inference import PRECISIONS, prepare_model
@@ -96,13 +97,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
     return device
-
-
-def cpu_supports_bf16() -> bool:
-    """Native bf16 matrix instructions (AVX-512 BF16 or AMX); without them bf16 is slower."""
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 def default_precision(device: torch.device) -> str:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from dynsr.cli.eval_cmd import g_dn_sized
 from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
+from dynsr.hardware import describe_cpu
 from dynsr.io import load_tensor, write_image
 from dynsr.zeroshot.dualsr import (
     DualSRConfig,
@@ -212,6 +213,7 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     result = json.loads(out.read_text())
     row = result["images"][0]
     assert result["settings"]["zeroshot"]["iterations"] == 2 and row["seconds"] > 0
+    assert result["settings"]["cpu"] == describe_cpu()  # the seconds name their machine
     # The same numbers by hand: DualSR on the LR the degradation makes, and the kernel error
     # against the degradation's own kernel for that file.
     degradation = Degradation(2, downsample="direct", random_kernel="div2krk")

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from dynsr.cli.main import main
 from dynsr.cli.main import main as cli_main
 from dynsr.cli.options import Degradation
+from dynsr.hardware import describe_cpu
 from dynsr.metrics import evaluate_pair
 from dynsr.models import create
 from dynsr.models.inference import upscale_batch
@@ -221,6 +222,7 @@ def test_end_to_end_training_improves_and_writes_everything(photos, tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] and summary["iteration"] == 30
+    assert summary["cpu"] == describe_cpu()  # the wall time names its machine
     assert summary["best"]["psnr_y"] == pytest.approx(max(psnrs), abs=1e-4)
     assert [v["iteration"] for v in summary["validation"]] == [0, 10, 20, 30]
 

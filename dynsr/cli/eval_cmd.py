@@ -25,6 +25,7 @@ from tqdm import tqdm
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
 from dynsr.degrade import analytic_x4_kernel, load_kernel
+from dynsr.hardware import describe_cpu
 from dynsr.io import (
     ImageReadError,
     atomic_write_json,
@@ -457,6 +458,7 @@ def run(args: argparse.Namespace) -> int:
                                  "ablation": args.ablation}} if zero_shot else {}),
                 "precision": args.precision,
                 "threads": torch.get_num_threads(),
+                "cpu": describe_cpu(),
                 "failed_images": failures,
                 "dynsr": __version__,
                 "torch": torch.__version__,

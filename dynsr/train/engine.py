@@ -91,6 +91,7 @@ from tqdm import tqdm
 from dynsr import __version__
 from dynsr.cli.eval_cmd import evaluate_images
 from dynsr.cli.options import Degradation
+from dynsr.hardware import describe_cpu
 from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models import create, get_spec
 from dynsr.train.config import (
@@ -813,6 +814,7 @@ class Trainer:
             "wall_time_s": round(self.elapsed_s, 3),
             "mean_it_per_s": self.iteration / self.elapsed_s if self.elapsed_s > 0 else None,
             "processes": self.ctx.world_size,
+            "cpu": describe_cpu(),
             "last_loss": self.last_loss,
             "best": self.best,
             "validation": self.val_history,
