@@ -222,7 +222,7 @@ def test_end_to_end_training_improves_and_writes_everything(photos, tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] and summary["iteration"] == 30
-    assert summary["cpu"] == describe_cpu()  # the wall time names its machine
+    assert summary["machines"] == [describe_cpu()]  # the wall time names its machine
     assert summary["best"]["psnr_y"] == pytest.approx(max(psnrs), abs=1e-4)
     assert [v["iteration"] for v in summary["validation"]] == [0, 10, 20, 30]
 
@@ -362,6 +362,18 @@ def test_resume_equals_uninterrupted_run(photos, uninterrupted, tmp_path):
     # The log reads as one run (rows of the stops included).
     with open(out / "log.csv", newline="") as f:
         assert [int(r["iteration"]) for r in csv.DictReader(f)] == [2, 4, 5, 6, 8, 10, 12]
+
+
+def test_a_run_resumed_on_another_machine_lists_both(photos, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(small_config(photos, **RESUME_KEYS, stop_after=4), out)
+    other = {**describe_cpu(), "model": "another CPU"}
+    monkeypatch.setattr("dynsr.train.engine.describe_cpu", lambda: other)
+    train(small_config(photos, **RESUME_KEYS, stop_after=8), out, resume=True)
+    train(small_config(photos, **RESUME_KEYS), out, resume=True)  # same machine again
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] and summary["machines"] == [describe_cpu(), other]
+    assert load_state(out / "state.pt")["machines"] == [describe_cpu(), other]
 
 
 def test_reschedule_changes_the_length_on_resume_and_says_so(photos, tmp_path):

@@ -486,8 +486,13 @@ class Trainer:
         self.val_history: list[dict] = []
         self.schedule_changes: list[dict] = []
         self.last_loss: float | None = None
+        # Every machine the run has trained on (sessions may land on different CPUs), so
+        # that the wall time can be read against them.
+        self.machines: list[dict] = []
         if state is not None:
             self._load(state)
+        if describe_cpu() not in self.machines:
+            self.machines.append(describe_cpu())
 
         self._batches: Iterator[dict] | None = None
         self._session_start: float | None = None
@@ -510,6 +515,7 @@ class Trainer:
         self.val_history = list(state["val_history"])
         self.last_loss = state.get("last_loss")
         self.schedule_changes = list(state.get("schedule_changes", []))
+        self.machines = list(state.get("machines", []))  # not recorded before 0.1.0's end
 
     def state_dict(self) -> dict:
         """The resumable training state (see the module doc)."""
@@ -528,6 +534,7 @@ class Trainer:
             "last_loss": self.last_loss,
             "schedule_changes": list(self.schedule_changes),
             "elapsed_s": self.elapsed_s,
+            "machines": list(self.machines),
             "config": config_to_dict(self.cfg),
             "dynsr_version": __version__,
             "torch_version": str(torch.__version__),
@@ -814,7 +821,7 @@ class Trainer:
             "wall_time_s": round(self.elapsed_s, 3),
             "mean_it_per_s": self.iteration / self.elapsed_s if self.elapsed_s > 0 else None,
             "processes": self.ctx.world_size,
-            "cpu": describe_cpu(),
+            "machines": self.machines,
             "last_loss": self.last_loss,
             "best": self.best,
             "validation": self.val_history,
