@@ -244,6 +244,7 @@ def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
 
 
 def test_published_training_output_loads_by_name(tmp_path):
+    from dynsr.hardware import describe_cpu
     from dynsr.train.engine import train
     from dynsr.upscale.__main__ import main as publish_main
     from dynsr.upscale.weights import publish_weights
@@ -266,6 +267,7 @@ def test_published_training_output_loads_by_name(tmp_path):
     assert entry["sha256"] == hashlib.sha256((shipped / entry["file"]).read_bytes()).hexdigest()
     assert entry["training"]["iterations"] == 2 and entry["training"]["batch_size"] == 2
     assert entry["training"]["schedule_iterations"] == 2
+    assert entry["training"]["machines"] == [describe_cpu()]  # what the wall time ran on
     assert entry["training"]["data"]["paths"] == [str(tmp_path / "photos")]
     # The validation's degradation is named with its score (no blur: MATLAB bicubic + noise).
     assert {k: v for k, v in entry["validation"].items() if k not in ("psnr_y", "ssim_y")} == {

@@ -560,6 +560,7 @@ class Trainer:
             "config": config_to_yaml(self.cfg),
             "iterations": str(self.iteration),
             "wall_time_s": f"{self.elapsed_s:.1f}",
+            "machines": json.dumps(self.machines),
             "weights": "ema" if self.ema is not None else "raw",
             "dynsr_version": __version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

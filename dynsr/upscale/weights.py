@@ -252,6 +252,9 @@ def publish_weights(source: str | os.PathLike[str],
             "batch_size": run["train"]["batch_size"],
             **({"init": run["model"]["init"]} if run["model"].get("init") else {}),
             "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
+            # The CPUs of the training sessions (weights trained before this was recorded
+            # have none).
+            **({"machines": json.loads(meta["machines"])} if "machines" in meta else {}),
             "weights": meta.get("weights"),
             "dynsr_version": meta.get("dynsr_version"),
             "date": meta.get("date"),
