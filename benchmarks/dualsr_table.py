@@ -38,6 +38,10 @@ be set against the reference's (how much the fast row's 1000 iterations lose to 
     python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
         [--rows bicubic dualsr ...] [--iterations 1000] [--precision bf16]
 
+It prints the rows as a Markdown table beside the paper's DIV2KRK figures (Tables 1 and 2;
+another image set, so compare gains over bicubic); a row still being built shows the mean
+of its images so far, with bicubic's and DualSR's means on the same images.
+
 The threads PyTorch uses come from the environment (``OMP_NUM_THREADS``); ``dynsr eval``
 records them with each image's seconds. A finished image is not run again (delete its JSON
 to re-run). Several copies may run at once (one per free CPU slot) and share the
@@ -70,6 +74,20 @@ ROWS = {
     "dualsr-3000": ["--model", "dualsr", "--iterations", "3000"],
     "udvd-blind": ["--model", "udvd-lite", "--blind"],
     "udvd-gt": ["--model", "udvd-lite"],
+}
+# The paper's figures on DIV2KRK, x2 (PSNR-Y, SSIM-Y): Table 1 rows and Table 2 ablations,
+# beside the row that plays their part here ("KernelGAN + ZSSR (masked interp)" for
+# kernelgan-gup). Another image set: their gains over bicubic compare, not their values.
+PAPER = {
+    "bicubic": (28.73, 0.8040),
+    "dualsr": (30.92, 0.8728),
+    "kernelgan-gup": (30.40, 0.8595),
+    "dualsr-gt": (32.72, 0.9030),
+    "no-interp": (30.15, 0.8658),
+    "no-forward-cycle": (30.33, 0.8505),
+    "no-backward-cycle": (30.16, 0.8495),
+    "dualsr-reference": (30.92, 0.8728),
+    "dualsr-3000": (30.92, 0.8728),
 }
 DIV2KRK_FLAGS = ["--random-kernel", "div2krk", "--downsample", "direct", "--seed", "0"]
 MEANS = ("psnr_y", "ssim_y", "kernel_sse", "kernel_psnr", "seconds")
@@ -158,6 +176,40 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     return points
 
 
+def print_table(out: Path, names: list[str]) -> None:
+    """The rows as a Markdown table beside the paper's. A row still being built shows the
+    mean of its images done so far, with bicubic's and DualSR's on the same images."""
+    scores = {row: {name: json.loads(path.read_text()) for name in names
+                    if (path := out / row / f"{name}.json").exists()} for row in ROWS}
+    bicubic = scores["bicubic"]
+    print("| row | images | PSNR-Y / SSIM-Y | over bicubic | same images: bicubic / dualsr "
+          "| kernel SSE | s / image | paper DIV2KRK | paper over bicubic |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in ROWS:
+        done = [name for name in names if name in scores[row] and name in bicubic]
+        if not done:
+            continue
+
+        def mean(key: str, row: str = row, done: list[str] = done) -> float | None:
+            values = [scores[row][n][key] for n in done if scores[row][n].get(key) is not None]
+            return sum(values) / len(values) if len(values) == len(done) else None
+
+        psnr, ssim, kernel, seconds = (mean(k) for k in ("psnr_y", "ssim_y", "kernel_sse",
+                                                         "seconds"))
+        base = sum(bicubic[n]["psnr_y"] for n in done) / len(done)
+        same = f"{base:.2f}"
+        if len(done) < len(names) and all(n in scores["dualsr"] for n in done):
+            same += f" / {sum(scores['dualsr'][n]['psnr_y'] for n in done) / len(done):.2f}"
+        paper = PAPER.get(row)
+        cells = [row, f"{len(done)}/{len(names)}", f"{psnr:.2f} / {ssim:.4f}",
+                 f"{psnr - base:+.2f}", same if len(done) < len(names) else "",
+                 "" if kernel is None else f"{kernel:.4f}",
+                 "" if seconds is None else f"{seconds:.0f}",
+                 "" if paper is None else f"{paper[0]:.2f} / {paper[1]:.4f}",
+                 "" if paper is None else f"{paper[0] - PAPER['bicubic'][0]:+.2f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,15 +236,7 @@ def main() -> int:
             combine(row, parts, args.out / f"{row}.json", args.data)
         else:
             print(f"{row}: {done} of {len(parts)} images done (the rest run elsewhere)")
-    print(f"{'row':<18} {'PSNR-Y':>8} {'SSIM-Y':>7} {'kernel SSE':>10} {'s/image':>8}")
-    for row in ROWS:
-        path = args.out / f"{row}.json"
-        if not path.exists():
-            continue
-        r = json.loads(path.read_text())
-        kernel = f"{r['kernel_sse']:10.5f}" if "kernel_sse" in r else f"{'':>10}"
-        seconds = f"{r['seconds']:8.1f}" if "seconds" in r else f"{'':>8}"
-        print(f"{row:<18} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {kernel} {seconds}")
+    print_table(args.out, [hr.stem for hr in hr_images])
     for row in ROWS:
         path = args.out / f"{row}.json"
         curve = json.loads(path.read_text()).get("curve") if path.exists() else None
