@@ -33,11 +33,12 @@ Files written to the output folder (by the first process only)
 * ``model.safetensors``: the final weights (EMA when enabled); ``best.safetensors``: the
   weights at the best validation PSNR (``checkpoint.keep_best``). Metadata (all strings):
   ``model``, ``scale``, ``model_config`` (JSON), ``config`` (the resolved training
-  configuration, YAML), ``iterations``, ``wall_time_s``, ``weights`` (``ema`` or ``raw``),
+  configuration, YAML), ``iterations``, ``wall_time_s``, ``machines`` (JSON: the CPUs the
+  run trained on, :func:`dynsr.hardware.describe_cpu`), ``weights`` (``ema`` or ``raw``),
   ``val_psnr_y`` / ``val_ssim_y`` when measured, ``dynsr_version``.
 * ``log.csv``: iteration, loss (mean since the previous row), lr, it/s, elapsed seconds and,
   when measured at that iteration, val_psnr_y / val_ssim_y. ``summary.json``: the run at a
-  glance (progress, throughput, best and latest validation).
+  glance (progress, throughput, the machines, best and latest validation).
 
 Resuming
 --------
@@ -491,8 +492,9 @@ class Trainer:
         self.machines: list[dict] = []
         if state is not None:
             self._load(state)
-        if describe_cpu() not in self.machines:
-            self.machines.append(describe_cpu())
+        machine = describe_cpu()
+        if machine not in self.machines:
+            self.machines.append(machine)
 
         self._batches: Iterator[dict] | None = None
         self._session_start: float | None = None
@@ -515,7 +517,7 @@ class Trainer:
         self.val_history = list(state["val_history"])
         self.last_loss = state.get("last_loss")
         self.schedule_changes = list(state.get("schedule_changes", []))
-        self.machines = list(state.get("machines", []))  # not recorded before 0.1.0's end
+        self.machines = list(state.get("machines", []))  # older states have none
 
     def state_dict(self) -> dict:
         """The resumable training state (see the module doc)."""
