@@ -153,14 +153,19 @@ def combine(row: str, parts: list[Path], target: Path, data: Path) -> dict:
     """The row's JSON: per-image results and their means, like one ``dynsr eval`` run."""
     results = [json.loads(p.read_text()) for p in parts]
     images = [image for r in results for image in r["images"]]
-    mean = {key: sum(i[key] for i in images) / len(images)
-            for key in MEANS if all(key in i for i in images)}
+    mean = {key: value for key in MEANS if (value := mean_of(images, key)) is not None}
     settings = {**results[0]["settings"], "hr": [str(data)]}
     combined = {**mean, "images": images, "settings": settings, "row": row}
     if all("curve" in image for image in images):
         combined["curve"] = mean_curve([image["curve"] for image in images])
     atomic_write_json(target, combined)
     return combined
+
+
+def mean_of(records: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over ``records``, or None unless every record has a value."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return sum(values) / len(values) if values and len(values) == len(records) else None
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
@@ -189,17 +194,12 @@ def print_table(out: Path, names: list[str]) -> None:
         done = [name for name in names if name in scores[row] and name in bicubic]
         if not done:
             continue
-
-        def mean(key: str, row: str = row, done: list[str] = done) -> float | None:
-            values = [scores[row][n][key] for n in done if scores[row][n].get(key) is not None]
-            return sum(values) / len(values) if len(values) == len(done) else None
-
-        psnr, ssim, kernel, seconds = (mean(k) for k in ("psnr_y", "ssim_y", "kernel_sse",
-                                                         "seconds"))
-        base = sum(bicubic[n]["psnr_y"] for n in done) / len(done)
+        psnr, ssim, kernel, seconds = (mean_of([scores[row][n] for n in done], key)
+                                       for key in ("psnr_y", "ssim_y", "kernel_sse", "seconds"))
+        base = mean_of([bicubic[n] for n in done], "psnr_y")
         same = f"{base:.2f}"
         if len(done) < len(names) and all(n in scores["dualsr"] for n in done):
-            same += f" / {sum(scores['dualsr'][n]['psnr_y'] for n in done) / len(done):.2f}"
+            same += f" / {mean_of([scores['dualsr'][n] for n in done], 'psnr_y'):.2f}"
         paper = PAPER.get(row)
         cells = [row, f"{len(done)}/{len(names)}", f"{psnr:.2f} / {ssim:.4f}",
                  f"{psnr - base:+.2f}", same if len(done) < len(names) else "",
