@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynsr.cli.eval_cmd import g_dn_sized
 from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
 from dynsr.hardware import describe_cpu
@@ -19,6 +18,7 @@ from dynsr.zeroshot.dualsr import (
     DualSRConfig,
     Upsampler,
     format_progress,
+    g_dn_sized,
     masked_interpolation_loss,
     sobel_magnitude,
     zeroshot,
@@ -112,6 +112,40 @@ def test_known_kernel_fixes_g_dn_and_drops_the_gan():
     assert all(e["cycle_backward"] > 0 for e in log)
     with pytest.raises(ValueError, match="at most 13x13"):
         zeroshot(image, 2, iterations=1, known_kernel=torch.ones(15, 15) / 225)
+
+
+def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
+    image = _image()
+    estimate = g_dn_sized(estimate_kernel(image, 2, 3, 5))
+    sr, kernel, log = zeroshot(image, 2, iterations=2, seed=5, kernelgan_iterations=3)
+    sr_fixed, kernel_fixed, _ = zeroshot(image, 2, iterations=2, seed=5, known_kernel=estimate)
+    assert torch.equal(sr, sr_fixed) and torch.equal(kernel, kernel_fixed)
+    assert all(e["gan"] == 0 and e["d"] == 0 for e in log)  # G_DN no longer trains
+    _, kernel4, _ = zeroshot(_image(52, 52), 4, iterations=1, seed=5, kernelgan_iterations=3)
+    _, kernel2, _ = zeroshot(_image(52, 52), 2, iterations=1, seed=5, kernelgan_iterations=3)
+    torch.testing.assert_close(kernel4, analytic_x4_kernel(kernel2))
+    with pytest.raises(ValueError, match="exclude each other"):
+        zeroshot(image, 2, iterations=1, known_kernel=estimate, kernelgan_iterations=3)
+    with pytest.raises(ValueError, match="kernelgan_iterations must be positive"):
+        zeroshot(image, 2, iterations=1, kernelgan_iterations=0)
+    # The command and dynsr.zeroshot run the same two steps.
+    write_image(tmp_path / "photo.png", image)
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--iterations",
+                 "2", "--seed", "5", "--precision", "fp32", "--kernel-first",
+                 "--kernelgan-iterations", "3"]) == 0
+    loaded = load_tensor(tmp_path / "photo.png")
+    expected, expected_kernel, _ = zeroshot(loaded, 2, iterations=2, seed=5,
+                                            kernelgan_iterations=3)
+    assert torch.equal(load_tensor(tmp_path / "photo_x2.png"),
+                       torch.floor(expected.double() * 255 + 0.5).float() / 255)
+    np.testing.assert_array_equal(np.load(tmp_path / "photo_kernel_x2.npy"),
+                                  expected_kernel.numpy())
+    import dynsr
+    result = dynsr.zeroshot(loaded, iterations=2, seed=5, precision="fp32",
+                            kernelgan_iterations=3)
+    assert torch.equal(result.image, expected)
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
+                 "--kernel-first", "--kernelgan-iterations", "0"]) != 0
 
 
 def test_fast_path_runs_and_checkpoints_see_the_current_output():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dynsr import __version__
 from dynsr.cli.options import Degradation, add_degradation_args, modcrop
-from dynsr.degrade import analytic_x4_kernel, load_kernel
+from dynsr.degrade import load_kernel
 from dynsr.hardware import describe_cpu
 from dynsr.io import (
     ImageReadError,
@@ -47,7 +47,6 @@ from dynsr.upscale.weights import (
 )
 from dynsr.zeroshot.blind import estimate_degradation
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
-from dynsr.zeroshot.kernelgan import estimate_kernel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -246,16 +245,6 @@ def true_kernel(hr_path: Path, degradation: Degradation,
     return load_kernel(path) if path.is_file() else None
 
 
-def g_dn_sized(kernel: torch.Tensor, size: int = 13) -> torch.Tensor:
-    """KernelGAN's post-processed kernel (padded for its centring shift) cut to G_DN's
-    ``size`` x ``size`` middle and renormalised, so DualSR's G_DN can be fixed to it."""
-    k = kernel.shape[-1]
-    if k > size:
-        cut = (k - size) // 2
-        kernel = kernel[cut:cut + size, cut:cut + size]
-    return kernel / kernel.sum()
-
-
 class QualityCurve:
     """A DualSR ``checkpoint`` hook (:func:`dynsr.zeroshot.zeroshot`): PSNR-Y/SSIM-Y of the
     whole-image SR against ``hr`` every ``every`` iterations and at the last one, with the
@@ -326,13 +315,11 @@ def evaluate_zeroshot(
             if fixed_kernel == "true" and truth is None:
                 raise ValueError(f"{hr_path}: --known-kernel, but the true kernel is unknown")
             curve = QualityCurve(hr, curve_every, config.iterations, crop)
-            fixed = (truth if fixed_kernel == "true" else
-                     g_dn_sized(estimate_kernel(lr.float(), 2, kernelgan_iterations, seed))
-                     if fixed_kernel == "kernelgan" else None)
-            sr, kernel, _ = zeroshot(lr.float(), degradation.scale, config.iterations, seed,
-                                     config=config, known_kernel=fixed, checkpoint=curve)
-            if fixed_kernel == "kernelgan":
-                kernel = fixed if degradation.scale == 2 else analytic_x4_kernel(fixed)
+            sr, kernel, _ = zeroshot(
+                lr.float(), degradation.scale, config.iterations, seed, config=config,
+                known_kernel=truth if fixed_kernel == "true" else None,
+                kernelgan_iterations=kernelgan_iterations if fixed_kernel == "kernelgan"
+                else None, checkpoint=curve)
             seconds = curve.elapsed()
             sr = quantize(sr.to(torch.float64))
             if sr.shape != hr.shape:

@@ -72,9 +72,12 @@ def progress_bar(name: str, total: int) -> tuple[tqdm, ProgressFn]:
 
 def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int = FAST_ITERATIONS,
                    precision: str | None = None, seed: int = 0,
-                   progress: bool = False) -> ZeroShotResult:
+                   progress: bool = False,
+                   kernelgan_iterations: int | None = None) -> ZeroShotResult:
     """DualSR x``scale`` (2 or 4) trained on ``image`` itself (module doc); seeded, so the
-    same image, seed and machine give the same result. ``progress``: a progress bar."""
+    same image, seed and machine give the same result. ``progress``: a progress bar.
+    ``kernelgan_iterations``: two steps, KernelGAN's kernel first, then the upsampler with
+    the downsampler fixed to it (:func:`dynsr.zeroshot.dualsr.zeroshot`)."""
     if isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] != 1:
         raise ValueError(f"one image at a time (DualSR trains on each image), got a batch of "
                          f"{image.shape[0]}")
@@ -85,7 +88,8 @@ def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int = FAST_I
         steps = 1 if scale == 2 else 2
         bar, hook = progress_bar("dualsr", iterations * steps) if progress else (None, None)
         try:
-            sr, kernel, log = zeroshot(colour, scale, iterations, seed, hook, config=config)
+            sr, kernel, log = zeroshot(colour, scale, iterations, seed, hook, config=config,
+                                       kernelgan_iterations=kernelgan_iterations)
         finally:
             if bar is not None:
                 bar.close()

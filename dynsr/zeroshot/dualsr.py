@@ -53,13 +53,14 @@ from dynsr.zeroshot.kernelgan import (
     PatchDiscriminator,
     PriorSchedule,
     crop_sampler,
+    estimate_kernel,
     lsgan_loss,
     post_process_kernel,
     shave_to,
 )
 
-__all__ = ["DualSRConfig", "Upsampler", "format_progress", "masked_interpolation_loss",
-           "sobel_magnitude", "zeroshot"]
+__all__ = ["DualSRConfig", "Upsampler", "format_progress", "g_dn_sized",
+           "masked_interpolation_loss", "sobel_magnitude", "zeroshot"]
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 #: ``checkpoint(iteration, upscale)``: called after every iteration; ``upscale()`` gives G_UP's
@@ -297,6 +298,16 @@ def _as_g_dn_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
     return pad_kernel(kernel.detach().float(), size)
 
 
+def g_dn_sized(kernel: torch.Tensor, size: int = 13) -> torch.Tensor:
+    """KernelGAN's post-processed kernel (padded for its centring shift) cut to G_DN's
+    ``size`` x ``size`` middle and renormalised, so DualSR's G_DN can be fixed to it."""
+    k = kernel.shape[-1]
+    if k > size:
+        cut = (k - size) // 2
+        kernel = kernel[cut:cut + size, cut:cut + size]
+    return kernel / kernel.sum()
+
+
 def zeroshot(
     image: torch.Tensor,
     scale: int = 2,
@@ -306,6 +317,7 @@ def zeroshot(
     *,
     config: DualSRConfig | None = None,
     known_kernel: torch.Tensor | None = None,
+    kernelgan_iterations: int | None = None,
     checkpoint: CheckpointFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
     """DualSR on one (C, H, W) image in [0, 1]: ``(sr, kernel, log)``.
@@ -321,6 +333,11 @@ def zeroshot(
     ``known_kernel``: the x2 blur kernel (odd, at most 13x13) when it is known: G_DN is fixed
     to it and D_DN, the GAN loss and the kernel priors are dropped (the paper's "GT kernel +
     DualSR"); at x4 both x2 stages use it (DIV2KRK's x4 applies the x2 kernel twice).
+    ``kernelgan_iterations``: two steps instead of joint training (not the paper's DualSR:
+    the analogue of its "KernelGAN + ZSSR" row): KernelGAN (:func:`estimate_kernel`, that
+    many iterations, the same seed) estimates the x2 kernel first, then G_UP trains with
+    G_DN fixed to it as for ``known_kernel``. On dynsr's DIV2KRK-style Set14 table at 1000
+    iterations this beat joint DualSR by 0.97 dB (README).
     ``checkpoint(iteration, upscale)`` is called after every iteration of the (first) x2
     stage; ``upscale()`` returns the current SR of the whole image.
     """
@@ -331,6 +348,13 @@ def zeroshot(
                          f"{tuple(image.shape)}")
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
+    if kernelgan_iterations is not None:
+        if known_kernel is not None:
+            raise ValueError("known_kernel and kernelgan_iterations exclude each other")
+        if kernelgan_iterations < 1:
+            raise ValueError(f"kernelgan_iterations must be positive, got "
+                             f"{kernelgan_iterations}")
+        known_kernel = g_dn_sized(estimate_kernel(image.float(), 2, kernelgan_iterations, seed))
     base = config or DualSRConfig()
     config = DualSRConfig(**{**base.__dict__, "iterations": iterations})
     image = image.float()
