@@ -117,7 +117,13 @@ def test_known_kernel_fixes_g_dn_and_drops_the_gan():
 def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
     image = _image()
     estimate = g_dn_sized(estimate_kernel(image, 2, 3, 5))
-    sr, kernel, log = zeroshot(image, 2, iterations=2, seed=5, kernelgan_iterations=3)
+    seen = []
+    sr, kernel, log = zeroshot(image, 2, iterations=2, seed=5, kernelgan_iterations=3,
+                               progress=lambda i, n, losses: seen.append(
+                                   (losses["stage"], format_progress(i, n, losses))))
+    # KernelGAN's 3 iterations are reported first (stage 0), then DualSR's 2.
+    assert [stage for stage, _ in seen] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert seen[2][1].startswith("it 3/3") and seen[4][1].startswith("it 2/2")
     sr_fixed, kernel_fixed, _ = zeroshot(image, 2, iterations=2, seed=5, known_kernel=estimate)
     assert torch.equal(sr, sr_fixed) and torch.equal(kernel, kernel_fixed)
     assert all(e["gan"] == 0 and e["d"] == 0 for e in log)  # G_DN no longer trains

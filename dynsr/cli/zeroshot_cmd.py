@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         try:
             image = load_tensor(path)  # 1 (grey) or 3 channels; DualSR runs on either
-            bar, progress = progress_bar(path.name, args.iterations * steps)
+            bar, progress = progress_bar(path.name,
+                                         args.iterations * steps + (kernelgan_iterations or 0))
             with bar:
                 sr, kernel, log = zeroshot(image, args.scale, iterations=args.iterations,
                                            seed=args.seed, progress=progress, config=config,

@@ -86,7 +86,8 @@ def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int = FAST_I
 
     def run_colour(colour: torch.Tensor) -> torch.Tensor:
         steps = 1 if scale == 2 else 2
-        bar, hook = progress_bar("dualsr", iterations * steps) if progress else (None, None)
+        total = iterations * steps + (kernelgan_iterations or 0)
+        bar, hook = progress_bar("dualsr", total) if progress else (None, None)
         try:
             sr, kernel, log = zeroshot(colour, scale, iterations, seed, hook, config=config,
                                        kernelgan_iterations=kernelgan_iterations)
