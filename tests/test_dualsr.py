@@ -124,6 +124,8 @@ def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
     # KernelGAN's 3 iterations are reported first (stage 0), then DualSR's 2.
     assert [stage for stage, _ in seen] == [0.0, 0.0, 0.0, 1.0, 1.0]
     assert seen[2][1].startswith("it 3/3") and seen[4][1].startswith("it 2/2")
+    from dynsr.zeroshot.api import progress_total
+    assert progress_total(2, 2, 3) == len(seen) and progress_total(2, 4, None) == 4
     sr_fixed, kernel_fixed, _ = zeroshot(image, 2, iterations=2, seed=5, known_kernel=estimate)
     assert torch.equal(sr, sr_fixed) and torch.equal(kernel, kernel_fixed)
     assert all(e["gan"] == 0 and e["d"] == 0 for e in log)  # G_DN no longer trains

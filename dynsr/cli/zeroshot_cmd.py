@@ -108,7 +108,7 @@ def write_log(output: Path, stem: str, log: list[dict[str, float]]) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported late: keeps ``dynsr --help`` fast.
     from dynsr.zeroshot import zeroshot
-    from dynsr.zeroshot.api import config_for, progress_bar
+    from dynsr.zeroshot.api import config_for, progress_bar, progress_total
 
     if args.kernelgan_iterations < 1:
         raise ValueError(f"--kernelgan-iterations must be positive, got "
@@ -117,12 +117,11 @@ def run(args: argparse.Namespace) -> int:
     kernelgan_iterations = args.kernelgan_iterations if args.kernel_first else None
     config = config_for(args.iterations, args.precision)
     failed = 0
-    steps = 1 if args.scale == 2 else 2
     for path in paths:
         try:
             image = load_tensor(path)  # 1 (grey) or 3 channels; DualSR runs on either
-            bar, progress = progress_bar(path.name,
-                                         args.iterations * steps + (kernelgan_iterations or 0))
+            bar, progress = progress_bar(path.name, progress_total(
+                args.iterations, args.scale, kernelgan_iterations))
             with bar:
                 sr, kernel, log = zeroshot(image, args.scale, iterations=args.iterations,
                                            seed=args.seed, progress=progress, config=config,

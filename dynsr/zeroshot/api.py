@@ -33,7 +33,7 @@ from dynsr.io import read_image
 from dynsr.ops.resize import imresize
 from dynsr.zeroshot.dualsr import DualSRConfig, ProgressFn, zeroshot
 
-__all__ = ["FAST_ITERATIONS", "ZeroShotResult", "config_for", "progress_bar",
+__all__ = ["FAST_ITERATIONS", "ZeroShotResult", "config_for", "progress_bar", "progress_total",
            "zeroshot_image"]
 
 #: Iterations of the fast recipe (the paper's is 3000).
@@ -55,6 +55,12 @@ def config_for(iterations: int, precision: str | None = None) -> DualSRConfig:
     precision = default_precision(torch.device("cpu")) if precision is None else precision
     return DualSRConfig(iterations=iterations, precision=precision,
                         channels_last=precision == "bf16")
+
+
+def progress_total(iterations: int, scale: int, kernelgan_iterations: int | None) -> int:
+    """The iterations a progress bar counts: KernelGAN's (two-step runs), then DualSR's per
+    x2 step."""
+    return (kernelgan_iterations or 0) + iterations * (1 if scale == 2 else 2)
 
 
 def progress_bar(name: str, total: int) -> tuple[tqdm, ProgressFn]:
@@ -86,8 +92,7 @@ def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int = FAST_I
     trained: dict = {}
 
     def run_colour(colour: torch.Tensor) -> torch.Tensor:
-        steps = 1 if scale == 2 else 2
-        total = iterations * steps + (kernelgan_iterations or 0)
+        total = progress_total(iterations, scale, kernelgan_iterations)
         bar, hook = progress_bar("dualsr", total) if progress else (None, None)
         try:
             sr, kernel, log = zeroshot(colour, scale, iterations, seed, hook, config=config,
