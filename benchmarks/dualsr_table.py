@@ -210,6 +210,28 @@ def print_table(out: Path, names: list[str]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def against_reference(out: Path, names: list[str]) -> None:
+    """Each DualSR row against the fp32 3000-iteration reference, paired on the images both
+    have: the mean PSNR-Y difference, its standard error over the images (GAN runs differ by
+    tenths of a dB from image to image, so a mean gap means little without it) and how many
+    images are better."""
+    reference = {name: json.loads(path.read_text())["psnr_y"] for name in names
+                 if (path := out / "dualsr-reference" / f"{name}.json").exists()}
+    for row, flags in ROWS.items():
+        if row == "dualsr-reference" or "dualsr" not in flags:
+            continue
+        diffs = [json.loads(path.read_text())["psnr_y"] - reference[name]
+                 for name in names if name in reference
+                 and (path := out / row / f"{name}.json").exists()]
+        if not diffs:
+            continue
+        mean = sum(diffs) / len(diffs)
+        spread = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5 \
+            if len(diffs) > 1 else float("nan")
+        print(f"{row} against dualsr-reference on {len(diffs)} images: {mean:+.3f} dB "
+              f"(standard error {spread:.3f}; better on {sum(d > 0 for d in diffs)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +259,7 @@ def main() -> int:
         else:
             print(f"{row}: {done} of {len(parts)} images done (the rest run elsewhere)")
     print_table(args.out, [hr.stem for hr in hr_images])
+    against_reference(args.out, [hr.stem for hr in hr_images])
     for row in ROWS:
         path = args.out / f"{row}.json"
         curve = json.loads(path.read_text()).get("curve") if path.exists() else None
