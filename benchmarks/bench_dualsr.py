@@ -11,7 +11,10 @@ image in several ways, each in the same run:
   values and gradients up to float rounding, tested), fp32 NCHW, 3000 iterations: the
   quality reference;
 * ``fast``: bf16 autocast + channels_last for G_UP and D_DN, composed G_DN, 3000 iterations;
-* ``fast-N``: the same with N iterations and the schedule scaled to N.
+* ``fast-N``: the same with N iterations and the schedule scaled to N;
+* ``kernel-first``: ``dynsr zeroshot --kernel-first``: KernelGAN's 3000 iterations, then
+  ``fast-1000`` with G_DN fixed to its kernel (not the paper's joint training; KernelGAN's
+  seconds are counted).
 
 Every ``--every`` iterations the current G_UP upscales the whole LR image and its PSNR-Y /
 SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training seconds so
@@ -46,8 +49,13 @@ def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
                             composed_g_dn=False)
     if way == "fp32":
         return DualSRConfig(iterations=3000)
+    if way == "kernel-first":
+        return DualSRConfig(iterations=1000, precision="bf16", channels_last=True)
     iterations = 3000 if way == "fast" else int(way.split("-", 1)[1])
     return DualSRConfig(iterations=iterations, precision="bf16", channels_last=True)
+
+
+KERNELGAN_ITERATIONS = 3000
 
 
 def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
@@ -61,13 +69,22 @@ def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
               f"PSNR-Y {point['psnr_y']:.3f}  SSIM-Y {point['ssim_y']:.4f}", flush=True)
 
     curve = QualityCurve(hr, every, config.iterations, 2, report=report)
-    zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=curve)
+    zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=curve,
+             kernelgan_iterations=KERNELGAN_ITERATIONS if way == "kernel-first" else None)
     total = curve.elapsed()
     return {"way": way, "iterations": config.iterations, "seconds": round(total, 1),
             "training_s": round(curve.trained, 1),
             "final_upscale_s": round(total - curve.trained, 1),
-            "s_per_iteration": round(curve.trained / config.iterations, 4),
+            # KernelGAN's seconds are in kernel-first's training: no per-iteration figure.
+            "s_per_iteration": (None if way == "kernel-first"
+                                else round(curve.trained / config.iterations, 4)),
             "curve": curve.points}
+
+
+def per_iteration(result: dict) -> str:
+    if result["s_per_iteration"] is None:
+        return f"after KernelGAN's {KERNELGAN_ITERATIONS} it"
+    return f"{result['s_per_iteration']:.3f} s/it"
 
 
 def time_whole_image_upscale() -> float:
@@ -124,7 +141,7 @@ def main() -> int:
         ratio = "-" if base is None or r is base else f"{whole_base / r['seconds']:.2f}x"
         final = f"  PSNR-Y {r['curve'][-1]['psnr_y']:.3f}" if r["curve"] else ""
         print(f"{r['way']:<16} {r['iterations']:5d} it  {r['seconds']:7.1f} s  "
-              f"({r['s_per_iteration']:.3f} s/it; straightforward 3000 it / this: {ratio})"
+              f"({per_iteration(r)}; straightforward 3000 it / this: {ratio})"
               f"{final}")
     whole = time_whole_image_upscale()
     print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
