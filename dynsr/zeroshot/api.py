@@ -9,8 +9,8 @@ trains on the colour (or grey) planes themselves, so one call trains one DualSR.
 Defaults: the fast recipe, :data:`FAST_ITERATIONS` iterations with the learning-rate steps
 at a quarter of them, bf16 autocast and channels_last where the CPU has native bf16
 (:func:`dynsr.api.default_precision`); ``iterations=3000, precision="fp32"`` is the paper's
-run. README: what the fast recipe costs against the paper's run (about 0.3 dB on the Set14 images
-measured so far), and the two-step ``kernelgan_iterations`` recipe that gained 0.97 dB.
+run. README: what the fast recipe costs against the paper's 3000 iterations (0.80 dB on its
+DIV2KRK-style Set14), and the two-step ``kernelgan_iterations`` recipe that gained 0.97 dB.
 """
 
 from __future__ import annotations
