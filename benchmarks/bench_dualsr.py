@@ -41,6 +41,8 @@ from dynsr.hardware import describe_cpu
 from dynsr.io import load_tensor
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
+KERNELGAN_ITERATIONS = 3000  # the kernel-first way's KernelGAN (dynsr zeroshot's default)
+
 
 def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
     if way == "straightforward":
@@ -53,9 +55,6 @@ def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
         return DualSRConfig(iterations=1000, precision="bf16", channels_last=True)
     iterations = 3000 if way == "fast" else int(way.split("-", 1)[1])
     return DualSRConfig(iterations=iterations, precision="bf16", channels_last=True)
-
-
-KERNELGAN_ITERATIONS = 3000
 
 
 def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
