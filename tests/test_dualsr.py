@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import dynsr
 from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel
 from dynsr.hardware import describe_cpu
 from dynsr.io import load_tensor, write_image
+from dynsr.zeroshot.api import progress_total
 from dynsr.zeroshot.dualsr import (
     DualSRConfig,
     Upsampler,
@@ -124,7 +126,6 @@ def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
     # KernelGAN's 3 iterations are reported first (stage 0), then DualSR's 2.
     assert [stage for stage, _ in seen] == [0.0, 0.0, 0.0, 1.0, 1.0]
     assert seen[2][1].startswith("it 3/3") and seen[4][1].startswith("it 2/2")
-    from dynsr.zeroshot.api import progress_total
     assert progress_total(2, 2, 3) == len(seen) and progress_total(2, 4, None) == 4
     sr_fixed, kernel_fixed, _ = zeroshot(image, 2, iterations=2, seed=5, known_kernel=estimate)
     assert torch.equal(sr, sr_fixed) and torch.equal(kernel, kernel_fixed)
@@ -148,7 +149,6 @@ def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
                        torch.floor(expected.double() * 255 + 0.5).float() / 255)
     np.testing.assert_array_equal(np.load(tmp_path / "photo_kernel_x2.npy"),
                                   expected_kernel.numpy())
-    import dynsr
     result = dynsr.zeroshot(loaded, iterations=2, seed=5, precision="fp32",
                             kernelgan_iterations=3)
     assert torch.equal(result.image, expected)
@@ -217,7 +217,6 @@ def test_zeroshot_command_writes_image_kernel_and_log(tmp_path, capsys):
 
 
 def test_dynsr_zeroshot_takes_any_image_kind(tmp_path):
-    import dynsr
     from dynsr.api import UpscaledImage
 
     image = _image()
