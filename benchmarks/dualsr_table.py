@@ -155,6 +155,12 @@ def combine(row: str, parts: list[Path], target: Path, data: Path) -> dict:
     images = [image for r in results for image in r["images"]]
     mean = {key: value for key in MEANS if (value := mean_of(images, key)) is not None}
     settings = {**results[0]["settings"], "hr": [str(data)]}
+    # Per-image runs may span code changes: name each image's crop sampling when they differ
+    # (files without the key drew crops with torch.multinomial).
+    sampling = {image["name"]: r["settings"].get("crop_sampling", "torch.multinomial")
+                for r in results for image in r["images"]}
+    if len(set(sampling.values())) > 1:
+        settings["crop_sampling"] = sampling
     combined = {**mean, "images": images, "settings": settings, "row": row}
     if all("curve" in image for image in images):
         combined["curve"] = mean_curve([image["curve"] for image in images])

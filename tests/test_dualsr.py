@@ -25,7 +25,7 @@ from dynsr.zeroshot.dualsr import (
     sobel_magnitude,
     zeroshot,
 )
-from dynsr.zeroshot.kernelgan import estimate_kernel
+from dynsr.zeroshot.kernelgan import CROP_SAMPLING, estimate_kernel
 
 torch.set_num_threads(1)
 
@@ -255,6 +255,7 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     row = result["images"][0]
     assert result["settings"]["zeroshot"]["iterations"] == 2 and row["seconds"] > 0
     assert result["settings"]["cpu"] == describe_cpu()  # the seconds name their machine
+    assert result["settings"]["crop_sampling"] == CROP_SAMPLING  # which random stream
     # The same numbers by hand: DualSR on the LR the degradation makes, and the kernel error
     # against the degradation's own kernel for that file.
     degradation = Degradation(2, downsample="direct", random_kernel="div2krk")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dynsr.cli.main import main
 from dynsr.degrade import analytic_x4_kernel, blur, center_of_mass, isotropic_gaussian, subsample
@@ -16,8 +17,10 @@ from dynsr.zeroshot.kernelgan import (
     KernelPriors,
     PatchDiscriminator,
     PriorSchedule,
+    _box_mean,
     bicubic_x2_kernel,
     boundary_mask,
+    crop_probabilities,
     crop_sampler,
     estimate_kernel,
     post_process_kernel,
@@ -121,6 +124,35 @@ def test_crop_sampler_prefers_textured_areas_and_avoids_the_border():
         assert 10 <= top and top + 20 <= 70 and 10 <= left and left + 20 <= 70
         assert top % 2 == 0 and left % 2 == 0
     assert sum(top > 30 and left > 30 for top, left in corners) > 40
+
+
+def test_crop_sampler_draws_from_its_probabilities():
+    # Inverse-CDF draws must follow crop_probabilities: never a zero-probability corner, and
+    # frequencies within sampling noise of the probabilities (40,000 draws, fixed seed).
+    image = torch.rand(3, 40, 44, generator=torch.Generator().manual_seed(2))
+    image[:, :, :20] = 0.5  # a flat left part: low but non-zero scores next to the texture
+    probabilities = crop_probabilities(image, 12, border=4)
+    sampler = crop_sampler(image, 12, torch.Generator().manual_seed(0), border=4)
+    counts = torch.zeros_like(probabilities)
+    for _ in range(40_000):
+        top, left = sampler()
+        counts[top - 4, left - 4] += 1
+    assert not bool(counts[probabilities == 0].any())
+    # Pearson's chi-square over the possible corners: about its degrees of freedom (k - 1)
+    # for the right distribution, standard deviation sqrt(2 (k - 1)); 5 of them allowed.
+    possible = probabilities > 0
+    expected = probabilities[possible] * counts.sum()
+    chi_square = float(((counts[possible] - expected) ** 2 / expected).sum())
+    dof = int(possible.sum()) - 1
+    assert chi_square < dof + 5 * (2 * dof) ** 0.5, (chi_square, dof)
+
+
+def test_box_mean_matches_average_pooling():
+    x = torch.rand(37, 41, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    for size in (1, 4, 16):
+        torch.testing.assert_close(_box_mean(x, size),
+                                   F.avg_pool2d(x[None, None], size, stride=1)[0, 0],
+                                   rtol=0, atol=1e-12)
 
 
 def test_discriminator_output_in_unit_range():

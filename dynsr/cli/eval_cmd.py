@@ -47,6 +47,7 @@ from dynsr.upscale.weights import (
 )
 from dynsr.zeroshot.blind import estimate_degradation
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
+from dynsr.zeroshot.kernelgan import CROP_SAMPLING
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -443,6 +444,7 @@ def run(args: argparse.Namespace) -> int:
                                  **({"kernelgan_iterations": args.kernelgan_iterations}
                                     if fixed_kernel == "kernelgan" else {}),
                                  "ablation": args.ablation}} if zero_shot else {}),
+                **({"crop_sampling": CROP_SAMPLING} if zero_shot or args.blind else {}),
                 "precision": args.precision,
                 "threads": torch.get_num_threads(),
                 "cpu": describe_cpu(),

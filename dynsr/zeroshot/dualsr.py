@@ -56,6 +56,7 @@ from dynsr.zeroshot.kernelgan import (
     estimate_kernel,
     lsgan_loss,
     post_process_kernel,
+    sample_crops,
     shave_to,
 )
 
@@ -149,15 +150,6 @@ def masked_interpolation_loss(sr: torch.Tensor, bicubic: torch.Tensor) -> torch.
     return F.l1_loss(sr * mask, bicubic * mask)
 
 
-def _crops(image: torch.Tensor, sampler: Callable[[], tuple[int, int]], size: int,
-           batch: int) -> torch.Tensor:
-    out = []
-    for _ in range(batch):
-        top, left = sampler()
-        out.append(image[:, top:top + size, left:left + size])
-    return torch.stack(out)
-
-
 def _hr_crop_size(image: torch.Tensor, wanted: int) -> int:
     # Even, fits inside the border, and large enough for G_DN (13) and D (7) on x = y/2.
     size = min(wanted, min(image.shape[-2:]) - 2 * BORDER) // 2 * 2
@@ -219,8 +211,8 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
         start = time.perf_counter()
         zero = torch.zeros(())
         for iteration in range(config.iterations):
-            real_hr = _crops(image, hr_sampler, hr_size, config.batch)
-            real_lr = _crops(image, lr_sampler, lr_size, config.batch)
+            real_hr = sample_crops(image, hr_sampler, hr_size, config.batch)
+            real_lr = sample_crops(image, lr_sampler, lr_size, config.batch)
 
             # Generators (G_UP and G_DN together); D gets no gradient from this step.
             d_dn.requires_grad_(False)
