@@ -156,6 +156,30 @@ def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
                  "--kernel-first", "--kernelgan-iterations", "0"]) != 0
 
 
+def test_default_iterations_are_the_papers_and_the_measured_two_step_recipe(tmp_path,
+                                                                          monkeypatch):
+    # Without --iterations: the paper's 3000 for joint DualSR, 1000 after KernelGAN (the
+    # recipe the Set14 table measured); the command and dynsr.zeroshot agree.
+    seen = []
+
+    def record(image, scale, iterations, seed=0, progress=None, config=None,
+               kernelgan_iterations=None, **_):
+        seen.append((iterations, config.iterations, kernelgan_iterations))
+        return F.interpolate(image[None], scale_factor=scale)[0], torch.ones(13, 13) / 169, []
+
+    monkeypatch.setattr("dynsr.zeroshot.zeroshot", record)
+    monkeypatch.setattr("dynsr.zeroshot.api.zeroshot", record)
+    write_image(tmp_path / "photo.png", _image())
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path)]) == 0
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
+                 "--kernel-first"]) == 0
+    dynsr.zeroshot(_image())
+    dynsr.zeroshot(_image(), kernelgan_iterations=3000)
+    assert seen == [(3000, 3000, None), (1000, 1000, 3000)] * 2
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
+                 "--iterations", "0"]) != 0
+
+
 def test_fast_path_runs_and_checkpoints_see_the_current_output():
     image = _image()
     seen = []
@@ -339,8 +363,6 @@ def test_kernel_error_pads_to_a_common_size():
 
 
 def test_udvd_kernel_from_direct_undoes_the_bicubic_filter():
-    import torch.nn.functional as F
-
     from dynsr.degrade import isotropic_gaussian
     from dynsr.degrade.degradation_map import kernel_code
     from dynsr.zeroshot.blind import bicubic_filter, udvd_kernel_from_direct
@@ -367,8 +389,6 @@ def test_udvd_kernel_from_direct_undoes_the_bicubic_filter():
 def test_udvd_kernel_from_direct_reads_the_bicubic_grid_offset(scale):
     # On MATLAB bicubic's grid (DIV2KRK's kernels, KernelGAN's estimates) the direct kernel
     # is k_u * b with b's LR sample (s-1)/2 px down-right: the same centred k_u comes back.
-    import torch.nn.functional as F
-
     from dynsr.degrade import center_of_mass, isotropic_gaussian
     from dynsr.degrade.degradation_map import kernel_code
     from dynsr.zeroshot.blind import bicubic_filter, udvd_kernel_from_direct

@@ -12,11 +12,11 @@ The package itself is callable: ``dynsr.zeroshot(image, scale=2)`` is
 import sys
 import types
 
-from dynsr.zeroshot.api import FAST_ITERATIONS, ZeroShotResult, zeroshot_image
+from dynsr.zeroshot.api import DEFAULT_ITERATIONS, ZeroShotResult, zeroshot_image
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 from dynsr.zeroshot.kernelgan import estimate_kernel, post_process_kernel
 
-__all__ = ["FAST_ITERATIONS", "DualSRConfig", "ZeroShotResult", "estimate_kernel",
+__all__ = ["DEFAULT_ITERATIONS", "DualSRConfig", "ZeroShotResult", "estimate_kernel",
            "post_process_kernel", "zeroshot", "zeroshot_image"]
 
 
