@@ -19,7 +19,9 @@ image in several ways, each in the same run:
 Every ``--every`` iterations the current G_UP upscales the whole LR image and its PSNR-Y /
 SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training seconds so
 far (the time of these checkpoints is left out). Also timed: the final whole-image upscale
-of a DIV2KRK-sized LR image (1000 x 680) with the fast G_UP.
+of a DIV2KRK-sized LR image (1000 x 680) with the fast G_UP, and G_UP's own forward and
+backward per iteration (:func:`g_up_floor`): a lower bound for any way of running the paper's
+3000 iterations.
 
     python benchmarks/bench_dualsr.py [--hr IMAGE | --lr IMAGE|hubble]
         [--ways straightforward fast-1000] [--every 250] [--json FILE]
@@ -85,6 +87,41 @@ def per_iteration(result: dict) -> str:
     return f"{result['s_per_iteration']:.3f} s/it"
 
 
+def g_up_floor(repeats: int = 30) -> dict:
+    """What G_UP's own work costs per DualSR iteration, bf16 + channels_last as the fast way:
+    forward and backward on the iteration's two batches (the LR crops, 2 x 3 x 64 x 64, for
+    the forward cycle and the interpolation loss; G_DN's output of the HR crops, 2 x 3 x 58 x
+    58, for the backward cycle). Every iteration of joint DualSR does at least this, so
+    3000 times it bounds the paper's 3000 iterations from below on this CPU, whatever else
+    is made faster. FLOPs: 2 per multiply-add, backward counted as the two passes it runs
+    (input gradients, except the first layer's, and weight gradients)."""
+    from dynsr.zeroshot.dualsr import Upsampler
+
+    model = Upsampler().to(memory_format=torch.channels_last)
+    batches = [torch.rand(2, 3, side, side).contiguous(memory_format=torch.channels_last)
+               for side in (64, 58)]
+    convs = [m for m in model.body if isinstance(m, torch.nn.Conv2d)]
+    macs_per_pixel = sum(c.in_channels * c.out_channels * 9 for c in convs)
+    first = convs[0].in_channels * convs[0].out_channels * 9
+    hr_pixels = sum(b.shape[0] * (2 * b.shape[-1]) ** 2 for b in batches)
+    flops = 2 * hr_pixels * (macs_per_pixel + (macs_per_pixel - first) + macs_per_pixel)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = sum(model(b).float().mean() for b in batches)
+        loss.backward()
+
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    seconds = (time.perf_counter() - start) / repeats
+    return {"s_per_iteration": round(seconds, 4), "gflop_per_iteration": round(flops / 1e9, 1),
+            "gflop_per_s": round(flops / seconds / 1e9), "floor_3000_s": round(3000 * seconds)}
+
+
 def time_whole_image_upscale() -> float:
     from dynsr.zeroshot.dualsr import Upsampler
 
@@ -143,10 +180,15 @@ def main() -> int:
               f"{final}")
     whole = time_whole_image_upscale()
     print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
+    floor = g_up_floor()
+    print(f"G_UP's forward + backward alone (bf16, channels_last): "
+          f"{floor['s_per_iteration']:.3f} s per iteration, {floor['gflop_per_iteration']} "
+          f"GFLOP at {floor['gflop_per_s']} GFLOP/s: 3000 iterations take at least "
+          f"{floor['floor_3000_s']} s on this CPU")
     if args.json:
         args.json.write_text(json.dumps({"image": name, "cpu": describe_cpu(), "ways": results,
-                                         "whole_image_upscale_s": round(whole, 2)},
-                                        indent=2) + "\n")
+                                         "whole_image_upscale_s": round(whole, 2),
+                                         "g_up_floor": floor}, indent=2) + "\n")
     return 0
 
 
