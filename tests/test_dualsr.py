@@ -436,6 +436,8 @@ def test_blind_udvd_estimates_and_runs(tmp_path, capsys):
 def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
     from safetensors.torch import save_file
 
+    from dynsr.cli.options import Degradation
+    from dynsr.metrics import kernel_error
     from dynsr.models import create
 
     write_image(tmp_path / "hr" / "smooth.png", _image(128, 128))
@@ -447,7 +449,16 @@ def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
                  str(tmp_path / "hr"), "--scale", "2", "--random-kernel", "div2krk",
                  "--downsample", "direct", "--blind", "--kernelgan-iterations", "2",
                  "--json", str(out)]) == 0
-    settings = json.loads(out.read_text())["settings"]
-    assert settings["blind"]["iterations"] == 2
+    result = json.loads(out.read_text())
+    settings, row = result["settings"], result["images"][0]
+    assert settings["blind"]["iterations"] == 2 and settings["crop_sampling"] == CROP_SAMPLING
+    # Per-image seconds and KernelGAN's error against the degradation's own kernel, as the
+    # DualSR rows report them.
+    degradation = Degradation(2, downsample="direct", random_kernel="div2krk")
+    lr = degradation.apply(load_tensor(tmp_path / "hr" / "smooth.png").double(), "smooth.png")
+    expected = kernel_error(estimate_kernel(lr.float(), 2, 2, 0),
+                            degradation.kernel("smooth.png"))
+    assert row["kernel_sse"] == pytest.approx(expected["kernel_sse"], rel=1e-9)
+    assert row["seconds"] > 0 and result["seconds"] == row["seconds"]
     assert main(["eval", "--hr", str(tmp_path / "hr"), "--scale", "2", "--blind"]) == 1
     assert "--blind is for non-blind models" in capsys.readouterr().err

@@ -173,6 +173,7 @@ def evaluate_images(
     pairs: dict | None = None,
     desc: str = "eval",
     label: str = "dynsr eval",
+    timed: bool = False,
 ) -> EvalResult:
     """PSNR-Y/SSIM-Y of ``model`` (already in eval mode) on ``hr_paths``: what ``dynsr eval``
     measures, also used by training's validation.
@@ -183,12 +184,14 @@ def evaluate_images(
     ``pairs``: a dict kept by the caller in which the (LR, HR) pairs are cached between
     calls (validation measures the same images many times). Images that cannot be read or
     measured are skipped with a one-line message (starting with ``label``) and counted in
-    ``failures``; ``desc`` labels the progress bar.
+    ``failures``; ``desc`` labels the progress bar. ``timed``: each row gets ``seconds``,
+    from reading the image to its SR (conditions included, scoring left out).
     """
     crop = degradation.scale if crop is None else crop
     rows, failures = [], 0
     for hr_path in tqdm(hr_paths, desc=desc, unit="img", disable=None, leave=False):
         try:
+            started = time.perf_counter()
             if pairs is not None and hr_path in pairs:
                 lr, hr = pairs[hr_path]
             else:
@@ -200,11 +203,14 @@ def evaluate_images(
             sr = upscale_batch(model, lr.unsqueeze(0), precision=precision,
                                channels_last=channels_last, **kwargs)[0]
             sr = sr.to(torch.float64)
+            seconds = time.perf_counter() - started
             if sr.shape != hr.shape:
                 raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
                                  f"{tuple(hr.shape)} (after cropping to a multiple of "
                                  f"{degradation.scale})")
             scores = evaluate_pair(sr, hr, crop)
+            if timed:
+                scores["seconds"] = round(seconds, 2)
             if save_sr is not None:
                 write_image(save_sr / f"{hr_path.stem}.png", sr.clamp(0, 1))
         except (ImageReadError, ValueError, OSError) as err:
@@ -401,9 +407,11 @@ def run(args: argparse.Namespace) -> int:
         if get_spec(args.model).needs_degradation:
             if args.blind:
                 def estimated(path: Path, lr: torch.Tensor) -> dict:
-                    return estimate_degradation(lr.float(), scale,
-                                                iterations=args.kernelgan_iterations
-                                                ).conditions()
+                    estimate = estimate_degradation(lr.float(), scale,
+                                                    iterations=args.kernelgan_iterations)
+                    kernels[path.stem] = (estimate.kernel, true_kernel(path, degradation,
+                                                                       args.lr))
+                    return estimate.conditions()
                 conditions = estimated
             elif degradation.per_image:
                 conditions = degradation.conditions_of_file
@@ -411,10 +419,15 @@ def run(args: argparse.Namespace) -> int:
                 conditions = degradation.model_conditions()
         elif args.blind:
             raise ValueError(f"--blind is for non-blind models (udvd); {args.model} is blind")
+        kernels: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                                  precision=args.precision, channels_last=fast,
                                  conditions=conditions, save_sr=args.save_sr,
-                                 desc=f"eval {args.model} x{scale}")
+                                 desc=f"eval {args.model} x{scale}", timed=args.blind)
+        for row in result.rows:  # --blind: KernelGAN's error where the true kernel is known
+            estimate, truth = kernels.get(row["name"], (None, None))
+            if truth is not None:
+                row.update(kernel_error(estimate, truth))
     rows, failures = result.rows, result.failures
     if not rows:
         raise ValueError("no image could be evaluated")
