@@ -130,7 +130,7 @@ def test_crop_sampler_draws_from_its_probabilities():
     # Inverse-CDF draws must follow crop_probabilities: never a zero-probability corner, and
     # frequencies within sampling noise of the probabilities (40,000 draws, fixed seed).
     image = torch.rand(3, 40, 44, generator=torch.Generator().manual_seed(2))
-    image[:, :, :20] = 0.5  # a flat left part: low but non-zero scores next to the texture
+    image[:, :, :20] = 0.5  # a flat left part: corners there score 0 and must never be drawn
     probabilities = crop_probabilities(image, 12, border=4)
     sampler = crop_sampler(image, 12, torch.Generator().manual_seed(0), border=4)
     counts = torch.zeros_like(probabilities)

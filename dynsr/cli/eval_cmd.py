@@ -404,13 +404,15 @@ def run(args: argparse.Namespace) -> int:
         model = prepare_model(model, channels_last=fast)
         # Non-blind models (UDVD) are told the degradation that made the LR images.
         conditions: dict | Callable[[Path, torch.Tensor], dict] = {}
+        kernel_errors: dict[str, dict] = {}  # --blind: KernelGAN's, where the truth is known
         if get_spec(args.model).needs_degradation:
             if args.blind:
                 def estimated(path: Path, lr: torch.Tensor) -> dict:
                     estimate = estimate_degradation(lr.float(), scale,
                                                     iterations=args.kernelgan_iterations)
-                    kernels[path.stem] = (estimate.kernel, true_kernel(path, degradation,
-                                                                       args.lr))
+                    truth = true_kernel(path, degradation, args.lr)
+                    if truth is not None:
+                        kernel_errors[path.stem] = kernel_error(estimate.kernel, truth)
                     return estimate.conditions()
                 conditions = estimated
             elif degradation.per_image:
@@ -419,15 +421,12 @@ def run(args: argparse.Namespace) -> int:
                 conditions = degradation.model_conditions()
         elif args.blind:
             raise ValueError(f"--blind is for non-blind models (udvd); {args.model} is blind")
-        kernels: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                                  precision=args.precision, channels_last=fast,
                                  conditions=conditions, save_sr=args.save_sr,
                                  desc=f"eval {args.model} x{scale}", timed=args.blind)
-        for row in result.rows:  # --blind: KernelGAN's error where the true kernel is known
-            estimate, truth = kernels.get(row["name"], (None, None))
-            if truth is not None:
-                row.update(kernel_error(estimate, truth))
+        for row in result.rows:
+            row.update(kernel_errors.get(row["name"], {}))
     rows, failures = result.rows, result.failures
     if not rows:
         raise ValueError("no image could be evaluated")

@@ -368,7 +368,7 @@ def crop_sampler(image: torch.Tensor, crop: int, generator: torch.Generator,
     cols = probabilities.shape[1]
     # Inverse-CDF sampling: the cumulative sum once, then a binary search per draw. The same
     # distribution as torch.multinomial, which draws one exponential variate per candidate on
-    # every call (19 ms for a DIV2KRK-sized LR image, four calls per DualSR iteration).
+    # every call (19-35 ms for a DIV2KRK-sized LR image, four calls per DualSR iteration).
     cumulative = probabilities.flatten().cumsum(0)
     total = cumulative[-1]
     # The last possible corner: guards u * total rounding up to total.
