@@ -163,7 +163,7 @@ class PatchDiscriminator(nn.Module):
         body: list[nn.Module] = []
         for _ in range(layers - 2):
             body += [spectral_norm(nn.Conv2d(channels, channels, 1)), nn.BatchNorm2d(channels),
-                     nn.ReLU()]
+                     nn.ReLU(inplace=True)]  # BatchNorm's backward needs no output
         self.body = nn.Sequential(*body)
         self.last = spectral_norm(nn.Conv2d(channels, 1, 1))
         self.reset_parameters()
