@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -49,6 +50,29 @@ def test_upsampler_bilinear_is_replicate_padded_phase_filters():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.zeros_(module.weight)
     torch.testing.assert_close(model(x), reference, rtol=0, atol=1e-12)
+
+
+def test_in_place_relus_give_the_out_of_place_values_and_gradients():
+    # G_UP's ReLUs run in place for speed; the same network with out-of-place ReLUs must give
+    # bit-identical outputs and gradients, in the fast path's bf16 + channels_last too.
+    torch.manual_seed(0)
+    model = Upsampler().to(memory_format=torch.channels_last)
+    plain = copy.deepcopy(model)
+    relus = [m for m in plain.modules() if isinstance(m, torch.nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+    for module in relus:
+        module.inplace = False
+    x = torch.rand(2, 3, 12, 10).contiguous(memory_format=torch.channels_last)
+    target = torch.rand(2, 3, 24, 20)
+    results = []
+    for net in (model, plain):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x).float()
+        (out * target).sum().backward()
+        results.append((out.detach(), [p.grad for p in net.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert torch.equal(a, b)
 
 
 def test_sobel_and_masked_interpolation_loss():
