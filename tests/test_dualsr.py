@@ -26,7 +26,7 @@ from dynsr.zeroshot.dualsr import (
     sobel_magnitude,
     zeroshot,
 )
-from dynsr.zeroshot.kernelgan import CROP_SAMPLING, estimate_kernel
+from dynsr.zeroshot.kernelgan import CROP_SAMPLING, PatchDiscriminator, estimate_kernel
 
 torch.set_num_threads(1)
 
@@ -52,26 +52,33 @@ def test_upsampler_bilinear_is_replicate_padded_phase_filters():
     torch.testing.assert_close(model(x), reference, rtol=0, atol=1e-12)
 
 
-def test_in_place_relus_give_the_out_of_place_values_and_gradients():
-    # G_UP's ReLUs run in place for speed; the same network with out-of-place ReLUs must give
-    # bit-identical outputs and gradients, in the fast path's bf16 + channels_last too.
+@pytest.mark.parametrize("network, shape, fast", [
+    (Upsampler, (2, 3, 12, 10), True),  # G_UP in the fast path: bf16 + channels_last
+    (PatchDiscriminator, (2, 3, 20, 20), False),  # D_DN as KernelGAN runs it: fp32
+])
+def test_in_place_relus_give_the_out_of_place_values_and_gradients(network, shape, fast):
+    # G_UP's and D_DN's ReLUs run in place for speed; the same network with out-of-place
+    # ReLUs must give bit-identical outputs and gradients.
     torch.manual_seed(0)
-    model = Upsampler().to(memory_format=torch.channels_last)
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model = network().to(memory_format=layout)
     plain = copy.deepcopy(model)
     relus = [m for m in plain.modules() if isinstance(m, torch.nn.ReLU)]
     assert relus and all(m.inplace for m in relus)
     for module in relus:
         module.inplace = False
-    x = torch.rand(2, 3, 12, 10).contiguous(memory_format=torch.channels_last)
-    target = torch.rand(2, 3, 24, 20)
+    x = torch.rand(shape).contiguous(memory_format=layout)
     results = []
     for net in (model, plain):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = net(x).float()
+        x_in = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            out = net(x_in).float()
+        target = torch.linspace(0, 1, out.numel()).reshape(out.shape)
         (out * target).sum().backward()
-        results.append((out.detach(), [p.grad for p in net.parameters()]))
+        results.append((out.detach(), x_in.grad, [p.grad for p in net.parameters()]))
     assert torch.equal(results[0][0], results[1][0])
-    for a, b in zip(results[0][1], results[1][1], strict=True):
+    assert torch.equal(results[0][1], results[1][1])
+    for a, b in zip(results[0][2], results[1][2], strict=True):
         assert torch.equal(a, b)
 
 
