@@ -376,6 +376,26 @@ def test_a_run_resumed_on_another_machine_lists_both(photos, tmp_path, monkeypat
     assert load_state(out / "state.pt")["machines"] == [describe_cpu(), other]
 
 
+def test_a_state_saved_before_newer_config_keys_existed_resumes(photos, tmp_path):
+    # A run started by an older dynsr saved a configuration without keys added since
+    # (model.init, train.multistage, ...): those take their defaults, not "changed".
+    out = tmp_path / "run"
+    train(small_config(photos, iterations=6, stop_after=2), out)
+    state = load_state(out / "state.pt")
+    del state["config"]["model"]["init"], state["config"]["model"]["init_strict"]
+    del state["config"]["train"]["multistage"]
+    torch.save(state, out / "state.pt")
+    done = train(small_config(photos, iterations=6), out, resume=True)
+    assert done.completed and done.iteration == 6
+    # A key that is really different is still refused.
+    state = load_state(out / "state.pt")
+    del state["config"]["model"]["init"]
+    state["config"]["train"]["lr"] = 0.5
+    torch.save(state, out / "state.pt")
+    with pytest.raises(ValueError, match=r"differs from the saved run in train\.lr"):
+        train(small_config(photos, iterations=8), out, resume=True, reschedule=True)
+
+
 def test_reschedule_changes_the_length_on_resume_and_says_so(photos, tmp_path):
     out = tmp_path / "run"
     train(small_config(photos, iterations=8, schedule="cosine", stop_after=4), out)

@@ -418,7 +418,10 @@ class Trainer:
         state = None
         if resume and self.state_path.exists():
             state = load_state(self.state_path)
-            changed = weight_affecting_changes(state["config"], config_to_dict(cfg))
+            # Resolve the saved configuration again so that keys added to dynsr since the
+            # run started get their defaults instead of counting as changes.
+            saved = config_to_dict(config_from_dict(state["config"]))
+            changed = weight_affecting_changes(saved, config_to_dict(cfg))
             if reschedule and "train.iterations" in changed:
                 # A longer or shorter schedule from here on: the learning rate follows the new
                 # length from the saved iteration; the change is kept in the state and summary.
