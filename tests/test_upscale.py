@@ -287,6 +287,45 @@ def test_published_training_output_loads_by_name(tmp_path):
         publish_weights(bare, shipped)
 
 
+def test_a_fine_tune_lists_the_stages_it_started_from(tmp_path, monkeypatch):
+    from dynsr.train.engine import train
+    from dynsr.upscale.weights import publish_weights
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(data.astronaut()[:64, :64]).save(tmp_path / "photos" / "a.png")
+
+    def run(name, iterations, loss, init=None):
+        cfg = {"name": name, "model": {"name": "dyconvsr", "scale": 2, "init": init},
+               "data": {"train": {"type": "hr_folder", "paths": str(tmp_path / "photos"),
+                                  "patch_size": 32}},
+               "train": {"iterations": iterations, "batch_size": 2, "threads": 1,
+                         "loss": loss},
+               "log": {"progress": "never"}}
+        train(cfg, tmp_path / name)
+        return f"{name}/model.safetensors"  # relative, as recipes give model.init
+
+    monkeypatch.chdir(tmp_path)
+    first = run("first", 3, "l1")
+    second = run("second", 2, "l2", init=first)
+    third = run("third", 1, "l2", init=second)
+    entry = publish_weights(third, tmp_path / "shipped")
+    manifest = json.loads((tmp_path / "shipped" / "manifest.json").read_text())
+    training = manifest["models"]["dyconvsr"]["2"]["training"]
+    assert entry.name == "dyconvsr" and training["iterations"] == 1
+    assert training["loss"] == "l2" and training["init"] == second
+    stages = training["earlier_stages"]
+    assert [(s["run"], s["iterations"], s["loss"]) for s in stages] == [
+        ("first", 3, "l1"), ("second", 2, "l2")]
+    assert "init" not in stages[0] and stages[1]["init"] == first
+    assert all(s["wall_time_h"] >= 0 and s["machines"] for s in stages)
+    # An init that is not a dynsr train file (or is gone) adds no stages.
+    (tmp_path / first).unlink()
+    (tmp_path / second).write_bytes(b"not safetensors")
+    publish_weights(third, tmp_path / "shipped")
+    manifest = json.loads((tmp_path / "shipped" / "manifest.json").read_text())
+    assert "earlier_stages" not in manifest["models"]["dyconvsr"]["2"]["training"]
+
+
 def test_a_trained_file_brings_its_model_config(tmp_path):
     """Weights from ``dynsr train`` carry the model's configuration: ``--weights`` builds the
     network they fit (here kpn7 on RGB, as the DDet ablation trains it), and refuses them

@@ -213,6 +213,33 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def _init_stages(init: str | None) -> dict:
+    """The earlier training stages of weights fine-tuned from ``init``, oldest first.
+
+    A fine-tune's own iterations and wall time leave out the run it started from; when
+    ``init`` (a path relative to where the publishing runs, as in the recipe) is itself a
+    ``dynsr train`` file, its run, iterations and hours are listed (and its own stages
+    before it), so the manifest states the whole budget. Empty when it is not readable.
+    """
+    if not init:
+        return {}
+    try:
+        meta = _read_metadata(Path(init))
+    except WeightsError:
+        return {}
+    if not {"config", "iterations", "wall_time_s"} <= meta.keys():
+        return {}
+    run = yaml.safe_load(meta["config"])
+    earlier = _init_stages(run["model"].get("init")).get("earlier_stages", [])
+    stage = {"run": run.get("name"), "init": run["model"].get("init"),
+             "iterations": int(meta["iterations"]),
+             "schedule_iterations": run["train"]["iterations"],
+             "loss": run["train"].get("loss"),
+             "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
+             "machines": json.loads(meta["machines"]) if "machines" in meta else None}
+    return {"earlier_stages": [*earlier, {k: v for k, v in stage.items() if v is not None}]}
+
+
 def publish_weights(source: str | os.PathLike[str],
                     weights_dir: str | os.PathLike[str] | None = None) -> WeightsEntry:
     """Copy a trained weights file into ``weights_dir`` as ``NAME_xS.safetensors`` and list it.
@@ -250,7 +277,9 @@ def publish_weights(source: str | os.PathLike[str],
             "iterations": int(meta["iterations"]),
             "schedule_iterations": run["train"]["iterations"],
             "batch_size": run["train"]["batch_size"],
+            "loss": run["train"].get("loss"),
             **({"init": run["model"]["init"]} if run["model"].get("init") else {}),
+            **_init_stages(run["model"].get("init")),
             "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
             # The CPUs of the training sessions (weights trained before this was recorded
             # have none).
