@@ -213,31 +213,40 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def _init_stages(init: str | None) -> dict:
+def _stage_record(meta: dict[str, str], run: dict) -> dict:
+    """What one ``dynsr train`` run cost and how: run, init, iterations, loss, hours, CPUs."""
+    init = run["model"].get("init")
+    return {
+        "run": run.get("name"),
+        **({"init": init} if init else {}),
+        "iterations": int(meta["iterations"]),
+        "schedule_iterations": run["train"]["iterations"],
+        "loss": run["train"].get("loss"),
+        "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
+        # The CPUs of the training sessions (weights trained before this was recorded have
+        # none).
+        **({"machines": json.loads(meta["machines"])} if "machines" in meta else {}),
+    }
+
+
+def _init_stages(init: str | None) -> list[dict]:
     """The earlier training stages of weights fine-tuned from ``init``, oldest first.
 
     A fine-tune's own iterations and wall time leave out the run it started from; when
     ``init`` (a path relative to where the publishing runs, as in the recipe) is itself a
-    ``dynsr train`` file, its run, iterations and hours are listed (and its own stages
-    before it), so the manifest states the whole budget. Empty when it is not readable.
+    ``dynsr train`` file, its stage is listed (and its own stages before it), so the
+    manifest states the whole budget. Empty when it is not readable.
     """
     if not init:
-        return {}
+        return []
     try:
         meta = _read_metadata(Path(init))
     except WeightsError:
-        return {}
+        return []
     if not {"config", "iterations", "wall_time_s"} <= meta.keys():
-        return {}
+        return []
     run = yaml.safe_load(meta["config"])
-    earlier = _init_stages(run["model"].get("init")).get("earlier_stages", [])
-    stage = {"run": run.get("name"), "init": run["model"].get("init"),
-             "iterations": int(meta["iterations"]),
-             "schedule_iterations": run["train"]["iterations"],
-             "loss": run["train"].get("loss"),
-             "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
-             "machines": json.loads(meta["machines"]) if "machines" in meta else None}
-    return {"earlier_stages": [*earlier, {k: v for k, v in stage.items() if v is not None}]}
+    return [*_init_stages(run["model"].get("init")), _stage_record(meta, run)]
 
 
 def publish_weights(source: str | os.PathLike[str],
@@ -266,24 +275,17 @@ def publish_weights(source: str | os.PathLike[str],
     train_data = dict(run["data"]["train"])
     if isinstance(train_data.get("paths"), str):
         train_data["paths"] = [train_data["paths"]]
+    stages = _init_stages(run["model"].get("init"))
     entry = {
         "file": file_name,
         "sha256": digest,
         "config": json.loads(meta["model_config"]),
         "training": {
-            "run": run.get("name"),
+            **_stage_record(meta, run),
             "data": {k: train_data[k] for k in ("type", "paths", "degradation", "patch_size")
                      if k in train_data},
-            "iterations": int(meta["iterations"]),
-            "schedule_iterations": run["train"]["iterations"],
             "batch_size": run["train"]["batch_size"],
-            "loss": run["train"].get("loss"),
-            **({"init": run["model"]["init"]} if run["model"].get("init") else {}),
-            **_init_stages(run["model"].get("init")),
-            "wall_time_h": round(float(meta["wall_time_s"]) / 3600, 2),
-            # The CPUs of the training sessions (weights trained before this was recorded
-            # have none).
-            **({"machines": json.loads(meta["machines"])} if "machines" in meta else {}),
+            **({"earlier_stages": stages} if stages else {}),
             "weights": meta.get("weights"),
             "dynsr_version": meta.get("dynsr_version"),
             "date": meta.get("date"),
