@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 from torch.utils.data import DataLoader
 
-from dynsr.degrade import degrade, downsample_map, gaussian_blur, realistic
+from dynsr.degrade import degrade, downsample_map, gaussian_blur, realistic, samplers
 from dynsr.io import write_image
 from dynsr.ops import imresize, quantize
 from dynsr.train import datasets
@@ -184,13 +184,13 @@ def test_spatially_variant_maps_vary_and_drive_the_noise(flat):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_returned_blur_map_is_the_lr_grid_version_of_the_blur_applied(flat, monkeypatch, scale):
     used = []
-    original = datasets._per_pixel_gaussians
+    original = samplers.per_pixel_gaussians
 
     def capture(width, size):
         used.append(width)
         return original(width, size)
 
-    monkeypatch.setattr(datasets, "_per_pixel_gaussians", capture)
+    monkeypatch.setattr(samplers, "per_pixel_gaussians", capture)
     cfg = _hr_cfg(flat, "variational", patch_size=48, augment=False,
                   degradation_options={"spatially_variant": 1.0})
     ds = build_dataset(cfg, scale, seed=2)
@@ -218,7 +218,7 @@ def test_field_on_lr_grid_is_the_block_average_of_the_hr_field(scale):
     lr_pos = (torch.arange(patch // scale, dtype=torch.float32) + 0.5) / (patch // scale)
     kinds = set()
     for seed in range(12):
-        field = datasets._Field.sample(torch.Generator().manual_seed(seed), 0.2, 3.0)
+        field = samplers.RandomField.sample(torch.Generator().manual_seed(seed), 0.2, 3.0)
         kinds.add(field.grid is None)
         hr_map = field(hr_pos, hr_pos)[None, None]
         lr_map = field(lr_pos, lr_pos)

@@ -86,23 +86,9 @@ a tenth of the cost (0.05 instead of 0.6 ms for a 128-pixel x2 patch).
 
 Spatially variant degradations (``variational``)
 ------------------------------------------------
-UDVD's paper trains on Eq. 1 with uniformly sampled, spatially invariant parameters and tests
-spatial variation with width and noise rising linearly from left to right (Table 3: 0.2 -> 2
-and 5 -> 50). dynsr's generator, used for a fraction ``spatially_variant`` of the samples,
-draws the width field and the noise field independently, each either (probability 1/2)
-
-* a **ramp**: linear along a random direction (angle uniform in [0, 2 pi)), with its two end
-  values drawn uniformly from the range and reached at the patch's extreme corners along
-  that direction (UDVD's test is the horizontal case); or
-* a **smooth field**: bilinear interpolation of a 3 x 3 grid of values drawn uniformly from
-  the range, the grid spanning the patch (hills, valleys and saddles).
-
-Both stay inside the range on the patch (ramps are clamped to it in the context margin).
-A field is a function of the continuous position, evaluated at HR pixel centres for the blur
-(on the HR grid, where the blur happens) and at LR pixel centres (HR position
-``s*i + (s-1)/2``) for the returned maps and the noise: for a ramp that is exactly the block
-average (:func:`dynsr.degrade.downsample_map`), for the bilinear field equal to it inside
-each grid cell.
+A fraction ``spatially_variant`` of the samples get random width and noise fields (ramps or
+smooth hills): :mod:`dynsr.degrade.samplers` describes them. The degradation samplers
+themselves live there; this module crops, seeds, augments and batches.
 """
 
 from __future__ import annotations
@@ -114,17 +100,22 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from dynsr.degrade import add_noise, degrade, realistic
+from dynsr.degrade import realistic
+from dynsr.degrade.samplers import (
+    BicubicSampler,
+    RealisticSampler,
+    VariationalOptions,
+    VariationalSampler,
+    trim,
+)
 from dynsr.io import ImageReadError, list_images, read_image
-from dynsr.ops import imresize, quantize
+from dynsr.ops import imresize
 
 __all__ = [
     "DATASET_TYPES",
@@ -241,184 +232,9 @@ def _crop(image: torch.Tensor, top: int, left: int, height: int, width: int) -> 
     return patch.expand(3, -1, -1) if patch.shape[0] == 1 else patch
 
 
-def _trim(x: torch.Tensor, border: int) -> torch.Tensor:
-    return x[..., border:x.shape[-2] - border, border:x.shape[-1] - border] if border else x
-
-
 def _randint(gen: torch.Generator, high: int) -> int:
     """Uniform integer in [0, high]."""
     return int(torch.randint(high + 1, (), generator=gen))
-
-
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=gen, dtype=torch.float64))
-
-
-# --------------------------------------------------------------------------------------------
-# Degradations of HR patches
-
-
-class _Bicubic:
-    """DyConvSR: LR = 8-bit quantised MATLAB bicubic, exactly as ``dynsr eval`` makes it."""
-
-    extra_keys: tuple[str, ...] = ()
-
-    def context(self, scale: int) -> int:
-        return 2  # bicubic reaches 2s HR pixels from an LR pixel's centre
-
-    def __call__(self, hr: torch.Tensor, scale: int, border: int,
-                 gen: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"lr": _trim(quantize(imresize(hr, scale=1.0 / scale)), border)}
-
-
-@dataclass(frozen=True)
-class VariationalOptions:
-    """UDVD's Eq. 1 ranges (paper Sec. 4.1) and the share of spatially variant samples."""
-
-    width_range: tuple[float, float] = (0.2, 3.0)
-    noise_range: tuple[float, float] = (0.0, 75.0)
-    kernel_size: int = 15
-    spatially_variant: float = 0.0
-
-    @classmethod
-    def from_mapping(cls, options: Mapping, where: str) -> VariationalOptions:
-        known = ("width_range", "noise_range", "kernel_size", "spatially_variant")
-        for key in options:
-            if key not in known:
-                raise ValueError(f"{where}.{key}: unknown key for the variational degradation "
-                                 f"(known: {', '.join(known)})")
-        ranges = {}
-        for name in ("width_range", "noise_range"):
-            value = options.get(name, getattr(cls, name))
-            if (not isinstance(value, list | tuple) or len(value) != 2
-                    or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
-                    or not 0 <= value[0] <= value[1]):
-                raise ValueError(f"{where}.{name}: expected [low, high] with 0 <= low <= high, "
-                                 f"got {value!r}")
-            ranges[name] = (float(value[0]), float(value[1]))
-        size = options.get("kernel_size", cls.kernel_size)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
-            raise ValueError(f"{where}.kernel_size: expected an odd positive int, got {size!r}")
-        share = options.get("spatially_variant", cls.spatially_variant)
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-            raise ValueError(f"{where}.spatially_variant: expected a probability in [0, 1], "
-                             f"got {share!r}")
-        return cls(ranges["width_range"], ranges["noise_range"], size, float(share))
-
-
-@dataclass(frozen=True)
-class _Field:
-    """A random scalar field over the patch, a function of normalised position in [0, 1]^2."""
-
-    low: float
-    high: float
-    grid: torch.Tensor | None  # (3, 3) values for a smooth field, None for a ramp
-    angle: float = 0.0
-    start: float = 0.0
-    end: float = 0.0
-
-    @classmethod
-    def sample(cls, gen: torch.Generator, low: float, high: float) -> _Field:
-        if _uniform(gen, 0, 1) < 0.5:
-            angle = _uniform(gen, 0, 2 * math.pi)
-            return cls(low, high, None, angle, _uniform(gen, low, high), _uniform(gen, low, high))
-        grid = low + (high - low) * torch.rand(3, 3, generator=gen, dtype=torch.float64)
-        return cls(low, high, grid.to(torch.float32))
-
-    def __call__(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Values (len(ys), len(xs)) at normalised rows ``ys`` and columns ``xs``."""
-        if self.grid is None:
-            cos, sin = math.cos(self.angle), math.sin(self.angle)
-            # Projection on the direction, scaled to [-1, 1] between the patch's extreme corners.
-            t = ((xs[None, :] - 0.5) * cos + (ys[:, None] - 0.5) * sin) / (
-                0.5 * (abs(cos) + abs(sin)))
-            values = self.start + (self.end - self.start) * (t + 1) / 2
-            return values.clamp(self.low, self.high)
-        grid = torch.stack(torch.broadcast_tensors(xs[None, :] * 2 - 1, ys[:, None] * 2 - 1), -1)
-        return F.grid_sample(self.grid[None, None], grid[None], mode="bilinear",
-                             padding_mode="border", align_corners=True)[0, 0]
-
-
-def _per_pixel_gaussians(width: torch.Tensor, size: int) -> torch.Tensor:
-    """Isotropic Gaussians (1, k*k, H, W), taps row-major, one per pixel of a (1, 1, H, W) map.
-
-    The same kernels as ``isotropic_gaussian(size, width)``, built as outer products of
-    normalised 1-D Gaussians (a normalised isotropic Gaussian factorises exactly): 10x faster
-    than evaluating k*k exponentials per pixel.
-    """
-    offsets = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    variance = (width[0] ** 2).clamp_min(1e-12)  # width 0 becomes a delta, not 0/0
-    taps = torch.exp(-offsets[:, None, None] ** 2 / (2 * variance))  # (k, H, W)
-    taps = taps / taps.sum(0, keepdim=True)
-    # Far tails of narrow kernels are subnormal floats (exp(-112) at width 0.2), and CPU
-    # arithmetic on subnormals is ~100x slower; below 1e-15 (products >= 1e-30) they are 0.
-    taps = torch.where(taps < 1e-15, 0.0, taps)
-    return (taps[:, None] * taps[None, :]).reshape(1, size * size, *width.shape[-2:])
-
-
-class _Variational:
-    """UDVD Eq. 1: isotropic Gaussian blur, bicubic down, 8-bit quantisation, AWGN (unclipped)."""
-
-    extra_keys = ("blur", "noise")
-
-    def __init__(self, options: VariationalOptions) -> None:
-        self.options = options
-        self.maps = options.spatially_variant > 0  # maps for every sample: one shape per dataset
-
-    def context(self, scale: int) -> int:
-        return math.ceil((self.options.kernel_size // 2 + 2 * scale) / scale)
-
-    def __call__(self, hr: torch.Tensor, scale: int, border: int,
-                 gen: torch.Generator) -> dict[str, torch.Tensor]:
-        opts = self.options
-        patch = hr.shape[-1] - 2 * border * scale
-        lr_size = patch // scale
-        variant = _uniform(gen, 0, 1) < opts.spatially_variant
-        if variant:
-            width_field = _Field.sample(gen, *opts.width_range)
-            noise_field = _Field.sample(gen, *opts.noise_range)
-            # HR pixel centres of the extended crop, normalised to the inner patch.
-            hr_pos = (torch.arange(hr.shape[-1], dtype=torch.float32) - border * scale + 0.5)
-            hr_pos = hr_pos / patch
-            lr_pos = (torch.arange(lr_size, dtype=torch.float32) + 0.5) / lr_size
-            width_hr = width_field(hr_pos, hr_pos)[None, None]
-            blur = width_field(lr_pos, lr_pos)[None]
-            noise = noise_field(lr_pos, lr_pos)[None]
-        else:
-            width = _uniform(gen, *opts.width_range)
-            sigma = _uniform(gen, *opts.noise_range)
-            width_hr = width
-            blur = torch.tensor(width, dtype=torch.float32)
-            noise = torch.tensor(sigma, dtype=torch.float32)
-            if self.maps:
-                blur = blur.expand(1, lr_size, lr_size).clone()
-                noise = noise.expand(1, lr_size, lr_size).clone()
-        if isinstance(width_hr, torch.Tensor):
-            kernels = _per_pixel_gaussians(width_hr, opts.kernel_size)
-            clean = degrade(hr, scale, kernel=kernels)
-        else:
-            clean = degrade(hr, scale, width=width_hr, kernel_size=opts.kernel_size)
-        sigma_arg = noise[None] if noise.dim() == 3 else noise
-        lr = add_noise(_trim(clean, border), sigma_arg, generator=gen)
-        return {"lr": lr, "blur": blur, "noise": noise}
-
-
-class _Realistic:
-    """DDet without RealSR pairs: :mod:`dynsr.degrade.realistic`."""
-
-    extra_keys: tuple[str, ...] = ()
-
-    def __init__(self, options: realistic.RealisticOptions) -> None:
-        self.options = options
-
-    def context(self, scale: int) -> int:
-        return realistic.context(self.options, scale)
-
-    def __call__(self, hr: torch.Tensor, scale: int, border: int,
-                 gen: torch.Generator) -> dict[str, torch.Tensor]:
-        params = realistic.sample_params(self.options, gen)
-        # JPEG runs on the extended LR too, so the patch's blocks see real neighbours.
-        return {"lr": _trim(realistic.apply(hr, scale, params, gen), border)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,11 +326,12 @@ class HRFolderDataset(SRDataset):
             if options:
                 raise ValueError(f"{where}.{next(iter(options))}: unknown key (the bicubic "
                                  f"degradation has no options)")
-            self.degradation = _Bicubic()
+            self.degradation = BicubicSampler()
         elif degradation == "variational":
-            self.degradation = _Variational(VariationalOptions.from_mapping(options, where))
+            self.degradation = VariationalSampler(VariationalOptions.from_mapping(options, where))
         elif degradation == "realistic":
-            self.degradation = _Realistic(realistic.RealisticOptions.from_mapping(options, where))
+            options = realistic.RealisticOptions.from_mapping(options, where)
+            self.degradation = RealisticSampler(options)
         else:
             raise ValueError(f"data.train.degradation: expected one of "
                              f"{', '.join(DEGRADATIONS)}, got {degradation!r}")
@@ -559,7 +376,7 @@ class HRFolderDataset(SRDataset):
         hr = _crop(self.images.get(index), top - border, left - border,
                    patch + 2 * border, patch + 2 * border)
         sample = self.degradation(hr, s, self.context, gen)
-        sample["hr"] = _trim(hr, border).contiguous()
+        sample["hr"] = trim(hr, border).contiguous()
         sample["prescaled"] = torch.tensor(False)
         return sample
 

@@ -1,0 +1,232 @@
+"""Random degradations of HR training patches: each sampler turns an HR crop (with context) into
+the LR patch and whatever else the model is told or must predict.
+
+A sampler has ``context(scale)``, the LR pixels of image context it needs on each side so
+that no LR pixel of the patch sees a padded border, and ``__call__(hr, scale, border, gen)``
+on the extended crop, returning a dict with ``"lr"`` (trimmed by ``border`` LR pixels) and
+its ``extra_keys``. Every random draw comes from ``gen``, so a sample is a function of its
+generator's seed (:mod:`dynsr.train.datasets` seeds one per sample number).
+
+* :class:`BicubicSampler`: MATLAB bicubic, 8-bit (DyConvSR).
+* :class:`VariationalSampler`: UDVD's Eq. 1, optionally spatially variant (UDVD).
+* :class:`RealisticSampler`: :mod:`dynsr.degrade.realistic` (DDet without real pairs).
+* :class:`BlindSampler`: the degradation estimator's data: isotropic, anisotropic and
+  DIV2KRK-style kernels, spatially blended, noise fields, and the per-pixel degradation map
+  UDVD would need as the target.
+
+Spatially variant fields (:class:`RandomField`). UDVD's paper trains on Eq. 1 with uniformly
+sampled, spatially invariant parameters and tests spatial variation with width and noise
+rising linearly from left to right (Table 3: 0.2 -> 2 and 5 -> 50). dynsr's fields are, each
+with probability 1/2,
+
+* a **ramp**: linear along a random direction (angle uniform in [0, 2 pi)), with its two end
+  values drawn uniformly from the range and reached at the patch's extreme corners along
+  that direction (UDVD's test is the horizontal case); or
+* a **smooth field**: bilinear interpolation of a 3 x 3 grid of values drawn uniformly from
+  the range, the grid spanning the patch (hills, valleys and saddles).
+
+Both stay inside the range on the patch (ramps are clamped to it in the context margin).
+A field is a function of the continuous position, evaluated at HR pixel centres for the blur
+(on the HR grid, where the blur happens) and at LR pixel centres (HR position
+``s*i + (s-1)/2``) for the returned maps and the noise: for a ramp that is exactly the block
+average (:func:`dynsr.degrade.downsample_map`), for the bilinear field equal to it inside
+each grid cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dynsr.degrade import realistic
+from dynsr.degrade.pipeline import add_noise, degrade
+from dynsr.ops import imresize, quantize
+
+__all__ = [
+    "BicubicSampler",
+    "RandomField",
+    "RealisticSampler",
+    "VariationalOptions",
+    "VariationalSampler",
+    "per_pixel_gaussians",
+    "trim",
+    "uniform",
+]
+
+
+def trim(x: torch.Tensor, border: int) -> torch.Tensor:
+    """``x`` without ``border`` pixels on each side."""
+    return x[..., border:x.shape[-2] - border, border:x.shape[-1] - border] if border else x
+
+
+def uniform(gen: torch.Generator, low: float, high: float) -> float:
+    """One float64 draw, uniform in [low, high)."""
+    return low + (high - low) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+
+class BicubicSampler:
+    """DyConvSR: LR = 8-bit quantised MATLAB bicubic, exactly as ``dynsr eval`` makes it."""
+
+    extra_keys: tuple[str, ...] = ()
+
+    def context(self, scale: int) -> int:
+        return 2  # bicubic reaches 2s HR pixels from an LR pixel's centre
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"lr": trim(quantize(imresize(hr, scale=1.0 / scale)), border)}
+
+
+@dataclass(frozen=True)
+class VariationalOptions:
+    """UDVD's Eq. 1 ranges (paper Sec. 4.1) and the share of spatially variant samples."""
+
+    width_range: tuple[float, float] = (0.2, 3.0)
+    noise_range: tuple[float, float] = (0.0, 75.0)
+    kernel_size: int = 15
+    spatially_variant: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, options: Mapping, where: str) -> VariationalOptions:
+        known = ("width_range", "noise_range", "kernel_size", "spatially_variant")
+        for key in options:
+            if key not in known:
+                raise ValueError(f"{where}.{key}: unknown key for the variational degradation "
+                                 f"(known: {', '.join(known)})")
+        ranges = {}
+        for name in ("width_range", "noise_range"):
+            value = options.get(name, getattr(cls, name))
+            if (not isinstance(value, list | tuple) or len(value) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
+                    or not 0 <= value[0] <= value[1]):
+                raise ValueError(f"{where}.{name}: expected [low, high] with 0 <= low <= high, "
+                                 f"got {value!r}")
+            ranges[name] = (float(value[0]), float(value[1]))
+        size = options.get("kernel_size", cls.kernel_size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise ValueError(f"{where}.kernel_size: expected an odd positive int, got {size!r}")
+        share = options.get("spatially_variant", cls.spatially_variant)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"{where}.spatially_variant: expected a probability in [0, 1], "
+                             f"got {share!r}")
+        return cls(ranges["width_range"], ranges["noise_range"], size, float(share))
+
+
+@dataclass(frozen=True)
+class RandomField:
+    """A random scalar field over the patch, a function of normalised position in [0, 1]^2."""
+
+    low: float
+    high: float
+    grid: torch.Tensor | None  # (3, 3) values for a smooth field, None for a ramp
+    angle: float = 0.0
+    start: float = 0.0
+    end: float = 0.0
+
+    @classmethod
+    def sample(cls, gen: torch.Generator, low: float, high: float) -> RandomField:
+        if uniform(gen, 0, 1) < 0.5:
+            angle = uniform(gen, 0, 2 * math.pi)
+            return cls(low, high, None, angle, uniform(gen, low, high), uniform(gen, low, high))
+        grid = low + (high - low) * torch.rand(3, 3, generator=gen, dtype=torch.float64)
+        return cls(low, high, grid.to(torch.float32))
+
+    def __call__(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Values (len(ys), len(xs)) at normalised rows ``ys`` and columns ``xs``."""
+        if self.grid is None:
+            cos, sin = math.cos(self.angle), math.sin(self.angle)
+            # Projection on the direction, scaled to [-1, 1] between the patch's extreme corners.
+            t = ((xs[None, :] - 0.5) * cos + (ys[:, None] - 0.5) * sin) / (
+                0.5 * (abs(cos) + abs(sin)))
+            values = self.start + (self.end - self.start) * (t + 1) / 2
+            return values.clamp(self.low, self.high)
+        grid = torch.stack(torch.broadcast_tensors(xs[None, :] * 2 - 1, ys[:, None] * 2 - 1), -1)
+        return F.grid_sample(self.grid[None, None], grid[None], mode="bilinear",
+                             padding_mode="border", align_corners=True)[0, 0]
+
+
+def per_pixel_gaussians(width: torch.Tensor, size: int) -> torch.Tensor:
+    """Isotropic Gaussians (1, k*k, H, W), taps row-major, one per pixel of a (1, 1, H, W) map.
+
+    The same kernels as ``isotropic_gaussian(size, width)``, built as outer products of
+    normalised 1-D Gaussians (a normalised isotropic Gaussian factorises exactly): 10x faster
+    than evaluating k*k exponentials per pixel.
+    """
+    offsets = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    variance = (width[0] ** 2).clamp_min(1e-12)  # width 0 becomes a delta, not 0/0
+    taps = torch.exp(-offsets[:, None, None] ** 2 / (2 * variance))  # (k, H, W)
+    taps = taps / taps.sum(0, keepdim=True)
+    # Far tails of narrow kernels are subnormal floats (exp(-112) at width 0.2), and CPU
+    # arithmetic on subnormals is ~100x slower; below 1e-15 (products >= 1e-30) they are 0.
+    taps = torch.where(taps < 1e-15, 0.0, taps)
+    return (taps[:, None] * taps[None, :]).reshape(1, size * size, *width.shape[-2:])
+
+
+class VariationalSampler:
+    """UDVD Eq. 1: isotropic Gaussian blur, bicubic down, 8-bit quantisation, AWGN (unclipped)."""
+
+    extra_keys = ("blur", "noise")
+
+    def __init__(self, options: VariationalOptions) -> None:
+        self.options = options
+        self.maps = options.spatially_variant > 0  # maps for every sample: one shape per dataset
+
+    def context(self, scale: int) -> int:
+        return math.ceil((self.options.kernel_size // 2 + 2 * scale) / scale)
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        opts = self.options
+        patch = hr.shape[-1] - 2 * border * scale
+        lr_size = patch // scale
+        variant = uniform(gen, 0, 1) < opts.spatially_variant
+        if variant:
+            width_field = RandomField.sample(gen, *opts.width_range)
+            noise_field = RandomField.sample(gen, *opts.noise_range)
+            # HR pixel centres of the extended crop, normalised to the inner patch.
+            hr_pos = (torch.arange(hr.shape[-1], dtype=torch.float32) - border * scale + 0.5)
+            hr_pos = hr_pos / patch
+            lr_pos = (torch.arange(lr_size, dtype=torch.float32) + 0.5) / lr_size
+            width_hr = width_field(hr_pos, hr_pos)[None, None]
+            blur = width_field(lr_pos, lr_pos)[None]
+            noise = noise_field(lr_pos, lr_pos)[None]
+        else:
+            width = uniform(gen, *opts.width_range)
+            sigma = uniform(gen, *opts.noise_range)
+            width_hr = width
+            blur = torch.tensor(width, dtype=torch.float32)
+            noise = torch.tensor(sigma, dtype=torch.float32)
+            if self.maps:
+                blur = blur.expand(1, lr_size, lr_size).clone()
+                noise = noise.expand(1, lr_size, lr_size).clone()
+        if isinstance(width_hr, torch.Tensor):
+            kernels = per_pixel_gaussians(width_hr, opts.kernel_size)
+            clean = degrade(hr, scale, kernel=kernels)
+        else:
+            clean = degrade(hr, scale, width=width_hr, kernel_size=opts.kernel_size)
+        sigma_arg = noise[None] if noise.dim() == 3 else noise
+        lr = add_noise(trim(clean, border), sigma_arg, generator=gen)
+        return {"lr": lr, "blur": blur, "noise": noise}
+
+
+class RealisticSampler:
+    """DDet without RealSR pairs: :mod:`dynsr.degrade.realistic`."""
+
+    extra_keys: tuple[str, ...] = ()
+
+    def __init__(self, options: realistic.RealisticOptions) -> None:
+        self.options = options
+
+    def context(self, scale: int) -> int:
+        return realistic.context(self.options, scale)
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        params = realistic.sample_params(self.options, gen)
+        # JPEG runs on the extended LR too, so the patch's blocks see real neighbours.
+        return {"lr": trim(realistic.apply(hr, scale, params, gen), border)}
