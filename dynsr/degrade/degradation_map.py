@@ -44,6 +44,15 @@ Example (UDVD's spatially variant test, width 0.2 -> 2 and noise 5 -> 50 left to
     noise_lr = horizontal_ramp(*lr_size, 5.0, 50.0)        # LR grid: noise is added there
     lr = degrade(hr, s, width=width_hr, noise=noise_lr, seed=0)
     dmap = degradation_map(width=downsample_map(width_hr, s), noise_sigma=noise_lr)
+
+Kernels of the other convention
+-------------------------------
+UDVD's kernels k_u act before MATLAB bicubic downscaling, whose antialiasing filter b blurs
+once more; DIV2KRK's and KernelGAN's kernels k describe "blur, then keep every s-th pixel",
+so ``k ≈ k_u * b``. :func:`udvd_kernel_from_direct` solves ``min_c ‖(Σ_i c_i B_i) * b − k‖²``
+over the 15 code values (B_i the basis kernels; b at the offset of k's centre of mass from
+its middle tap, (s-1)/2 on MATLAB's grid) and returns ``k_u = Σ_i c_i B_i``; see
+:mod:`dynsr.zeroshot.blind` for the measurements.
 """
 
 from __future__ import annotations
@@ -60,13 +69,17 @@ import torch.nn.functional as F
 from dynsr.degrade.kernels import (
     SRMD_LAMBDA_RANGE,
     anisotropic_gaussian,
+    center_of_mass,
     isotropic_gaussian,
     pad_kernel,
     sample_anisotropic_params,
 )
+from dynsr.ops.resize import cubic
 
 __all__ = [
     "PCA_DIM",
+    "bicubic_filter",
+    "udvd_kernel_from_direct",
     "PCA_KERNEL_SIZE",
     "compute_pca_basis",
     "degradation_map",
@@ -348,3 +361,33 @@ def downsample_map(field: torch.Tensor, scale: int) -> torch.Tensor:
     expected = (math.ceil(field.shape[-2] / scale), math.ceil(field.shape[-1] / scale))
     assert tuple(out.shape[-2:]) == expected
     return out
+
+
+def bicubic_filter(scale: int, offset: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """MATLAB's antialiasing bicubic filter for 1/``scale`` as a correlation kernel on the HR
+    grid, its LR sample ``offset`` (row, column) HR pixels down-right of the middle tap
+    ((s-1)/2 on MATLAB's grid, module doc): odd size ``2r + 1`` with ``r = 2s - 1 +
+    ceil(max|offset|)``, separable, float64, sum 1."""
+    radius = 2 * scale - 1 + math.ceil(max(abs(o) for o in offset))
+    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    rows, cols = (cubic((d - o) / scale) for o in offset)
+    return (rows / rows.sum())[:, None] * (cols / cols.sum())[None, :]
+
+
+def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
+    """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel``, b the bicubic
+    filter at the offset of ``kernel``'s centre of mass from its middle tap (module doc)."""
+    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"kernel must be square with an odd side, got {tuple(kernel.shape)}")
+    kernel = kernel.to(torch.float64) / kernel.sum()
+    offset = center_of_mass(kernel) - (kernel.shape[-1] - 1) / 2
+    basis = load_pca_basis().to(torch.float64)  # (15, 225)
+    b = bicubic_filter(scale, (float(offset[0]), float(offset[1])))
+    atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
+    # Each basis kernel blurred by b: full correlation (b flipped for conv2d's correlation).
+    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
+    size = max(blurred.shape[-1], kernel.shape[-1])
+    design = pad_kernel(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
+    target = pad_kernel(kernel, size).reshape(-1, 1)
+    code = torch.linalg.lstsq(design, target).solution[:, 0]
+    return kernel_from_code(code, basis)

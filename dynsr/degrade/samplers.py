@@ -35,19 +35,37 @@ each grid cell.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dynsr.degrade import realistic
-from dynsr.degrade.pipeline import add_noise, degrade
+from dynsr.degrade.degradation_map import (
+    PCA_KERNEL_SIZE,
+    bicubic_filter,
+    kernel_code,
+    load_pca_basis,
+)
+from dynsr.degrade.kernels import (
+    DIV2KRK_SIZE,
+    anisotropic_gaussian,
+    div2krk_kernel,
+    isotropic_gaussian,
+    pad_kernel,
+    sample_anisotropic_params,
+)
+from dynsr.degrade.pipeline import add_noise, bicubic_downsample, blur, degrade, subsample
 from dynsr.ops import imresize, quantize
 
 __all__ = [
+    "KERNEL_FAMILIES",
     "BicubicSampler",
+    "BlindOptions",
+    "BlindSampler",
     "RandomField",
     "RealisticSampler",
     "VariationalOptions",
@@ -230,3 +248,177 @@ class RealisticSampler:
         params = realistic.sample_params(self.options, gen)
         # JPEG runs on the extended LR too, so the patch's blocks see real neighbours.
         return {"lr": trim(realistic.apply(hr, scale, params, gen), border)}
+
+
+# --------------------------------------------------------------------------------------------
+# The degradation estimator's data: what UDVD should be told, per LR pixel
+
+KERNEL_FAMILIES = ("isotropic", "anisotropic", "direct")
+
+
+@dataclass(frozen=True)
+class BlindOptions:
+    """The degradations the estimator learns to read (keys of ``degradation_options``).
+
+    ``families``: probability of each kernel family, in the order of
+    :data:`KERNEL_FAMILIES`: isotropic Gaussians of ``width_range`` (UDVD's Eq. 1),
+    anisotropic Gaussians from SRMD's distribution (variances in ``lambda_range``), both
+    followed by MATLAB bicubic, and ``direct``: DIV2KRK-style random kernels followed by
+    keeping every s-th pixel (x2 and x4 only; at x3 its share goes to the other two).
+    ``spatially_variant``: share of samples whose kernel blends two kernels of the family
+    with a random field, and whose noise is a random field. Noise sigma: 0 with probability
+    ``noise_zero``, uniform on [0, ``low_noise``] with ``noise_low``, else uniform on
+    ``noise_range``. ``as_file``: share of LR patches clamped and rounded to 8 bit after the
+    noise (what an image file holds); the rest stay unclipped (SRMD / UDVD's test protocol).
+    """
+
+    families: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    width_range: tuple[float, float] = (0.2, 3.0)
+    lambda_range: tuple[float, float] = (0.1, 10.0)
+    noise_range: tuple[float, float] = (0.0, 75.0)
+    noise_zero: float = 0.1
+    noise_low: float = 0.3
+    low_noise: float = 10.0
+    spatially_variant: float = 0.3
+    as_file: float = 0.5
+
+    @classmethod
+    def from_mapping(cls, options: Mapping, where: str) -> BlindOptions:
+        values = {}
+        for key, value in options.items():
+            if key not in cls.__dataclass_fields__:
+                raise ValueError(f"{where}.{key}: unknown key for the blind degradation "
+                                 f"(known: {', '.join(cls.__dataclass_fields__)})")
+            default = getattr(cls, key)
+            if isinstance(default, tuple):
+                if (not isinstance(value, list | tuple) or len(value) != len(default)
+                        or any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                               for v in value)):
+                    raise ValueError(f"{where}.{key}: expected {len(default)} non-negative "
+                                     f"numbers, got {value!r}")
+                values[key] = tuple(float(v) for v in value)
+            else:
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ValueError(f"{where}.{key}: expected a non-negative number, "
+                                     f"got {value!r}")
+                values[key] = float(value)
+        options = cls(**values)
+        if sum(options.families) <= 0:
+            raise ValueError(f"{where}.families: the probabilities sum to 0")
+        return options
+
+
+def _choice(gen: torch.Generator, weights: Sequence[float]) -> int:
+    total = sum(weights)
+    draw = uniform(gen, 0.0, total)
+    for index, weight in enumerate(weights):
+        draw -= weight
+        if draw < 0:
+            return index
+    return max(i for i, w in enumerate(weights) if w > 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _direct_code_operator(scale: int, offset: float, size: int) -> torch.Tensor:
+    """(15, size²) matrix mapping a direct kernel (centre of mass ``offset`` down-right of its
+    middle tap) to the code :func:`udvd_kernel_from_direct` finds: its least-squares operator,
+    computed once per grid instead of one ``lstsq`` per sample."""
+    basis = load_pca_basis().to(torch.float64)
+    b = bicubic_filter(scale, (offset, offset))
+    atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
+    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
+    full = max(blurred.shape[-1], size)
+    design = pad_kernel(blurred, full).reshape(basis.shape[0], -1).T  # (full², 15)
+    operator = torch.linalg.pinv(design)  # (15, full²)
+    # Keep only the columns of the taps a size x size kernel (padded to full) occupies.
+    index = pad_kernel(torch.arange(1, size * size + 1, dtype=torch.float64)
+                       .reshape(size, size), full).reshape(-1)
+    return operator[:, index > 0].contiguous()
+
+
+class BlindSampler:
+    """LR patches of random (optionally spatially varying) blur and noise, with the target
+    map: per LR pixel, the 15 PCA code values of the kernel UDVD should be told and
+    ``sigma / 255`` (``"dmap"``, (16, h, w)), as :func:`dynsr.degrade.degradation_map` builds
+    it from the true degradation. Isotropic and anisotropic kernels are UDVD's own
+    convention (blur, then bicubic); a direct kernel k is told as the code of the k_u with
+    ``k_u * b ≈ k`` (:func:`dynsr.degrade.udvd_kernel_from_direct`). A blend of two kernels
+    by a field t (per HR pixel ``(1 − t) k_a + t k_b``) is exactly the blend of the two
+    blurred images, and its code the blend of the two codes (the code is linear)."""
+
+    extra_keys = ("dmap",)
+
+    def __init__(self, options: BlindOptions, kernel_size: int = PCA_KERNEL_SIZE) -> None:
+        self.options = options
+        self.kernel_size = kernel_size
+
+    def context(self, scale: int) -> int:
+        gaussian = math.ceil((self.kernel_size // 2 + 2 * scale) / scale)
+        direct = math.ceil((DIV2KRK_SIZE * (3 if scale == 4 else 1)) / (2 * scale)) + 1
+        return max(gaussian, direct)
+
+    def _family(self, scale: int, gen: torch.Generator) -> str:
+        weights = list(self.options.families)
+        if scale not in (2, 4):
+            weights[2] = 0.0
+        return KERNEL_FAMILIES[_choice(gen, weights)]
+
+    def _kernel(self, family: str, scale: int, gen: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One kernel of ``family`` (float32, for the blur) and its code (float64, (15,))."""
+        opts = self.options
+        if family == "isotropic":
+            width = torch.tensor([uniform(gen, *opts.width_range)], dtype=torch.float64)
+            kernel = isotropic_gaussian(self.kernel_size, width, dtype=torch.float64)[0]
+            return kernel.float(), kernel_code(kernel)
+        if family == "anisotropic":
+            l1, l2, theta = sample_anisotropic_params(1, gen, lambda_range=opts.lambda_range)
+            kernel = anisotropic_gaussian(self.kernel_size, l1, l2, theta,
+                                          dtype=torch.float64)[0]
+            return kernel.float(), kernel_code(kernel)
+        kernel = div2krk_kernel(scale, gen, dtype=torch.float64)
+        operator = _direct_code_operator(scale, (scale - 1) / 2, kernel.shape[-1])
+        return kernel.float(), operator @ kernel.reshape(-1)
+
+    def _sigma_range(self, gen: torch.Generator) -> tuple[float, float]:
+        opts = self.options
+        draw = uniform(gen, 0.0, 1.0)
+        if draw < opts.noise_zero:
+            return 0.0, 0.0
+        if draw < opts.noise_zero + opts.noise_low:
+            return 0.0, opts.low_noise
+        return opts.noise_range
+
+    def __call__(self, hr: torch.Tensor, scale: int, border: int,
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        opts = self.options
+        patch = hr.shape[-1] - 2 * border * scale
+        lr_size = patch // scale
+        family = self._family(scale, gen)
+        variant = uniform(gen, 0.0, 1.0) < opts.spatially_variant
+        kernel_a, code_a = self._kernel(family, scale, gen)
+        blurred = blur(hr[None], kernel_a)
+        lr_pos = (torch.arange(lr_size, dtype=torch.float32) + 0.5) / lr_size
+        code = code_a.float()[:, None, None].expand(-1, lr_size, lr_size)
+        if variant:
+            kernel_b, code_b = self._kernel(family, scale, gen)
+            mix = RandomField.sample(gen, 0.0, 1.0)
+            hr_pos = (torch.arange(hr.shape[-1], dtype=torch.float32) - border * scale + 0.5)
+            t_hr = mix(hr_pos / patch, hr_pos / patch)
+            blurred = blurred + t_hr * (blur(hr[None], kernel_b) - blurred)
+            t_lr = mix(lr_pos, lr_pos)
+            code = code + t_lr * (code_b.float() - code_a.float())[:, None, None]
+        if family == "direct":
+            clean = subsample(blurred, scale)
+        else:
+            clean = bicubic_downsample(blurred, scale)
+        clean = trim(quantize(clean)[0], border)
+        low, high = self._sigma_range(gen)
+        if variant and high > low:
+            sigma = RandomField.sample(gen, low, high)(lr_pos, lr_pos)[None]
+        else:
+            sigma = torch.full((1, lr_size, lr_size), uniform(gen, low, high))
+        lr = add_noise(clean, sigma[None], generator=gen)
+        if uniform(gen, 0.0, 1.0) < opts.as_file:
+            lr = quantize(lr)
+        return {"lr": lr, "dmap": torch.cat([code, sigma / 255.0]).contiguous()}

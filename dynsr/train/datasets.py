@@ -17,11 +17,13 @@ Every kind::
 ``hr_folder``: HR images only, LR made from each patch::
 
     paths: path or [paths]       required; folders and/or image files
-    degradation: bicubic | variational | realistic      [bicubic]
+    degradation: bicubic | variational | realistic | blind     [bicubic]
     degradation_options: {}      [{}] per degradation:
       bicubic       none
       variational   width_range [0.2, 3.0], noise_range [0, 75], kernel_size 15,
                     spatially_variant 0.0 (probability of a spatially variant sample)
+      blind         see dynsr.degrade.samplers.BlindOptions (the degradation estimator's
+                    data: kernel families, noise, spatial variation; adds "dmap")
       realistic     see dynsr.degrade.realistic (kernel_size_range, iso_prob, blur_sigma,
                     downsample_methods, max_shift, noise_prob, gaussian_noise_prob,
                     noise_range, poisson_scale_range, gray_noise_prob, jpeg_prob, jpeg_range)
@@ -109,6 +111,8 @@ from torch.utils.data import Dataset, Sampler
 from dynsr.degrade import realistic
 from dynsr.degrade.samplers import (
     BicubicSampler,
+    BlindOptions,
+    BlindSampler,
     RealisticSampler,
     VariationalOptions,
     VariationalSampler,
@@ -131,7 +135,7 @@ __all__ = [
 ]
 
 DATASET_TYPES = ("hr_folder", "paired_realsr", "paired_folders")
-DEGRADATIONS = ("bicubic", "variational", "realistic")
+DEGRADATIONS = ("bicubic", "variational", "realistic", "blind")
 
 _COMMON_KEYS = ("type", "patch_size", "augment", "cache", "recursive")
 _KEYS = {
@@ -329,6 +333,8 @@ class HRFolderDataset(SRDataset):
             self.degradation = BicubicSampler()
         elif degradation == "variational":
             self.degradation = VariationalSampler(VariationalOptions.from_mapping(options, where))
+        elif degradation == "blind":
+            self.degradation = BlindSampler(BlindOptions.from_mapping(options, where))
         elif degradation == "realistic":
             options = realistic.RealisticOptions.from_mapping(options, where)
             self.degradation = RealisticSampler(options)

@@ -31,16 +31,12 @@ of 2 and more, where b hardly matters.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE, kernel_from_code, load_pca_basis
-from dynsr.degrade.kernels import center_of_mass, pad_kernel
+from dynsr.degrade.degradation_map import bicubic_filter, udvd_kernel_from_direct
 from dynsr.degrade.noise_level import estimate_noise_level
-from dynsr.ops.resize import cubic
 from dynsr.zeroshot.kernelgan import estimate_kernel
 
 __all__ = ["BlindEstimate", "bicubic_filter", "estimate_degradation", "udvd_kernel_from_direct"]
@@ -57,36 +53,6 @@ class BlindEstimate:
     def conditions(self) -> dict:
         """UDVD's keyword arguments (``blur=``, ``noise=``)."""
         return {"blur": self.udvd_kernel.float(), "noise": self.noise}
-
-
-def bicubic_filter(scale: int, offset: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
-    """MATLAB's antialiasing bicubic filter for 1/``scale`` as a correlation kernel on the HR
-    grid, its LR sample ``offset`` (row, column) HR pixels down-right of the middle tap
-    ((s-1)/2 on MATLAB's grid, module doc): odd size ``2r + 1`` with ``r = 2s - 1 +
-    ceil(max|offset|)``, separable, float64, sum 1."""
-    radius = 2 * scale - 1 + math.ceil(max(abs(o) for o in offset))
-    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    rows, cols = (cubic((d - o) / scale) for o in offset)
-    return (rows / rows.sum())[:, None] * (cols / cols.sum())[None, :]
-
-
-def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
-    """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel``, b the bicubic
-    filter at the offset of ``kernel``'s centre of mass from its middle tap (module doc)."""
-    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
-        raise ValueError(f"kernel must be square with an odd side, got {tuple(kernel.shape)}")
-    kernel = kernel.to(torch.float64) / kernel.sum()
-    offset = center_of_mass(kernel) - (kernel.shape[-1] - 1) / 2
-    basis = load_pca_basis().to(torch.float64)  # (15, 225)
-    b = bicubic_filter(scale, (float(offset[0]), float(offset[1])))
-    atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
-    # Each basis kernel blurred by b: full correlation (b flipped for conv2d's correlation).
-    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
-    size = max(blurred.shape[-1], kernel.shape[-1])
-    design = pad_kernel(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
-    target = pad_kernel(kernel, size).reshape(-1, 1)
-    code = torch.linalg.lstsq(design, target).solution[:, 0]
-    return kernel_from_code(code, basis)
 
 
 def estimate_degradation(lr: torch.Tensor, scale: int, *, iterations: int = 3000,

@@ -1,0 +1,133 @@
+"""Which levers move UDVD? Short training runs, one change at a time, same seed and budget.
+
+Every probe is ``dynsr train configs/udvd_x2_cpu.yaml`` with the shared short schedule below
+(3,000 iterations, 300 warm-up, cosine to 1e-6, the shipped recipe's seed 0, validation on
+Set5 at blur width 1.3 / noise 15 every 1,000 iterations) and ONE change against ``base``.
+Runs go to ``runs/udvd_probes/NAME`` (resumable: a stopped probe continues from its state),
+one thread each so that another job can use the second core. The table of the finished
+probes (final Set5 PSNR-Y, the change against base, wall time, iterations per second and the
+CPU they ran on) is written to ``results/udvd/probes.json``:
+
+    python benchmarks/udvd_probes.py [--only NAME ...] [--threads 1]
+    python benchmarks/udvd_probes.py --table            # print the table of what finished
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "udvd_x2_cpu.yaml"
+OUT = ROOT / "runs" / "udvd_probes"
+RESULT = ROOT / "results" / "udvd" / "probes.json"
+
+BUDGET = ["train.iterations=3000", "train.warmup=300", "data.val.every=1000",
+          "checkpoint.every=250"]
+# name -> (overrides against the shipped recipe, what the lever is)
+PROBES: dict[str, tuple[list[str], str]] = {
+    "base": ([], "shipped recipe (C 64, N 8, batch 16 x 64², L1 multistage, lr 2e-4, EMA, bf16)"),
+    "lr4e-4": (["train.lr=4e-4"], "peak learning rate 4e-4"),
+    "patch96": (["data.train.patch_size=96"], "HR patch 96² (2.25x the pixels per step)"),
+    "patch128_b8": (["data.train.patch_size=128", "train.batch_size=8"],
+                    "HR patch 128², batch 8 (2x the pixels per step)"),
+    "batch32": (["train.batch_size=32"], "batch 32 (2x the pixels per step)"),
+    "c128": (["model.config={channels: 128}"], "trunk width C 128 (N 8)"),
+    "n16": (["model.config={num_residual_blocks: 16}"], "trunk depth N 16 (C 64)"),
+    "fp32": (["train.precision=fp32"], "fp32 instead of bf16 autocast"),
+    "no_ema": (["train.ema_decay=null"], "no EMA"),
+    "l2": (["train.loss=l2"], "L2 loss from the start"),
+    "invariant": (["data.train.degradation_options.spatially_variant=0.0"],
+                  "no spatially variant samples"),
+    "no_augment": (["data.train.augment=false"], "no flips / rotations"),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def run_probe(name: str, threads: int) -> None:
+    overrides, _ = PROBES[name]
+    cmd = [sys.executable, "-m", "dynsr", "train", str(CONFIG), *BUDGET, *overrides,
+           f"name=udvd_probe_{name}", f"train.threads={threads}",
+           "--out", str(OUT / name), "--resume", "--no-progress"]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def table() -> dict:
+    rows = {}
+    base = None
+    for name, (overrides, what) in PROBES.items():
+        summary_path = OUT / name / "summary.json"
+        if not summary_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        if not summary.get("completed"):
+            continue
+        final = summary["validation"][-1]
+        rows[name] = {"lever": what, "overrides": overrides,
+                      "set5_psnr_y": round(final["psnr_y"], 4),
+                      "set5_ssim_y": round(final["ssim_y"], 4),
+                      "curve": [(v["iteration"], round(v["psnr_y"], 4))
+                                for v in summary["validation"]],
+                      "hours": round(summary["wall_time_s"] / 3600, 3),
+                      "it_per_s": round(summary["mean_it_per_s"], 3),
+                      "machines": summary.get("machines")}
+        if name == "base":
+            base = final["psnr_y"]
+    if base is not None:
+        for row in rows.values():
+            row["delta_db"] = round(row["set5_psnr_y"] - base, 4)
+    return {"protocol": "configs/udvd_x2_cpu.yaml + " + " ".join(BUDGET)
+            + "; Set5 PSNR-Y / SSIM-Y (crop 2) at blur 1.3 / noise 15, EMA weights at 3,000",
+            "cpu": cpu_name(), "flags": cpu_flags(), "probes": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=list(PROBES), help="run these probes only")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="only write and print the table")
+    args = ap.parse_args()
+    if not args.table:
+        for name in args.only or list(PROBES):
+            run_probe(name, args.threads)
+            RESULT.parent.mkdir(parents=True, exist_ok=True)
+            RESULT.write_text(json.dumps(table(), indent=1) + "\n")
+    result = table()
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"| probe | lever | Set5 PSNR-Y | Δ vs base | hours | it/s |")
+    print("|---|---|---|---|---|---|")
+    for name, row in result["probes"].items():
+        print(f"| {name} | {row['lever']} | {row['set5_psnr_y']:.2f} | "
+              f"{row.get('delta_db', 0):+.2f} | {row['hours']:.2f} | {row['it_per_s']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Training the degradation estimator (:mod:`dynsr.models.degradation_estimator`).
+
+The estimator is not an upscaler (its output is UDVD's degradation map, not an image), so it
+has this small loop of its own instead of :mod:`dynsr.train.engine`; it shares the data
+pipeline (:class:`dynsr.train.datasets.HRFolderDataset` with ``degradation: blind``, seeded
+per sample), the EMA and the atomic writes. A run resumes from ``OUT/state.pt`` to the same
+samples; ``OUT/log.csv`` holds the losses and the validation rows, ``OUT/summary.json`` the
+run, ``OUT/best.safetensors`` the EMA weights with the lowest validation kernel error.
+
+Validation: ``val.samples`` fixed draws (seed ``val.seed``) of spatially invariant
+degradations on whole ``val.hr`` images (Set5: not a training image), read with
+``estimate(smoothing=None)``: the kernel error is the L2 distance between the true and the
+estimated code (= the distance of the two 15×15 kernels in the PCA subspace, the basis being
+orthonormal), the noise error |σ̂ − σ| on the 0..255 scale.
+
+    python -m dynsr.train.estimator configs/estimator_x2_cpu.yaml [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save as save_safetensors
+from torch.utils.data import DataLoader
+
+from dynsr.hardware import describe_cpu
+from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
+from dynsr.models.degradation_estimator import DegradationEstimator, estimator_loss
+from dynsr.train.datasets import HRFolderDataset, SampleIndexSampler
+from dynsr.train.engine import EMA
+
+__all__ = ["train_estimator", "validate"]
+
+DEFAULTS = {
+    "model": {"channels": 64, "num_blocks": 8},
+    "data": {"patch_size": 192, "cache": True, "degradation_options": {}},
+    "val": {"hr": None, "samples": 40, "seed": 1234, "every": 1000},
+    "train": {"iterations": 10000, "batch_size": 16, "lr": 5e-4, "warmup": 300,
+              "min_lr": 1e-6, "seed": 0, "threads": None, "precision": "bf16",
+              "ema_decay": 0.999, "grad_clip": 1.0},
+    "checkpoint": {"every": 250},
+    "log": {"every": 50},
+}
+
+
+def load_estimator_config(path: Path, overrides: list[str] | None = None) -> dict:
+    """The YAML at ``path`` over :data:`DEFAULTS`; relative data paths resolve against the
+    file's folder; ``overrides`` are ``section.key=value`` (YAML values)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    cfg = {"name": raw.get("name", Path(path).stem), "scale": raw["scale"]}
+    for section, defaults in DEFAULTS.items():
+        given = raw.get(section) or {}
+        unknown = set(given) - set(defaults) - ({"paths"} if section == "data" else set())
+        if unknown:
+            raise ValueError(f"{path}: {section}.{sorted(unknown)[0]}: unknown key")
+        cfg[section] = {**defaults, **given}
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section not in DEFAULTS or (name not in DEFAULTS[section] and name != "paths"):
+            raise ValueError(f"override {item!r}: unknown key")
+        cfg[section][name] = yaml.safe_load(value)
+    base = Path(path).resolve().parent
+    cfg["data"]["paths"] = [str((base / p).resolve()) for p in cfg["data"]["paths"]]
+    if cfg["val"]["hr"] is not None:
+        cfg["val"]["hr"] = str((base / cfg["val"]["hr"]).resolve())
+    return cfg
+
+
+def _lr_at(cfg: dict, iteration: int) -> float:
+    t = cfg["train"]
+    if iteration < t["warmup"]:
+        return t["lr"] * (iteration + 1) / t["warmup"]
+    progress = (iteration - t["warmup"]) / max(1, t["iterations"] - t["warmup"])
+    return t["min_lr"] + 0.5 * (t["lr"] - t["min_lr"]) * (1 + math.cos(math.pi * progress))
+
+
+def _validation_set(cfg: dict) -> list[dict[str, torch.Tensor]]:
+    """Fixed spatially invariant validation samples on whole images (centre crops of at most
+    ``data.patch_size`` HR pixels; the seed is not a training seed)."""
+    v, scale = cfg["val"], cfg["scale"]
+    options = {**cfg["data"]["degradation_options"], "spatially_variant": 0.0}
+    paths = list_images([Path(v["hr"])])
+    data = HRFolderDataset(paths, scale=scale, seed=v["seed"],
+                           patch_size=cfg["data"]["patch_size"], augment=False, cache=True,
+                           degradation="blind", degradation_options=options)
+    return [data.sample(n) for n in range(v["samples"])]
+
+
+@torch.no_grad()
+def validate(model: DegradationEstimator, samples: list[dict[str, torch.Tensor]]) -> dict:
+    """Mean kernel-code L2 error and mean |σ̂ − σ| (0..255) of whole-image estimates."""
+    model.eval()
+    code_errors, sigma_errors = [], []
+    for sample in samples:
+        estimate = model.estimate(sample["lr"][None], smoothing=None)
+        truth = sample["dmap"][:, 0, 0]
+        got = estimate.dmap[0, :, 0, 0]
+        code_errors.append(float((got[:-1] - truth[:-1]).norm()))
+        sigma_errors.append(abs(float(got[-1] - truth[-1])) * 255.0)
+    return {"code_l2": sum(code_errors) / len(code_errors),
+            "sigma_abs": sum(sigma_errors) / len(sigma_errors)}
+
+
+def _weights_bytes(model: DegradationEstimator, cfg: dict, extra: dict) -> bytes:
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"model": "degradation-estimator", "scale": str(cfg["scale"]),
+                "config": json.dumps(cfg["model"]), **{k: json.dumps(v) for k, v in extra.items()}}
+    return save_safetensors(state, metadata=metadata)
+
+
+def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
+    """Train (or resume) the estimator described by ``cfg``; results in ``out``."""
+    t, scale = cfg["train"], cfg["scale"]
+    if t["threads"]:
+        torch.set_num_threads(int(t["threads"]))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(t["seed"])
+    model = DegradationEstimator(scale, **cfg["model"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"])
+    ema = EMA(model, t["ema_decay"])
+    start, wall, history, best = 0, 0.0, [], None
+    state_path = out / "state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, wall = state["iteration"], state["wall_time_s"]
+        history, best = state["history"], state["best"]
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    paths = list_images([Path(p) for p in cfg["data"]["paths"]])
+    data = HRFolderDataset(paths, scale=scale, seed=t["seed"],
+                           patch_size=cfg["data"]["patch_size"], augment=True,
+                           cache=cfg["data"]["cache"], degradation="blind",
+                           degradation_options=cfg["data"]["degradation_options"])
+    loader = DataLoader(data, batch_size=t["batch_size"],
+                        sampler=SampleIndexSampler(t["batch_size"], start_iteration=start,
+                                                   iterations=t["iterations"]))
+    val_samples = _validation_set(cfg) if cfg["val"]["hr"] else []
+    log_path = out / "log.csv"
+    if start == 0 or not log_path.exists():
+        atomic_write_text(log_path, "iteration,loss,code_l1,sigma_l1,lr,it_per_s,time_s,"
+                                    "val_code_l2,val_sigma_abs\n")
+    autocast = t["precision"] == "bf16"
+    iteration, tick, tick_it = start, time.perf_counter(), start
+    session_start = time.perf_counter()
+    model.train()
+    for batch in loader:
+        lr_now = _lr_at(cfg, iteration)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out_map = model(batch["lr"])
+        loss, parts = estimator_loss(model, out_map.float(), batch["dmap"])
+        loss_value = float(loss.detach())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        optimizer.step()
+        ema.update(model, iteration)
+        iteration += 1
+        elapsed = wall + time.perf_counter() - session_start
+        row = None
+        if iteration % cfg["log"]["every"] == 0 or iteration == t["iterations"]:
+            now = time.perf_counter()
+            speed = (iteration - tick_it) / (now - tick)
+            tick, tick_it = now, iteration
+            row = [iteration, f"{loss_value:.5f}", f"{parts['code_l1']:.5f}",
+                   f"{parts['sigma_l1']:.3f}", f"{lr_now:.3g}", f"{speed:.3f}",
+                   f"{elapsed:.1f}", "", ""]
+        if val_samples and (iteration % cfg["val"]["every"] == 0
+                            or iteration == t["iterations"]):
+            scores = validate(ema.module, val_samples)
+            model.train()
+            history.append({"iteration": iteration, **scores})
+            if best is None or scores["code_l2"] < best["code_l2"]:
+                best = {"iteration": iteration, **scores}
+                atomic_write_bytes(out / "best.safetensors",
+                                   _weights_bytes(ema.module, cfg, {"validation": best}))
+            row = row or [iteration, f"{loss_value:.5f}", f"{parts['code_l1']:.5f}",
+                          f"{parts['sigma_l1']:.3f}", f"{lr_now:.3g}", "", f"{elapsed:.1f}",
+                          "", ""]
+            row[7:9] = [f"{scores['code_l2']:.5f}", f"{scores['sigma_abs']:.3f}"]
+            print(f"estimator x{scale} it {iteration}: val kernel-code L2 "
+                  f"{scores['code_l2']:.4f}, sigma error {scores['sigma_abs']:.2f}", flush=True)
+        if row is not None:
+            with open(log_path, "a") as log:
+                log.write(",".join(map(str, row)) + "\n")
+        if iteration % cfg["checkpoint"]["every"] == 0 or iteration == t["iterations"]:
+            buffer = io.BytesIO()
+            torch.save({"model": model.state_dict(), "ema": ema.module.state_dict(),
+                        "optimizer": optimizer.state_dict(), "iteration": iteration,
+                        "wall_time_s": elapsed, "history": history, "best": best}, buffer)
+            atomic_write_bytes(state_path, buffer.getvalue())
+    elapsed = wall + time.perf_counter() - session_start
+    summary = {"name": cfg["name"], "model": "degradation-estimator", "scale": scale,
+               "iteration": iteration, "iterations": t["iterations"],
+               "completed": iteration >= t["iterations"], "wall_time_s": round(elapsed, 1),
+               "best": best, "validation": history, "machine": describe_cpu(),
+               "torch_version": torch.__version__}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", type=Path)
+    ap.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args(argv)
+    cfg = load_estimator_config(args.config, args.overrides)
+    train_estimator(cfg, args.out or Path("runs") / cfg["name"], resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
