@@ -121,7 +121,7 @@ def main() -> int:
     result = table()
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"| probe | lever | Set5 PSNR-Y | Δ vs base | hours | it/s |")
+    print("| probe | lever | Set5 PSNR-Y | Δ vs base | hours | it/s |")
     print("|---|---|---|---|---|---|")
     for name, row in result["probes"].items():
         print(f"| {name} | {row['lever']} | {row['set5_psnr_y']:.2f} | "
