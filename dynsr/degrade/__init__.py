@@ -13,6 +13,7 @@
 """
 
 from dynsr.degrade.degradation_map import (
+    bicubic_filter,
     compute_pca_basis,
     degradation_map,
     downsample_map,
@@ -21,6 +22,7 @@ from dynsr.degrade.degradation_map import (
     kernel_from_code,
     load_pca_basis,
     save_pca_basis,
+    udvd_kernel_from_direct,
 )
 from dynsr.degrade.kernels import (
     analytic_x4_kernel,
@@ -47,6 +49,8 @@ from dynsr.degrade.pipeline import (
 
 __all__ = [
     "add_noise",
+    "bicubic_filter",
+    "udvd_kernel_from_direct",
     "analytic_x4_kernel",
     "anisotropic_gaussian",
     "bicubic_downsample",
