@@ -98,7 +98,9 @@ on the HR grid before downsampling:
 * a kernel (k, k) or (B, k, k), k odd ≤ 15 (zero-padded to 15×15 before the PCA projection);
 * a width map (B, 1, h, w) or per-pixel kernels (B, k², h, w) on the **LR grid**: one entry
   per LR pixel, describing the blur around that pixel (use
-  :func:`dynsr.degrade.downsample_map` to bring an HR-grid width map there).
+  :func:`dynsr.degrade.downsample_map` to bring an HR-grid width map there);
+* a code map (B, 15, h, w) on the LR grid: the kernels' 15 PCA coefficients per LR pixel,
+  as the degradation estimator (:mod:`dynsr.models.degradation_estimator`) reads them.
 
 ``noise``: AWGN sigma on the 0..255 scale: ``None``/number, (B,) tensor, or an LR-grid map
 (B, 1, h, w). Batch sizes of 1 broadcast. Anything else raises ``ValueError`` naming the
@@ -164,7 +166,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE, degradation_map
+from dynsr.degrade.degradation_map import PCA_DIM, PCA_KERNEL_SIZE, degradation_map
 from dynsr.models.blocks import ResidualBlock, conv3x3
 from dynsr.models.registry import register
 from dynsr.ops.dynamic import dynamic_filter, dynamic_upsample
@@ -389,6 +391,10 @@ def _blur_arguments(
         if channels == 1:
             _non_negative(value, "blur width map")
             return {"width": value}
+        if channels == PCA_DIM:  # per-pixel PCA codes, as the degradation estimator gives
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError("blur code map must be finite")
+            return {"code": value}
         k = math.isqrt(channels)
         if k * k != channels or k % 2 == 0 or k > PCA_KERNEL_SIZE:
             raise ValueError(f"per-pixel blur must be a width map (B, 1, h, w) or kernels "

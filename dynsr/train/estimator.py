@@ -112,7 +112,8 @@ def validate(model: DegradationEstimator, samples: list[dict[str, torch.Tensor]]
 def _weights_bytes(model: DegradationEstimator, cfg: dict, extra: dict) -> bytes:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     metadata = {"model": "degradation-estimator", "scale": str(cfg["scale"]),
-                "config": json.dumps(cfg["model"]), **{k: json.dumps(v) for k, v in extra.items()}}
+                "model_config": json.dumps(cfg["model"]),
+                **{k: json.dumps(v) for k, v in extra.items()}}
     return save_safetensors(state, metadata=metadata)
 
 

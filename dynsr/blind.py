@@ -1,0 +1,204 @@
+"""Blind SR with a non-blind model: read each LR image's degradation, then tell UDVD.
+
+UDVD (and SRMD) must be told the blur and the noise that made the LR image; its paper notes
+that any degradation estimator can be put in front of it. dynsr offers two:
+
+* ``"learned"`` (the default): :class:`dynsr.models.degradation_estimator.DegradationEstimator`
+  with its shipped weights reads UDVD's degradation map off the image in a fraction of a
+  second; per pixel, aggregated over the whole image (``smoothing=None``) or smoothed locally
+  (``smoothing=σ`` LR pixels) for blur and noise that vary across the image;
+* ``"kernelgan"``: KernelGAN trained on the image itself (thousands of iterations, minutes
+  per image) and the patch-PCA noise level (:mod:`dynsr.zeroshot.blind`); one kernel and one
+  noise level per image, x2 and x4 only.
+
+:func:`estimate_blind_degradation` returns a :class:`BlindDegradation`, whose
+:meth:`~BlindDegradation.conditions` are UDVD's ``blur=`` / ``noise=`` keyword arguments,
+and :func:`save_degradation` writes what was assumed as pictures a person can check.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dynsr.degrade.degradation_map import PCA_DIM, kernel_code, kernel_from_code
+from dynsr.io import atomic_write_json, write_image
+from dynsr.models.degradation_estimator import DegradationEstimator
+from dynsr.upscale.weights import (
+    WeightsError,
+    find_weights,
+    load_state_dict,
+    weights_model_config,
+)
+
+__all__ = [
+    "BLIND_METHODS",
+    "ESTIMATOR_NAME",
+    "BlindDegradation",
+    "estimate_blind_degradation",
+    "load_estimator",
+    "save_degradation",
+]
+
+BLIND_METHODS = ("learned", "kernelgan")
+ESTIMATOR_NAME = "degradation-estimator"
+# Noise maps are written with sigma 75 (the top of UDVD's range) as white.
+NOISE_PICTURE_MAX = 75.0
+KERNEL_PICTURE_ZOOM = 16
+
+
+@dataclass
+class BlindDegradation:
+    """One LR image's estimated degradation, in UDVD's terms.
+
+    ``dmap``: (1, 16, h, w) degradation map (15 PCA code values, sigma / 255) on the LR grid;
+    ``method``: ``"learned"`` or ``"kernelgan"``; ``seconds``: time the estimate took;
+    ``direct_kernel``: KernelGAN's own estimate (blur, then keep every s-th pixel), if any.
+    """
+
+    dmap: torch.Tensor
+    method: str
+    seconds: float
+    direct_kernel: torch.Tensor | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def noise_map(self) -> torch.Tensor:
+        """Noise sigma per LR pixel (h, w), 0..255 scale."""
+        return self.dmap[0, PCA_DIM] * 255.0
+
+    @property
+    def noise(self) -> float:
+        """The mean noise sigma (0..255)."""
+        return float(self.noise_map.mean())
+
+    @property
+    def varies(self) -> bool:
+        """Whether the map differs across the image (local estimates)."""
+        return bool((self.dmap != self.dmap[:, :, :1, :1]).any())
+
+    def kernel(self, row: int | None = None, col: int | None = None) -> torch.Tensor:
+        """The 15×15 kernel UDVD is told (UDVD's convention: blur, then bicubic) at an LR
+        pixel, or the image's mean kernel."""
+        codes = self.dmap[0, :PCA_DIM]
+        code = codes.mean(dim=(-2, -1)) if row is None else codes[:, row, col]
+        return kernel_from_code(code.double()).float()
+
+    def conditions(self) -> dict:
+        """UDVD's keyword arguments: ``blur`` (a (1, 15, h, w) code map) and ``noise``."""
+        if self.varies:
+            return {"blur": self.dmap[:, :PCA_DIM], "noise": self.dmap[:, PCA_DIM:] * 255.0}
+        return {"blur": self.dmap[:, :PCA_DIM], "noise": self.noise}
+
+    def summary(self) -> dict:
+        """Numbers for JSON reports: method, time, mean and range of sigma, the mean code."""
+        noise = self.noise_map
+        return {"method": self.method, "seconds": round(self.seconds, 3),
+                "noise_sigma": round(self.noise, 3),
+                "noise_sigma_range": [round(float(noise.min()), 3), round(float(noise.max()), 3)],
+                "varies": self.varies,
+                "kernel_code": [round(float(v), 6) for v in
+                                self.dmap[0, :PCA_DIM].mean(dim=(-2, -1))],
+                **self.settings}
+
+
+@functools.lru_cache(maxsize=6)
+def _cached_estimator(scale: int, weights: str | None) -> DegradationEstimator:
+    if weights is None:
+        entry = find_weights(ESTIMATOR_NAME, scale)
+        if entry is None:
+            raise WeightsError(f"no shipped degradation-estimator weights for x{scale} "
+                               f"(use --blind-method kernelgan, x2 and x4)")
+        model = DegradationEstimator(scale, **entry.config)
+        return load_state_dict(model, entry.path, entry.sha256).eval()
+    config = weights_model_config(weights, ESTIMATOR_NAME, scale)
+    return load_state_dict(DegradationEstimator(scale, **config), weights).eval()
+
+
+def load_estimator(scale: int, weights: str | Path | None = None) -> DegradationEstimator:
+    """The degradation estimator for ``scale``: shipped weights (checked against their
+    sha256) or a given file; loaded once per process."""
+    return _cached_estimator(scale, None if weights is None else str(weights))
+
+
+def estimate_blind_degradation(
+    lr: torch.Tensor,
+    scale: int,
+    method: str = "learned",
+    *,
+    smoothing: float | None = None,
+    estimator_weights: str | Path | None = None,
+    kernelgan_iterations: int = 3000,
+    seed: int = 0,
+) -> BlindDegradation:
+    """The degradation of one LR image ``lr`` (C, h, w) in [0, 1] at ``scale``.
+
+    ``method="learned"``: the shipped estimator (or ``estimator_weights``), one map per image
+    (``smoothing=None``) or smoothed per-pixel estimates (``smoothing`` in LR pixels).
+    ``method="kernelgan"``: KernelGAN (``kernelgan_iterations``, ``seed``) and the patch-PCA
+    noise level, one kernel and one sigma per image.
+    """
+    if method not in BLIND_METHODS:
+        raise ValueError(f"blind method must be one of {', '.join(BLIND_METHODS)}, "
+                         f"got {method!r}")
+    if lr.dim() != 3:
+        raise ValueError(f"expected one (C, h, w) image, got shape {tuple(lr.shape)}")
+    height, width = lr.shape[-2:]
+    start = time.perf_counter()
+    if method == "learned":
+        estimator = load_estimator(scale, estimator_weights)
+        estimate = estimator.estimate(lr[None].float().cpu(), smoothing=smoothing)
+        return BlindDegradation(estimate.dmap, method, time.perf_counter() - start,
+                                settings={"smoothing": smoothing})
+    from dynsr.zeroshot.blind import estimate_degradation  # KernelGAN: heavy, load on use
+
+    found = estimate_degradation(lr, scale, iterations=kernelgan_iterations, seed=seed)
+    code = kernel_code(found.udvd_kernel.double()).float()
+    dmap = torch.cat([code, torch.tensor([found.noise / 255.0])])
+    dmap = dmap[None, :, None, None].expand(1, PCA_DIM + 1, height, width).contiguous()
+    return BlindDegradation(dmap, method, time.perf_counter() - start,
+                            direct_kernel=found.kernel,
+                            settings={"kernelgan_iterations": kernelgan_iterations,
+                                      "seed": seed})
+
+
+def _kernel_picture(kernel: torch.Tensor) -> torch.Tensor:
+    """(1, 15·z, 15·z) grey picture of a kernel: its largest tap white, negatives black."""
+    picture = (kernel / kernel.max().clamp_min(1e-12)).clamp(0.0, 1.0)
+    return picture.repeat_interleave(KERNEL_PICTURE_ZOOM, 0).repeat_interleave(
+        KERNEL_PICTURE_ZOOM, 1)[None]
+
+
+def save_degradation(estimate: BlindDegradation, folder: str | Path, stem: str) -> list[Path]:
+    """Write what the model was told, for a person to check: ``STEM_kernel.png`` (the mean
+    kernel, enlarged ×16; for maps that vary, a 3×3 grid of the kernels at the image's
+    quarter points), ``STEM_noise.png`` (the sigma map at LR size, black 0 to white 75) and
+    ``STEM_degradation.json`` (the numbers). Each file is written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if estimate.varies:
+        height, width = estimate.dmap.shape[-2:]
+        rows = [round(height * f) for f in (0.2, 0.5, 0.8)]
+        cols = [round(width * f) for f in (0.2, 0.5, 0.8)]
+        tiles = [[_kernel_picture(estimate.kernel(r, c)) for c in cols] for r in rows]
+        gap = KERNEL_PICTURE_ZOOM // 2
+        padded = [[F.pad(t, (0, gap, 0, gap), value=0.5) for t in row] for row in tiles]
+        kernel_picture = torch.cat([torch.cat(row, dim=2) for row in padded], dim=1)
+        kernel_picture = kernel_picture[:, :-gap, :-gap]
+    else:
+        kernel_picture = _kernel_picture(estimate.kernel())
+    noise_picture = (estimate.noise_map / NOISE_PICTURE_MAX).clamp(0.0, 1.0)[None]
+    written = [write_image(folder / f"{stem}_kernel.png", kernel_picture),
+               write_image(folder / f"{stem}_noise.png", noise_picture)]
+    info = {**estimate.summary(), "kernel_picture": f"{stem}_kernel.png",
+            "noise_picture": f"{stem}_noise.png", "noise_picture_white_sigma": NOISE_PICTURE_MAX}
+    if estimate.direct_kernel is not None:
+        info["kernelgan_kernel"] = estimate.direct_kernel.tolist()
+    written.append(atomic_write_json(folder / f"{stem}_degradation.json", info))
+    return [Path(p) for p in written]
+
