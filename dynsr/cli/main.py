@@ -10,18 +10,20 @@ import traceback
 
 from dynsr import __version__
 from dynsr.cli import (
+    compare_cmd,
     degrade_cmd,
     estimate_kernel_cmd,
     eval_cmd,
     export_cmd,
     models_cmd,
+    plot_cmd,
     train_cmd,
     upscale_cmd,
     zeroshot_cmd,
 )
 
 COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, upscale_cmd, zeroshot_cmd,
-            estimate_kernel_cmd, export_cmd)
+            estimate_kernel_cmd, export_cmd, compare_cmd, plot_cmd)
 
 
 # glibc mallopt parameters (malloc.h).
