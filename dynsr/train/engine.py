@@ -792,6 +792,8 @@ class Trainer:
             self._write_summary(completed=completed)
             if log is not None:
                 log.close()
+            from dynsr.report.curves import plot_after_training  # curves.png if matplotlib
+            plot_after_training(self.out_dir)
             note = "finished" if completed else f"stopped ({stop_reason or 'stop_after'})"
             print(f"dynsr train: {note} at iteration {self.iteration}/{t.iterations}; "
                   f"results in {self.out_dir}", file=sys.stderr)
