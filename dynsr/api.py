@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dynsr.blind import BlindDegradation, estimate_blind_degradation
 from dynsr.hardware import cpu_supports_bf16
 from dynsr.io import PNG_COMPRESSION, LoadedImage, read_image, write_image
 from dynsr.models import create, get_spec
@@ -174,6 +175,8 @@ class Upscaler:
                 f"{default_overlap(name)}, so tile seams may differ slightly from an untiled "
                 f"run (use --tile {2 * default_overlap(name)} or more for exact tiling)")
         self.trained = trained
+        #: The degradation the last blind call estimated (:meth:`estimate_degradation`).
+        self.last_degradation: BlindDegradation | None = None
         self.notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
         self.needs_degradation = get_spec(name).needs_degradation
         # Parameter-free models (bicubic) run in float64 on the CPU, exact as MATLAB.
@@ -191,10 +194,36 @@ class Upscaler:
     # public
 
     def upscale(self, image: ImageLike, *, blur: Condition = None, noise: Condition = None,
+                blind: bool | str | BlindDegradation = False, blind_smoothing: float | None = None,
                 progress: bool = False) -> ImageLike | UpscaledImage:
         """Upscale ``image`` (path, PIL image, NumPy array or tensor); returns the same kind
         (module doc). ``blur`` / ``noise``: the degradation, for UDVD only (a width, a
-        kernel tensor or per-pixel maps on the LR grid; noise on the 0..255 scale)."""
+        kernel tensor or per-pixel maps on the LR grid; noise on the 0..255 scale).
+
+        ``blind`` (UDVD only, instead of ``blur`` / ``noise``): ``True`` or ``"learned"``
+        reads the degradation off the image with the shipped estimator (``blind_smoothing``:
+        None for one degradation per image, or the LR-pixel radius of local estimates),
+        ``"kernelgan"`` runs KernelGAN on it (minutes), or give a ready
+        :class:`~dynsr.blind.BlindDegradation`. The estimate used is kept in
+        :attr:`last_degradation`."""
+        if blind is not False and blind is not None:
+            if blur is not None or noise is not None:
+                raise ValueError("give blind= or blur=/noise=, not both")
+            if not self.needs_degradation:
+                raise ValueError(f"blind= estimates the degradation for non-blind models "
+                                 f"(udvd, udvd-lite); {self.name} needs none")
+            method = "learned" if blind is True else blind
+            if isinstance(image, (str, os.PathLike)):
+                loaded = read_image(image)
+                estimate = self.estimate_degradation(loaded.pixels, method, blind_smoothing)
+                return self.upscale_loaded(loaded, estimate.conditions(), progress=progress)
+
+            def blind_planes(colour: torch.Tensor, alpha: torch.Tensor | None) -> PlanePair:
+                estimate = self.estimate_degradation(colour, method, blind_smoothing)
+                return self.upscale_planes(colour, alpha, estimate.conditions(),
+                                           progress=progress)
+
+            return upscale_in_memory(image, blind_planes)
         conditions = self.conditions(blur, noise)
         if isinstance(image, (str, os.PathLike)):
             return self.upscale_loaded(read_image(image), conditions, progress=progress)
@@ -203,6 +232,20 @@ class Upscaler:
             return self.upscale_planes(colour, alpha, conditions, progress=progress)
 
         return upscale_in_memory(image, planes)
+
+    def estimate_degradation(self, lr: torch.Tensor, method: str | BlindDegradation = "learned",
+                             smoothing: float | None = None, **options) -> BlindDegradation:
+        """The degradation of one LR image (C, h, w) in [0, 1] at this upscaler's scale
+        (:func:`dynsr.blind.estimate_blind_degradation`; ``options``: its keyword arguments),
+        kept in :attr:`last_degradation`. A given estimate is passed through."""
+        if isinstance(method, BlindDegradation):
+            estimate = method
+        else:
+            estimate = estimate_blind_degradation(lr.detach().to("cpu", torch.float32),
+                                                  self.scale, method, smoothing=smoothing,
+                                                  **options)
+        self.last_degradation = estimate
+        return estimate
 
     def upscale_loaded(self, image: LoadedImage, conditions: dict | None = None, *,
                        progress: bool = False) -> UpscaledImage:
