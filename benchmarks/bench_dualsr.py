@@ -37,8 +37,7 @@ from pathlib import Path
 import skimage.data
 import torch
 
-from dynsr.cli.eval_cmd import QualityCurve
-from dynsr.cli.options import Degradation, modcrop
+from dynsr.evaluation import Degradation, QualityCurve, modcrop
 from dynsr.hardware import describe_cpu
 from dynsr.io import load_tensor
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot

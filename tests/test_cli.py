@@ -59,7 +59,7 @@ def test_degrade_then_eval_lr_equals_on_the_fly(hr_dir, tmp_path):
     assert math.isfinite(ra["psnr_y"]) and ra["psnr_y"] < 32  # blur + noise cost something
     # On the fly the noisy LR stays float and unclipped (the papers' protocol); the file is
     # that LR clamped and rounded to 8 bit.
-    from dynsr.cli.options import Degradation, modcrop
+    from dynsr.evaluation import Degradation, modcrop
 
     degradation = Degradation(2, blur=1.3, noise=15, seed=7)
     hr = modcrop(load_tensor(hr_dir / "astronaut.png").double(), 2)
@@ -225,8 +225,8 @@ def test_random_div2krk_kernel_per_image(hr_dir, tmp_path, capsys):
 def test_realistic_degradation_per_image(hr_dir, tmp_path, capsys):
     import torch
 
-    from dynsr.cli.options import Degradation
     from dynsr.degrade import realistic
+    from dynsr.evaluation import Degradation
 
     flags = ["--scale", "2", "--realistic", "--seed", "3"]
     assert main(["degrade", str(hr_dir), "-o", str(tmp_path / "lr"), *flags]) == 0
@@ -248,7 +248,7 @@ def test_realistic_degradation_per_image(hr_dir, tmp_path, capsys):
 
 
 def test_find_lr_knows_realsr_names(tmp_path):
-    from dynsr.cli.eval_cmd import find_lr
+    from dynsr.evaluation import find_lr
 
     for name in ("Canon_001_HR.png", "Canon_001_LR2.png", "Canon_001_LR3.png"):
         Image.fromarray(skimage.data.astronaut()[:8, :8]).save(tmp_path / name)

@@ -295,7 +295,7 @@ def test_dynsr_zeroshot_takes_any_image_kind(tmp_path):
 
 
 def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
-    from dynsr.cli.options import Degradation
+    from dynsr.evaluation import Degradation
     from dynsr.metrics import evaluate_pair, kernel_error
     from dynsr.ops import quantize
 
@@ -467,7 +467,7 @@ def test_blind_udvd_estimates_and_runs(tmp_path, capsys):
 def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from dynsr.cli.options import Degradation
+    from dynsr.evaluation import Degradation
     from dynsr.metrics import kernel_error
     from dynsr.models import create
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from dynsr.cli.main import main
 from dynsr.cli.main import main as cli_main
-from dynsr.cli.options import Degradation
+from dynsr.evaluation import Degradation
 from dynsr.hardware import describe_cpu
 from dynsr.metrics import evaluate_pair
 from dynsr.models import create

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dynsr.cli.options import Degradation, add_degradation_args, modcrop
+from dynsr.cli.options import add_degradation_args, degradation_from_args
 from dynsr.degrade import save_kernel
+from dynsr.evaluation import modcrop
 from dynsr.io import ImageReadError, list_images, load_tensor, write_image
 
 
@@ -45,7 +46,7 @@ def _relative_name(path: Path, roots: list[Path]) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    degradation = Degradation.from_args(args)
+    degradation = degradation_from_args(args)
     paths = list_images(args.inputs, recursive=args.recursive)
     if not paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.inputs))}")

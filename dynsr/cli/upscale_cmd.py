@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 from dynsr.api import DEFAULT_MODEL, DEVICES, load
 from dynsr.degrade import load_kernel
+from dynsr.evaluation import estimate_blind
 from dynsr.io import PNG_COMPRESSION, list_images, read_image
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
-from dynsr.zeroshot.blind import estimate_degradation
 
 EXTENSIONS = ("png", "jpg", "webp", "same")
 _PROG = "dynsr upscale"
@@ -225,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             image = read_image(path)
             if args.blind:
-                estimate = estimate_degradation(image.pixels, args.scale,
-                                                iterations=args.blind_iterations)
+                estimate = estimate_blind(image.pixels, args.scale,
+                                          iterations=args.blind_iterations)
                 conditions = estimate.conditions()
                 report(f"{path}: estimated noise level {estimate.noise:.1f}, kernel "
                        f"{estimate.kernel.shape[-1]}x{estimate.kernel.shape[-1]}")

@@ -19,7 +19,7 @@ One iteration
 
 Every ``data.val.every`` iterations (and at the end) the EMA weights, or the raw weights
 without EMA, are measured on ``data.val`` by the function ``dynsr eval`` uses
-(:func:`dynsr.cli.eval_cmd.evaluate_images`): PSNR-Y / SSIM-Y, SR rounded to 8 bit,
+(:func:`dynsr.evaluation.evaluate_images`): PSNR-Y / SSIM-Y, SR rounded to 8 bit,
 ``crop = scale``.
 
 Files written to the output folder (by the first process only)
@@ -90,8 +90,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dynsr import __version__
-from dynsr.cli.eval_cmd import evaluate_images
-from dynsr.cli.options import Degradation
+from dynsr.evaluation import Degradation, evaluate_images, model_conditions
 from dynsr.hardware import describe_cpu
 from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models import create, get_spec
@@ -683,10 +682,7 @@ class Trainer:
             if not self._val_paths:
                 raise ValueError(f"data.val.hr: no images found in {', '.join(val.hr)}")
         model = self.export_module
-        conditions: dict | Callable = {}
-        if get_spec(self.cfg.model.name).needs_degradation:
-            conditions = (degradation.conditions_of_file if degradation.per_image
-                          else degradation.model_conditions())
+        conditions = model_conditions(self.cfg.model.name, degradation)
         was_training = model.training
         model.eval()
         try:

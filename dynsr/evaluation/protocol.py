@@ -1,0 +1,253 @@
+"""PSNR-Y / SSIM-Y of a model on HR images, the way papers measure.
+
+LR images are made from the HR images by a :class:`~dynsr.evaluation.Degradation`, or read
+from a folder (matched by file name, :func:`find_lr`). HR images are cropped at the top-left
+to a multiple of the scale first. Scores (:func:`dynsr.metrics.evaluate_pair`): Y channel
+(BT.601 studio range), SR rounded to 8 bit, ``crop = scale`` border, valid-region Gaussian
+SSIM, float64; the data-set score is the mean of the per-image scores. ``dynsr eval`` and
+training's validation both measure through :func:`evaluate_images`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dynsr import __version__
+from dynsr.degrade import load_kernel
+from dynsr.evaluation.degradation import Degradation, modcrop
+from dynsr.hardware import describe_cpu
+from dynsr.io import ImageReadError, list_images, load_tensor, read_image, write_image
+from dynsr.metrics import MetricSettings, evaluate_pair, kernel_error
+from dynsr.models import create, get_spec
+from dynsr.models.inference import upscale_batch
+from dynsr.upscale.weights import (
+    file_sha256,
+    find_weights,
+    load_state_dict,
+    weights_hint,
+    weights_model_config,
+)
+from dynsr.zeroshot.blind import BlindEstimate, estimate_degradation
+
+__all__ = [
+    "BlindEstimate",
+    "Conditions",
+    "EvalResult",
+    "blind_conditions",
+    "estimate_blind",
+    "evaluate_images",
+    "find_lr",
+    "load_evaluated_model",
+    "load_pair",
+    "model_conditions",
+    "run_record",
+    "true_kernel",
+]
+
+#: What a non-blind model is told: keyword arguments, or a function of the HR path and the LR
+#: image giving them (a kernel per image, or one estimated from the LR image).
+Conditions = dict | Callable[[Path, torch.Tensor], dict]
+
+
+def find_lr(lr_dir: Path, hr_path: Path, scale: int) -> Path:
+    """The LR file for ``hr_path`` in ``lr_dir``: same stem, or stem + a scale suffix, or
+    RealSR's ``NAME_LR{s}`` for ``NAME_HR``."""
+    # Never the HR file itself (RealSR keeps both in one folder).
+    candidates = [c for c in list_images([lr_dir]) if c.resolve() != hr_path.resolve()]
+    stem = hr_path.stem
+    suffix = re.compile(rf"^{re.escape(stem)}(?:[_-]?(?:x|lr|LR|LRx)?{scale})?$")
+    for c in candidates:
+        if suffix.match(c.stem):
+            return c
+    if stem.endswith("_HR"):  # RealSR's pairs: Canon_001_HR.png and Canon_001_LR2.png
+        realsr = f"{stem[:-3]}_LR{scale}"
+        for c in candidates:
+            if c.stem == realsr:
+                return c
+    raise ValueError(f"{hr_path}: no LR image for it in {lr_dir}")
+
+
+@dataclass
+class EvalResult:
+    """Per-image scores (``name``, ``psnr_y``, ``ssim_y``) and the number of skipped images."""
+
+    rows: list[dict]
+    failures: int
+
+    def mean(self) -> dict[str, float]:
+        """The data-set scores: mean of the per-image scores (``ValueError`` if none)."""
+        if not self.rows:
+            raise ValueError("no image could be evaluated")
+        means = {k: sum(r[k] for r in self.rows) / len(self.rows) for k in ("psnr_y", "ssim_y")}
+        for key in ("kernel_sse", "kernel_psnr", "seconds"):  # zero-shot models' extras
+            values = [r[key] for r in self.rows if key in r]
+            if values:
+                means[key] = sum(values) / len(values)
+        return means
+
+
+def load_pair(hr_path: Path, degradation: Degradation,
+              lr_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) float64 (C, h, w) / (C, H, W) for one HR file: HR cropped to a multiple of
+    the scale; LR read from ``lr_dir`` or made by ``degradation``."""
+    hr = modcrop(load_tensor(hr_path).to(torch.float64), degradation.scale)
+    if lr_dir is not None:
+        image = read_image(find_lr(lr_dir, hr_path, degradation.scale))
+        # Exact float64 samples v / maxval, as an LR made on the fly has (not float32's).
+        maxval = float(2**image.bit_depth - 1)
+        lr = torch.round(image.pixels.to(torch.float64) * maxval) / maxval
+    else:
+        lr = degradation.apply(hr, hr_path.name)
+    return lr, hr
+
+
+def true_kernel(hr_path: Path, degradation: Degradation,
+                lr_dir: Path | None) -> torch.Tensor | None:
+    """The blur kernel that made the LR image of ``hr_path``, when it is known: the
+    degradation's, or ``LR_DIR/kernels/NAME.npy`` (as ``dynsr degrade`` writes them)."""
+    if lr_dir is None:
+        return degradation.kernel(hr_path.name)
+    path = lr_dir / "kernels" / f"{hr_path.stem}.npy"
+    return load_kernel(path) if path.is_file() else None
+
+
+def estimate_blind(lr: torch.Tensor, scale: int, *, iterations: int = 3000,
+                   seed: int = 0) -> BlindEstimate:
+    """The degradation of one LR image (C, h, w) in [0, 1], estimated from the image alone.
+
+    The one place blind SR estimates what a non-blind model (UDVD) is told: ``dynsr eval
+    --blind`` and ``dynsr upscale --blind`` call it. ``.conditions()`` of the result are the
+    model's keyword arguments (``blur=``, ``noise=``); ``.kernel`` the estimated kernel of
+    "blur, then keep every s-th pixel" (scored against the true kernel where it is known).
+    Today: KernelGAN for the kernel (``iterations``), patch PCA for the noise level
+    (:mod:`dynsr.zeroshot.blind`).
+    """
+    return estimate_degradation(lr.float(), scale, iterations=iterations, seed=seed)
+
+
+def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, iterations: int,
+                     kernel_errors: dict[str, dict]) -> Callable[[Path, torch.Tensor], dict]:
+    """:data:`Conditions` estimated from each LR image (:func:`estimate_blind`); where the
+    true kernel is known, the estimate's error is stored in ``kernel_errors[stem]``."""
+    def estimated(path: Path, lr: torch.Tensor) -> dict:
+        estimate = estimate_blind(lr, degradation.scale, iterations=iterations)
+        truth = true_kernel(path, degradation, lr_dir)
+        if truth is not None:
+            kernel_errors[path.stem] = kernel_error(estimate.kernel, truth)
+        return estimate.conditions()
+    return estimated
+
+
+def model_conditions(name: str, degradation: Degradation) -> Conditions:
+    """What model ``name`` is told about ``degradation``: nothing for blind models; the blur
+    and noise for non-blind ones (per image when the kernel differs per image)."""
+    if not get_spec(name).needs_degradation:
+        return {}
+    if degradation.per_image:
+        return degradation.conditions_of_file
+    return degradation.model_conditions()
+
+
+def evaluate_images(
+    model: torch.nn.Module,
+    hr_paths: list[Path],
+    degradation: Degradation,
+    *,
+    lr_dir: Path | None = None,
+    crop: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    conditions: Conditions | None = None,
+    save_sr: Path | None = None,
+    pairs: dict | None = None,
+    desc: str = "eval",
+    label: str = "dynsr eval",
+    timed: bool = False,
+) -> EvalResult:
+    """PSNR-Y/SSIM-Y of ``model`` (already in eval mode) on ``hr_paths``: what ``dynsr eval``
+    measures, also used by training's validation.
+
+    ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``), or a
+    function of the HR path and the LR image giving them (a kernel per image, or one
+    estimated from the LR image).
+    ``pairs``: a dict kept by the caller in which the (LR, HR) pairs are cached between
+    calls (validation measures the same images many times). Images that cannot be read or
+    measured are skipped with a one-line message (starting with ``label``) and counted in
+    ``failures``; ``desc`` labels the progress bar. ``timed``: each row gets ``seconds``,
+    from reading the image to its SR (conditions included, scoring left out).
+    """
+    crop = degradation.scale if crop is None else crop
+    rows, failures = [], 0
+    for hr_path in tqdm(hr_paths, desc=desc, unit="img", disable=None, leave=False):
+        try:
+            started = time.perf_counter()
+            if pairs is not None and hr_path in pairs:
+                lr, hr = pairs[hr_path]
+            else:
+                lr, hr = load_pair(hr_path, degradation, lr_dir)
+                if pairs is not None:
+                    pairs[hr_path] = (lr, hr)
+            kwargs = (conditions(hr_path, lr) if callable(conditions)
+                      else (conditions or {}))
+            sr = upscale_batch(model, lr.unsqueeze(0), precision=precision,
+                               channels_last=channels_last, **kwargs)[0]
+            sr = sr.to(torch.float64)
+            seconds = time.perf_counter() - started
+            if sr.shape != hr.shape:
+                raise ValueError(f"{hr_path}: SR {tuple(sr.shape)} does not match HR "
+                                 f"{tuple(hr.shape)} (after cropping to a multiple of "
+                                 f"{degradation.scale})")
+            scores = evaluate_pair(sr, hr, crop)
+            if timed:
+                scores["seconds"] = round(seconds, 2)
+            if save_sr is not None:
+                write_image(save_sr / f"{hr_path.stem}.png", sr.clamp(0, 1))
+        except (ImageReadError, ValueError, OSError) as err:
+            failures += 1
+            tqdm.write(f"{label}: skipped: {err}", file=sys.stderr)
+            continue
+        rows.append({"name": hr_path.stem, **scores})
+    return EvalResult(rows, failures)
+
+
+def load_evaluated_model(name: str, scale: int,
+                         weights: Path | None) -> tuple[torch.nn.Module, dict | None]:
+    """The model with ``weights`` (or the shipped ones, sha256-checked) and what they are.
+
+    A learned model without weights is refused: scores of random weights mean nothing.
+    """
+    entry = find_weights(name, scale) if weights is None else None
+    config = (entry.config if entry is not None else {}) if weights is None else \
+        weights_model_config(weights, name, scale)
+    model = create(name, scale=scale, **config)
+    if next(model.parameters(), None) is None:
+        return model, None
+    if weights is None and entry is None:
+        raise ValueError(f"no trained weights for {name} x{scale}"
+                         f"{weights_hint(name, scale)}: give --weights FILE")
+    path = weights if weights is not None else entry.path
+    load_state_dict(model, path, None if entry is None else entry.sha256)
+    return model, {"file": str(path), "sha256": file_sha256(path),
+                   "shipped": entry is not None}
+
+
+def run_record(crop: int) -> dict:
+    """The settings every results file records besides its own: the metrics, the machine,
+    the versions and the date."""
+    return {
+        "metrics": MetricSettings(crop_border=crop).as_dict(),
+        "threads": torch.get_num_threads(),
+        "cpu": describe_cpu(),
+        "dynsr": __version__,
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
