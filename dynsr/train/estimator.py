@@ -19,6 +19,7 @@ orthonormal), the noise error |σ̂ − σ| on the 0..255 scale.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -30,16 +31,18 @@ import yaml
 from safetensors.torch import save as save_safetensors
 from torch.utils.data import DataLoader
 
+from dynsr.blind import ESTIMATOR_NAME
 from dynsr.hardware import describe_cpu
 from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models.degradation_estimator import DegradationEstimator, estimator_loss
 from dynsr.train.datasets import HRFolderDataset, SampleIndexSampler
 from dynsr.train.engine import EMA
+from dynsr.upscale.weights import add_manifest_entry, default_weights_dir, load_state_dict
 
 __all__ = ["train_estimator", "validate"]
 
 DEFAULTS = {
-    "model": {"channels": 64, "num_blocks": 8},
+    "model": {"channels": 64, "num_blocks": 8, "init": None},
     "data": {"patch_size": 192, "cache": True, "degradation_options": {}},
     "val": {"hr": None, "samples": 40, "seed": 1234, "every": 1000},
     "train": {"iterations": 10000, "batch_size": 16, "lr": 5e-4, "warmup": 300,
@@ -71,6 +74,8 @@ def load_estimator_config(path: Path, overrides: list[str] | None = None) -> dic
     cfg["data"]["paths"] = [str((base / p).resolve()) for p in cfg["data"]["paths"]]
     if cfg["val"]["hr"] is not None:
         cfg["val"]["hr"] = str((base / cfg["val"]["hr"]).resolve())
+    if cfg["model"]["init"] is not None:
+        cfg["model"]["init"] = str((base / cfg["model"]["init"]).resolve())
     return cfg
 
 
@@ -111,8 +116,9 @@ def validate(model: DegradationEstimator, samples: list[dict[str, torch.Tensor]]
 
 def _weights_bytes(model: DegradationEstimator, cfg: dict, extra: dict) -> bytes:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    architecture = {k: v for k, v in cfg["model"].items() if k != "init"}
     metadata = {"model": "degradation-estimator", "scale": str(cfg["scale"]),
-                "model_config": json.dumps(cfg["model"]),
+                "model_config": json.dumps(architecture),
                 **{k: json.dumps(v) for k, v in extra.items()}}
     return save_safetensors(state, metadata=metadata)
 
@@ -124,11 +130,15 @@ def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
         torch.set_num_threads(int(t["threads"]))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t["seed"])
-    model = DegradationEstimator(scale, **cfg["model"])
+    state_path = out / "state.pt"
+    architecture = {k: v for k, v in cfg["model"].items() if k != "init"}
+    model = DegradationEstimator(scale, **architecture)
+    if cfg["model"]["init"] and not (resume and state_path.exists()):
+        # Fine-tuning another scale's estimator: the architecture does not depend on s.
+        load_state_dict(model, cfg["model"]["init"])
     optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"])
     ema = EMA(model, t["ema_decay"])
     start, wall, history, best = 0, 0.0, [], None
-    state_path = out / "state.pt"
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -211,6 +221,46 @@ def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
     return summary
 
 
+def publish_estimator(run: Path, weights_dir: Path | None = None) -> Path:
+    """Ship a finished run's best (EMA) weights: ``degradation-estimator_xS.safetensors`` in
+    the weights folder, with a manifest entry (sha256, architecture, training and
+    validation)."""
+    summary = json.loads((run / "summary.json").read_text())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    data = (run / "best.safetensors").read_bytes()
+    scale = int(summary["scale"])
+    folder = weights_dir or default_weights_dir()
+    name = f"degradation-estimator_x{scale}.safetensors"
+    atomic_write_bytes(folder / name, data)
+
+    def short(path: str) -> str:  # data folders by their last three parts, not this disk's
+        return "/".join(Path(path).parts[-3:])
+
+    entry = {
+        "file": name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "config": {k: v for k, v in cfg["model"].items() if k != "init"},
+        "training": {
+            "run": cfg["name"],
+            **({"init": Path(cfg["model"]["init"]).name} if cfg["model"].get("init") else {}),
+            "iterations": summary["best"]["iteration"],
+            "schedule_iterations": cfg["train"]["iterations"],
+            "wall_time_h": round(summary["wall_time_s"] / 3600, 2),
+            "data": {"paths": [short(p) for p in cfg["data"]["paths"]],
+                     "degradation": "blind", "patch_size": cfg["data"]["patch_size"]},
+            "batch_size": cfg["train"]["batch_size"],
+            "weights": "ema",
+            "machines": [summary.get("machine")],
+        },
+        "validation": {"data": short(cfg["val"]["hr"]),
+                       "samples": cfg["val"]["samples"], "seed": cfg["val"]["seed"],
+                       "code_l2": round(summary["best"]["code_l2"], 5),
+                       "sigma_abs": round(summary["best"]["sigma_abs"], 4)},
+    }
+    add_manifest_entry(folder, ESTIMATOR_NAME, scale, entry)
+    return folder / name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,9 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--publish", action="store_true",
+                    help="ship the finished run in --out (its best weights) into dynsr/weights")
     args = ap.parse_args(argv)
     cfg = load_estimator_config(args.config, args.overrides)
-    train_estimator(cfg, args.out or Path("runs") / cfg["name"], resume=args.resume)
+    out = args.out or Path("runs") / cfg["name"]
+    if args.publish:
+        print(publish_estimator(out))
+        return 0
+    train_estimator(cfg, out, resume=args.resume)
     return 0
 
 

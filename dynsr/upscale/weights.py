@@ -43,6 +43,7 @@ from dynsr.io import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "MANIFEST_NAME",
+    "add_manifest_entry",
     "WEIGHTS_DIR_ENV_VAR",
     "WeightsEntry",
     "WeightsError",
@@ -301,10 +302,18 @@ def publish_weights(source: str | os.PathLike[str],
                                **({"seed": val.get("seed", 0)} if degradation else {}),
                                "psnr_y": round(float(meta["val_psnr_y"]), 4),
                                "ssim_y": round(float(meta["val_ssim_y"]), 5)}
+    add_manifest_entry(folder, name, scale, entry)
+    return WeightsEntry(name, scale, folder / file_name, digest, entry["config"])
+
+
+def add_manifest_entry(folder: str | os.PathLike[str], name: str, scale: int,
+                       entry: dict) -> None:
+    """Set the manifest entry of ``name`` at ``scale`` in ``folder`` (replacing one that is
+    there), keeping the manifest sorted; written atomically."""
+    folder = Path(folder)
     manifest = _read_manifest(folder)
     manifest["models"].setdefault(name, {})[str(scale)] = entry
     manifest["models"][name] = dict(sorted(manifest["models"][name].items()))
     manifest["models"] = dict(sorted(manifest["models"].items()))
     atomic_write_json(folder / MANIFEST_NAME, manifest)
-    return WeightsEntry(name, scale, folder / file_name, digest, entry["config"])
 
