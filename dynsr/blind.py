@@ -41,6 +41,7 @@ __all__ = [
     "ESTIMATOR_NAME",
     "BlindDegradation",
     "estimate_blind_degradation",
+    "kernel_width",
     "load_estimator",
     "save_degradation",
 ]
@@ -165,6 +166,20 @@ def estimate_blind_degradation(
                             direct_kernel=found.kernel,
                             settings={"kernelgan_iterations": kernelgan_iterations,
                                       "seed": seed})
+
+
+def kernel_width(kernel: torch.Tensor) -> float:
+    """The width of a kernel as one number: the root mean square of its two principal
+    standard deviations (an isotropic Gaussian of width w gives w), from its second moments
+    (negative taps of a PCA reconstruction clipped)."""
+    k = kernel.double().clamp_min(0.0)
+    k = k / k.sum()
+    coords = torch.arange(k.shape[-1], dtype=torch.float64)
+    rows, cols = k.sum(1), k.sum(0)
+    my, mx = float((rows * coords).sum()), float((cols * coords).sum())
+    var_y = float((rows * (coords - my) ** 2).sum())
+    var_x = float((cols * (coords - mx) ** 2).sum())
+    return ((var_y + var_x) / 2) ** 0.5
 
 
 def _kernel_picture(kernel: torch.Tensor) -> torch.Tensor:

@@ -455,10 +455,10 @@ def test_blind_udvd_estimates_and_runs(tmp_path, capsys):
     assert torch.equal(again.kernel, estimate.kernel) and again.noise == estimate.noise
     write_image(tmp_path / "in" / "photo.png", image)
     assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
-                 "udvd-lite", "--blind", "--blind-iterations", "2",
-                 "--precision", "fp32"]) == 0
+                 "udvd-lite", "--blind", "--blind-method", "kernelgan", "--blind-iterations",
+                 "2", "--precision", "fp32"]) == 0
     assert load_tensor(tmp_path / "out" / "photo_x2.png").shape == (3, 128, 128)
-    assert "estimated noise level" in capsys.readouterr().err
+    assert "kernelgan estimate in" in capsys.readouterr().err
     assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model",
                  "dyconvsr", "--blind"]) == 1
     assert "--blind estimates the degradation for non-blind models" in capsys.readouterr().err
@@ -478,8 +478,8 @@ def test_eval_blind_udvd_records_the_estimate(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["eval", "--model", "udvd-lite", "--weights", str(tmp_path / "u.st"), "--hr",
                  str(tmp_path / "hr"), "--scale", "2", "--random-kernel", "div2krk",
-                 "--downsample", "direct", "--blind", "--kernelgan-iterations", "2",
-                 "--json", str(out)]) == 0
+                 "--downsample", "direct", "--blind", "--blind-method", "kernelgan",
+                 "--kernelgan-iterations", "2", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     settings, row = result["settings"], result["images"][0]
     assert settings["blind"]["iterations"] == 2 and settings["crop_sampling"] == CROP_SAMPLING

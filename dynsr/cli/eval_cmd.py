@@ -15,7 +15,12 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dynsr.cli.options import add_degradation_args, degradation_from_args
+from dynsr.cli.options import (
+    add_blind_args,
+    add_degradation_args,
+    check_blind_args,
+    degradation_from_args,
+)
 from dynsr.evaluation import (
     ABLATIONS,
     Conditions,
@@ -67,9 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "3000, KernelGAN's; its schedule does not scale with them)")
     z.add_argument("--ablation", choices=ABLATIONS,
                    help="drop one loss term (the paper's Table 2)")
-    z.add_argument("--blind", action="store_true",
-                   help="non-blind models (udvd): estimate each LR image's kernel "
-                        "(KernelGAN, --kernelgan-iterations) and noise level instead of being told")
+    add_blind_args(p.add_argument_group("blind SR with non-blind models (udvd)"),
+                   kernelgan_iterations_flag=False)
     z.add_argument("--curve-every", type=int, metavar="N",
                    help="dualsr, x2: also score the whole-image SR every N iterations (and at "
                         "the last), with the training seconds so far (the scoring time left "
@@ -107,8 +111,7 @@ def format_table(rows: list[dict], mean: dict) -> str:
 def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
     if not zero_shot:
         get_spec(args.model)  # an unknown name is the first thing to say
-    if args.blind and scale not in (2, 4):
-        raise ValueError("--blind estimates x2 and x4 kernels only")
+    check_blind_args(args, scale)
     fixed = args.known_kernel or args.kernelgan_kernel
     if not zero_shot and (args.ablation or fixed or args.curve_every is not None):
         raise ValueError("--ablation, --known-kernel, --kernelgan-kernel and --curve-every are "
@@ -121,6 +124,16 @@ def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
                          f"{args.lr_step} for {args.model}")
     if args.blind and zero_shot or args.blind and not get_spec(args.model).needs_degradation:
         raise ValueError(f"--blind is for non-blind models (udvd); {args.model} is blind")
+
+
+def _blind_settings(args: argparse.Namespace) -> dict:
+    if args.blind_method == "kernelgan":
+        return {"method": "kernelgan", "kernel": "KernelGAN (dynsr.zeroshot.blind)",
+                "iterations": args.kernelgan_iterations, "noise": "patch PCA"}
+    weights = args.estimator_weights
+    return {"method": "learned", "estimator": "dynsr.models.degradation_estimator",
+            "weights": str(weights) if weights else "shipped",
+            "smoothing": args.blind_smoothing}
 
 
 def _zeroshot_config(args: argparse.Namespace) -> DualSRConfig:
@@ -139,8 +152,11 @@ def _evaluate_model(args: argparse.Namespace, degradation: Degradation, hr_paths
     model = prepare_model(model, channels_last=fast)
     kernel_errors: dict[str, dict] = {}  # --blind: the estimate's, where the truth is known
     conditions: Conditions = (
-        blind_conditions(degradation, args.lr, iterations=args.kernelgan_iterations,
-                         kernel_errors=kernel_errors)
+        blind_conditions(degradation, args.lr, method=args.blind_method,
+                         smoothing=args.blind_smoothing,
+                         estimator_weights=args.estimator_weights,
+                         iterations=args.kernelgan_iterations,
+                         save_dir=args.save_degradation, kernel_errors=kernel_errors)
         if args.blind else model_conditions(args.model, degradation))
     result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                              precision=args.precision, channels_last=fast,
@@ -191,11 +207,10 @@ def run(args: argparse.Namespace) -> int:
             "lr": str(args.lr) if args.lr else "made from HR (see degradation)",
             "degradation": degradation.settings() if args.lr is None else None,
             "inference_dtype": dtype,
-            **({"blind": {"kernel": "KernelGAN (dynsr.zeroshot.blind)",
-                          "iterations": args.kernelgan_iterations, "noise": "patch PCA"}}
-               if args.blind else {}),
+            **({"blind": _blind_settings(args)} if args.blind else {}),
             **({"zeroshot": zeroshot_settings} if zero_shot else {}),
-            **({"crop_sampling": CROP_SAMPLING} if zero_shot or args.blind else {}),
+            **({"crop_sampling": CROP_SAMPLING}
+               if zero_shot or args.blind and args.blind_method == "kernelgan" else {}),
             "precision": args.precision,
             "failed_images": failures,
             **run_record(crop),

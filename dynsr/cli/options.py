@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dynsr.blind import BLIND_METHODS
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
 
 
@@ -56,3 +57,46 @@ def degradation_from_args(args: argparse.Namespace) -> Degradation:
                          "--noise and --downsample")
     return Degradation(args.scale, args.blur, args.kernel, args.kernel_size, args.noise,
                        args.downsample, args.seed, random_kernel, realistic_lr)
+
+
+def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag: bool) -> None:
+    """``--blind`` and its options, for commands that run non-blind models (udvd)."""
+    group.add_argument("--blind", action="store_true",
+                       help="non-blind models (udvd): read each LR image's blur and noise off "
+                            "the image (--blind-method) instead of being told them")
+    group.add_argument("--blind-method", choices=BLIND_METHODS, default="learned",
+                       help="learned: the shipped degradation estimator (a fraction of a "
+                            "second; default); kernelgan: KernelGAN trained on the image and "
+                            "patch-PCA noise (minutes, x2 and x4)")
+    group.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
+                       help="learned: local estimates smoothed over SIGMA LR pixels, for blur "
+                            "and noise that vary across the image (default: one estimate per "
+                            "image)")
+    group.add_argument("--estimator-weights", type=Path, metavar="FILE",
+                       help="learned: estimator weights instead of the shipped ones")
+    group.add_argument("--save-degradation", type=Path, metavar="DIR",
+                       help="write what was estimated, per image: NAME_kernel.png (enlarged), "
+                            "NAME_noise.png (sigma map, white = 75) and NAME_degradation.json")
+    if kernelgan_iterations_flag:
+        group.add_argument("--blind-iterations", type=int, default=3000, metavar="N",
+                           help="kernelgan: KernelGAN iterations per image (default 3000)")
+
+
+def check_blind_args(args: argparse.Namespace, scale: int) -> None:
+    """``ValueError`` naming the flag when the blind options do not fit together."""
+    used = [flag for flag, value in (("--blind-smoothing", args.blind_smoothing),
+                                      ("--estimator-weights", args.estimator_weights),
+                                      ("--save-degradation", args.save_degradation))
+            if value is not None]
+    if used and not args.blind:
+        raise ValueError(f"{used[0]} goes with --blind")
+    if not args.blind:
+        return
+    if args.blind_method == "kernelgan":
+        if scale not in (2, 4):
+            raise ValueError("--blind-method kernelgan estimates x2 and x4 kernels only")
+        if args.blind_smoothing is not None or args.estimator_weights is not None:
+            raise ValueError("--blind-smoothing and --estimator-weights are for "
+                             "--blind-method learned")
+    if args.blind_smoothing is not None and args.blind_smoothing < 0:
+        raise ValueError(f"--blind-smoothing must be >= 0, got {args.blind_smoothing}")

@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from dynsr.api import DEFAULT_MODEL, DEVICES, load
+from dynsr.blind import estimate_blind_degradation, kernel_width, save_degradation
+from dynsr.cli.options import add_blind_args, check_blind_args
 from dynsr.degrade import load_kernel
-from dynsr.evaluation import estimate_blind
 from dynsr.io import PNG_COMPRESSION, list_images, read_image
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
@@ -88,12 +89,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="noise level of the input on the 0..255 scale, or a per-pixel level "
                         "map of the input's size: .npy of levels, or an image whose pixel "
                         "values (0..255) are the levels")
-    blur.add_argument("--blind", action="store_true",
-                      help="estimate each image's kernel (KernelGAN, trained on the image) "
-                           "and noise level (patch PCA) and give them to the model "
-                           "(dynsr.zeroshot.blind); x2 and x4")
-    g.add_argument("--blind-iterations", type=int, default=3000, metavar="N",
-                   help="KernelGAN iterations per image for --blind (default 3000)")
+    add_blind_args(p.add_argument_group("blind SR with non-blind models (udvd, udvd-lite)"),
+                   kernelgan_iterations_flag=True)
     # SUPPRESS: only set when given here, so `dynsr --debug upscale` keeps working.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
@@ -189,9 +186,10 @@ def run(args: argparse.Namespace) -> int:
                     notify=lambda message: report(f"warning: {message}"))
     conditions: dict = {}
     if args.blind and (not upscaler.needs_degradation or args.noise is not None
-                       or args.scale not in (2, 4)):
+                       or args.blur is not None or args.kernel is not None):
         raise ValueError("--blind estimates the degradation for non-blind models (udvd, "
-                         "udvd-lite) at x2 or x4, in place of --blur/--kernel/--noise")
+                         "udvd-lite), in place of --blur/--kernel/--noise")
+    check_blind_args(args, args.scale)
     if args.blind_iterations < 1:
         raise ValueError(f"--blind-iterations must be positive, got {args.blind_iterations}")
     if upscaler.needs_degradation and not args.blind:
@@ -225,11 +223,19 @@ def run(args: argparse.Namespace) -> int:
                 continue
             image = read_image(path)
             if args.blind:
-                estimate = estimate_blind(image.pixels, args.scale,
-                                          iterations=args.blind_iterations)
+                estimate = estimate_blind_degradation(
+                    image.pixels, args.scale, args.blind_method,
+                    smoothing=args.blind_smoothing, estimator_weights=args.estimator_weights,
+                    kernelgan_iterations=args.blind_iterations)
                 conditions = estimate.conditions()
-                report(f"{path}: estimated noise level {estimate.noise:.1f}, kernel "
-                       f"{estimate.kernel.shape[-1]}x{estimate.kernel.shape[-1]}")
+                noise = estimate.noise_map
+                spread = (f" ({float(noise.min()):.1f} to {float(noise.max()):.1f})"
+                          if estimate.varies else "")
+                report(f"{path}: {estimate.method} estimate in {estimate.seconds:.1f} s: noise "
+                       f"sigma {estimate.noise:.1f}{spread}, blur width ~"
+                       f"{kernel_width(estimate.kernel()):.2f}")
+                if args.save_degradation is not None:
+                    save_degradation(estimate, args.save_degradation, path.stem)
             result = upscaler.upscale_loaded(image, conditions, progress=True)
             if result.bit_depth == 16 and target.suffix.lower() != ".png":
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "

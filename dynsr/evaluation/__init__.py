@@ -3,8 +3,8 @@
 * :class:`Degradation`, :func:`modcrop` (:mod:`.degradation`): how a test LR image is made
   from an HR image, and the benchmark crop.
 * :func:`evaluate_images` (:mod:`.protocol`): PSNR-Y / SSIM-Y of a model on HR images (``dynsr
-  eval``, training's validation); :func:`estimate_blind`: the one place blind SR estimates
-  a non-blind model's conditions from the LR image.
+  eval``, training's validation); :func:`blind_conditions`: a non-blind model's conditions
+  read off each LR image (:mod:`dynsr.blind`).
 * :func:`evaluate_zeroshot`, :class:`QualityCurve` (:mod:`.zeroshot`): zero-shot DualSR
   trained and scored per image.
 
@@ -13,11 +13,9 @@ Data flows one way: io → degrade → model → metrics → evaluation.
 
 from dynsr.evaluation.degradation import RANDOM_KERNELS, Degradation, modcrop
 from dynsr.evaluation.protocol import (
-    BlindEstimate,
     Conditions,
     EvalResult,
     blind_conditions,
-    estimate_blind,
     evaluate_images,
     find_lr,
     load_evaluated_model,
@@ -31,13 +29,11 @@ from dynsr.evaluation.zeroshot import ABLATIONS, QualityCurve, evaluate_zeroshot
 __all__ = [
     "ABLATIONS",
     "RANDOM_KERNELS",
-    "BlindEstimate",
     "Conditions",
     "Degradation",
     "EvalResult",
     "QualityCurve",
     "blind_conditions",
-    "estimate_blind",
     "evaluate_images",
     "evaluate_zeroshot",
     "find_lr",

@@ -22,7 +22,9 @@ import torch
 from tqdm import tqdm
 
 from dynsr import __version__
-from dynsr.degrade import load_kernel
+from dynsr.blind import estimate_blind_degradation, save_degradation
+from dynsr.degrade import load_kernel, pad_kernel, udvd_kernel_from_direct
+from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE
 from dynsr.evaluation.degradation import Degradation, modcrop
 from dynsr.hardware import describe_cpu
 from dynsr.io import ImageReadError, list_images, load_tensor, read_image, write_image
@@ -36,14 +38,11 @@ from dynsr.upscale.weights import (
     weights_hint,
     weights_model_config,
 )
-from dynsr.zeroshot.blind import BlindEstimate, estimate_degradation
 
 __all__ = [
-    "BlindEstimate",
     "Conditions",
     "EvalResult",
     "blind_conditions",
-    "estimate_blind",
     "evaluate_images",
     "find_lr",
     "load_evaluated_model",
@@ -120,29 +119,37 @@ def true_kernel(hr_path: Path, degradation: Degradation,
     return load_kernel(path) if path.is_file() else None
 
 
-def estimate_blind(lr: torch.Tensor, scale: int, *, iterations: int = 3000,
-                   seed: int = 0) -> BlindEstimate:
-    """The degradation of one LR image (C, h, w) in [0, 1], estimated from the image alone.
-
-    The one place blind SR estimates what a non-blind model (UDVD) is told: ``dynsr eval
-    --blind`` and ``dynsr upscale --blind`` call it. ``.conditions()`` of the result are the
-    model's keyword arguments (``blur=``, ``noise=``); ``.kernel`` the estimated kernel of
-    "blur, then keep every s-th pixel" (scored against the true kernel where it is known).
-    Today: KernelGAN for the kernel (``iterations``), patch PCA for the noise level
-    (:mod:`dynsr.zeroshot.blind`).
-    """
-    return estimate_degradation(lr.float(), scale, iterations=iterations, seed=seed)
-
-
-def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, iterations: int,
+def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: str = "learned",
+                     smoothing: float | None = None, estimator_weights: Path | None = None,
+                     iterations: int = 3000, save_dir: Path | None = None,
                      kernel_errors: dict[str, dict]) -> Callable[[Path, torch.Tensor], dict]:
-    """:data:`Conditions` estimated from each LR image (:func:`estimate_blind`); where the
-    true kernel is known, the estimate's error is stored in ``kernel_errors[stem]``."""
+    """:data:`Conditions` estimated from each LR image (:func:`dynsr.blind.
+    estimate_blind_degradation`: ``method`` ``"learned"`` or ``"kernelgan"``). Per image,
+    ``kernel_errors[stem]`` gets the estimate's seconds and mean noise sigma and, where the
+    true kernel is known, ``udvd_kernel_l2``: the L2 distance (15×15 taps) of the kernel UDVD
+    is told from the one it should be told (the true kernel; for direct downsampling its
+    least-squares UDVD equivalent, as the GT-kernel evaluation tells UDVD); KernelGAN's own
+    kernel is also scored against the truth (``kernel_sse``, ``kernel_psnr``). With
+    ``save_dir``, the pictures of each estimate (:func:`dynsr.blind.save_degradation`)."""
     def estimated(path: Path, lr: torch.Tensor) -> dict:
-        estimate = estimate_blind(lr, degradation.scale, iterations=iterations)
+        estimate = estimate_blind_degradation(lr.float(), degradation.scale, method,
+                                              smoothing=smoothing,
+                                              estimator_weights=estimator_weights,
+                                              kernelgan_iterations=iterations)
+        record = {"estimate_seconds": round(estimate.seconds, 3),
+                  "noise_estimate": round(estimate.noise, 3)}
         truth = true_kernel(path, degradation, lr_dir)
         if truth is not None:
-            kernel_errors[path.stem] = kernel_error(estimate.kernel, truth)
+            told = (udvd_kernel_from_direct(truth.double(), degradation.scale)
+                    if degradation.downsample == "direct" else truth.double())
+            size = max(told.shape[-1], PCA_KERNEL_SIZE)
+            record["udvd_kernel_l2"] = float((pad_kernel(estimate.kernel().double(), size)
+                                              - pad_kernel(told / told.sum(), size)).norm())
+            if estimate.direct_kernel is not None:
+                record.update(kernel_error(estimate.direct_kernel, truth))
+        kernel_errors[path.stem] = record
+        if save_dir is not None:
+            save_degradation(estimate, save_dir, path.stem)
         return estimate.conditions()
     return estimated
 

@@ -157,8 +157,9 @@ def _gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def estimator_loss(model: DegradationEstimator, out: torch.Tensor,
                    dmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 of the normalised map (kernel and noise weighted alike), plus the Laplace negative log-likelihood of the detached
-    errors for the two log-scales (per pixel: kernel error summed over the 15 code values,
+    """L1 of the normalised map (kernel and noise weighted alike), plus the Laplace negative
+    log-likelihood of the detached errors for the two log-scales (per pixel: kernel error
+    summed over the 15 code values,
     noise error). Returns the loss and its parts (code L1, noise L1 in sigma units)."""
     normalised, log_scale = model.split(out)
     target = dmap * model.target_scale[:, None, None]
