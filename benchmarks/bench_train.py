@@ -33,7 +33,8 @@ import torch
 
 from dynsr.hardware import describe_cpu
 from dynsr.train.config import load_config
-from dynsr.train.engine import Trainer, torch_settings
+from dynsr.train.distributed import torch_settings
+from dynsr.train.engine import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("data", "forward", "backward", "step")

@@ -13,7 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from dynsr.models import create
-from dynsr.train.engine import seed_everything, train
+from dynsr.train.engine import train
+from dynsr.train.state import seed_everything
 
 BATCH, STEPS = 2, 4
 

@@ -41,8 +41,12 @@ from dynsr.train.config import (
     load_config,
 )
 from dynsr.train.datasets import build_dataset
-from dynsr.train.engine import EMA, TrainingForward, learning_rate, load_state, train
+from dynsr.train.ema import EMA
+from dynsr.train.engine import train
+from dynsr.train.forward import TrainingForward
 from dynsr.train.losses import charbonnier_loss, sr_loss
+from dynsr.train.schedule import learning_rate
+from dynsr.train.state import load_state
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,9 @@ without EMA, are measured on ``data.val`` by the function ``dynsr eval`` uses
 (:func:`dynsr.evaluation.evaluate_images`): PSNR-Y / SSIM-Y, SR rounded to 8 bit,
 ``crop = scale``.
 
+Resuming (:mod:`dynsr.train.state`) and several processes (:mod:`dynsr.train.distributed`)
+are described where they are done.
+
 Files written to the output folder (by the first process only)
 --------------------------------------------------------------
 * ``config.yaml``: the resolved configuration (every default filled in).
@@ -40,49 +43,22 @@ Files written to the output folder (by the first process only)
   when measured at that iteration, val_psnr_y / val_ssim_y. ``summary.json``: the run at a
   glance (progress, throughput, the machines, best and latest validation).
 
-Resuming
---------
-``--resume`` loads ``state.pt`` and continues; the result is bit-identical to a run that was
-never interrupted, because nothing in an iteration depends on history other than what the
-state holds: the data of iteration i is a function of (seed, i), the learning rate a function
-of i, and model, EMA and optimiser tensors are restored exactly. (Bit-identity assumes the
-same machine, torch build and ``train.threads``: a different thread count may reorder
-floating-point sums.) Keys that change the weights must be the same as in the state; the
-others (``train.stop_after``, ``train.time_limit``, ``train.workers``, ``train.threads``,
-``data.val``, ``checkpoint``, ``log``) may differ. SIGTERM or Ctrl-C stops at the end of the
-current iteration with a checkpoint; a second one stops at once.
-
-Several processes
------------------
-Under ``torchrun --nproc_per_node=N -m dynsr train ...`` (``WORLD_SIZE`` > 1 in the
-environment) each process trains on its own samples (``train.batch_size`` each, so the
-effective batch is N times larger) with DistributedDataParallel: gloo on the CPU, nccl on
-GPUs. All processes hold the same weights after every step (checked at the end); only the
-first validates and writes files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import csv
 import dataclasses
 import datetime
-import inspect
 import io
 import json
 import math
-import os
-import random
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import save as safetensors_save
@@ -90,253 +66,36 @@ from torch import nn
 from tqdm import tqdm
 
 from dynsr import __version__
-from dynsr.evaluation import Degradation, evaluate_images, model_conditions
 from dynsr.hardware import describe_cpu
-from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
+from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dynsr.models import create, get_spec
 from dynsr.train.config import (
     Config,
-    TrainConfig,
     config_from_dict,
     config_to_dict,
     config_to_yaml,
-    weight_affecting_changes,
 )
 from dynsr.train.datasets import SampleIndexSampler, build_dataset
+from dynsr.train.distributed import DistributedContext, torch_settings
+from dynsr.train.ema import EMA
+from dynsr.train.forward import TrainingForward, resolve_multistage
 from dynsr.train.losses import pixel_loss, sr_loss
+from dynsr.train.run_log import CsvLog, StopSignals, log_line
+from dynsr.train.schedule import learning_rate
+from dynsr.train.state import (
+    STATE_FORMAT,
+    resumable_state,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from dynsr.train.validation import Validation
 from dynsr.upscale.weights import WeightsError, load_fitting_tensors, load_state_dict
 
-__all__ = [
-    "EMA",
-    "LOG_COLUMNS",
-    "STATE_FORMAT",
-    "DistributedContext",
-    "TrainResult",
-    "Trainer",
-    "learning_rate",
-    "load_state",
-    "seed_everything",
-    "torch_settings",
-    "train",
-]
-
-STATE_FORMAT = "dynsr-train-state-1"
-LOG_COLUMNS = ("iteration", "loss", "lr", "it_per_s", "elapsed_s", "val_psnr_y", "val_ssim_y")
-
-
-# ------------------------------------------------------------------------------------------
-# schedule, seeding, EMA
-
-
-def learning_rate(cfg: TrainConfig, iteration: int) -> float:
-    """Learning rate of the optimiser step that follows ``iteration`` completed steps.
-
-    Warm-up: ``lr · (i + 1) / warmup`` for the first ``warmup`` steps (never 0). Then
-    ``constant``; ``step``: times ``gamma`` for every milestone ≤ i; ``cosine``: from ``lr``
-    at the end of the warm-up to ``min_lr`` at the last step (i = iterations - 1).
-    """
-    if iteration < cfg.warmup:
-        return cfg.lr * (iteration + 1) / cfg.warmup
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "step":
-        passed = sum(1 for m in cfg.milestones if m <= iteration)
-        return cfg.lr * cfg.gamma**passed
-    if cfg.schedule == "cosine":
-        span = max(cfg.iterations - 1 - cfg.warmup, 1)
-        t = min((iteration - cfg.warmup) / span, 1.0)
-        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
-    raise ValueError(f"unknown schedule {cfg.schedule!r}")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (model initialisation)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class EMA:
-    """Exponential moving average of a model's parameters: ``e ← d·e + (1 − d)·p`` after
-    every step, buffers copied (they hold settings such as DyConvSR's temperature, not
-    statistics to average).
-
-    ``d = min(decay, (1 + n) / (10 + n))`` at step n (TensorFlow's ExponentialMovingAverage
-    with ``num_updates``): early on the average follows the training weights closely instead of
-    keeping the random initialisation for thousands of steps (0.999^1000 = 37 %); ``decay``
-    is reached after about 10 / (1 − decay) steps.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-
-    def decay_at(self, step: int) -> float:
-        return min(self.decay, (1 + step) / (10 + step))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """Average in ``model`` after optimiser step ``step`` (0 for the first)."""
-        weight = 1.0 - self.decay_at(step)
-        for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), weight)
-        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            ema_b.copy_(b)
-
-
-# ------------------------------------------------------------------------------------------
-# processes
-
-
-@dataclasses.dataclass
-class DistributedContext:
-    """Which process this is; ``world_size`` 1 without torchrun."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    owns_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @classmethod
-    def from_environment(cls) -> DistributedContext:
-        """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``,
-        ``MASTER_ADDR``/``MASTER_PORT``), or a single-process context."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available()
-        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-        if cuda:
-            torch.cuda.set_device(device)
-        if world_size <= 1:
-            return cls(device=device)
-        owns = False
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if cuda else "gloo")
-            owns = True
-        return cls(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
-
-    def any(self, flag: bool) -> bool:
-        """True on every process if ``flag`` is true on any (stopping together)."""
-        if not self.distributed:
-            return flag
-        t = torch.tensor([int(flag)], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
-    def mean(self, value: float) -> float:
-        if not self.distributed:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.item() / self.world_size
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-# ------------------------------------------------------------------------------------------
-# the model as training calls it
-
-
-class TrainingForward(nn.Module):
-    """``model`` called the way a batch asks for, always returning a list of outputs (SR
-    last). A module of its own so that DistributedDataParallel wraps the call actually made
-    (``forward_prescaled`` included) and synchronises its gradients."""
-
-    def __init__(self, model: nn.Module, needs_degradation: bool, multistage: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.needs_degradation = needs_degradation
-        self.multistage = multistage
-
-    def forward(
-        self,
-        lr: torch.Tensor,
-        prescaled: bool = False,
-        blur: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        if prescaled:
-            out = self.model.forward_prescaled(lr)
-        else:
-            kwargs: dict[str, Any] = {}
-            if self.needs_degradation:
-                kwargs = {"blur": blur, "noise": noise}
-            if self.multistage:
-                kwargs["return_all"] = True
-            out = self.model(lr, **kwargs)
-        return list(out) if isinstance(out, list | tuple) else [out]
-
-
-def _supports_multistage(model: nn.Module) -> bool:
-    return "return_all" in inspect.signature(model.forward).parameters
-
-
-def _resolve_multistage(cfg: Config, model: nn.Module) -> bool:
-    setting = cfg.train.multistage
-    capable = _supports_multistage(model)
-    if setting is True and not capable:
-        raise ValueError(f"train.multistage: model {cfg.model.name!r} returns only its final "
-                         f"output (no return_all); use auto or false")
-    return capable if setting == "auto" else bool(setting)
-
-
-# ------------------------------------------------------------------------------------------
-# state files
-
-
-def _rng_state() -> dict:
-    """The global RNG states as tensors and plain numbers (loadable with weights_only)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached_gaussian": cached},
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-        "python_gauss": random.getstate()[2],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_state(path: str | Path) -> dict:
-    """Read a training state written by :class:`Trainer` (no pickled code is executed)."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no training state to resume from") from None
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"{path}: not a readable training state ({err})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path}: not a dynsr training state")
-    return state
+# EMA, the processes, the state file, the log, the schedule and the model's training call
+# have their own modules (dynsr.train.ema, .distributed, .state, .run_log, .schedule,
+# .forward); this one is the loop.
+__all__ = ["TrainResult", "Trainer", "train"]
 
 
 def _tensors_for_export(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -362,33 +121,20 @@ class TrainResult:
     last_loss: float | None
 
 
-class _StopSignals:
-    """SIGTERM / SIGINT ask the loop to stop after the current iteration (with a
-    checkpoint); a second signal acts as usual. Only in the main thread (signal rules)."""
+class _LossWindow:
+    """The steps since the last log row: their summed loss and their training time (the
+    pauses for validation and checkpoints left out)."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
+        self.restart()
 
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
+    def restart(self) -> None:
+        self.loss, self.steps = 0.0, 0
+        self.start, self.pause = time.perf_counter(), 0.0
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # second signal: the default behaviour
-            previous = self._previous.get(signum)
-            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-            signal.raise_signal(signum)
-            return
-        self.requested = True
-        print(f"\ndynsr train: {signal.Signals(signum).name}: stopping after this iteration "
-              f"(again to stop now)", file=sys.stderr)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+    def add(self, loss: float) -> None:
+        self.loss += loss
+        self.steps += 1
 
 
 class Trainer:
@@ -414,62 +160,12 @@ class Trainer:
         self.state_path = self.out_dir / "state.pt"
         t = cfg.train
 
-        state = None
-        if resume and self.state_path.exists():
-            state = load_state(self.state_path)
-            # Resolve the saved configuration again so that keys added to dynsr since the
-            # run started get their defaults instead of counting as changes.
-            saved = config_to_dict(config_from_dict(state["config"]))
-            changed = weight_affecting_changes(saved, config_to_dict(cfg))
-            if reschedule and "train.iterations" in changed:
-                # A longer or shorter schedule from here on: the learning rate follows the new
-                # length from the saved iteration; the change is kept in the state and summary.
-                changed.remove("train.iterations")
-                old_length = state["config"]["train"]["iterations"]
-                if t.iterations <= int(state["iteration"]):
-                    raise ValueError(f"--reschedule: train.iterations={t.iterations} is not "
-                                     f"past the saved iteration {state['iteration']}")
-                state.setdefault("schedule_changes", []).append(
-                    {"iteration": int(state["iteration"]), "from": old_length,
-                     "to": t.iterations})
-            if changed:
-                raise ValueError(f"--resume: the configuration differs from the saved run in "
-                                 f"{', '.join(changed)} (these change the weights)")
-        elif not resume and self.state_path.exists():
-            raise ValueError(f"{self.out_dir} already holds a run (state.pt): continue it "
-                             f"with --resume, or give another --out")
+        state = resumable_state(self.state_path, cfg, resume=resume, reschedule=reschedule)
         self.resumed = state is not None
 
         # Same seed on every process: identical initial weights (DDP also broadcasts them).
         seed_everything(t.seed)
-        spec = get_spec(cfg.model.name)
-        try:
-            self.model = create(cfg.model.name, scale=cfg.model.scale, **cfg.model.config)
-        except TypeError as err:
-            raise ValueError(f"model.config: {err}") from None
-        if next(self.model.parameters(), None) is None:
-            raise ValueError(f"model {cfg.model.name!r} has no trainable parameters")
-        self.init_skipped: list[str] = []
-        if cfg.model.init is not None and state is None:
-            # A resumed run's state already holds the weights that grew from the init.
-            try:
-                if cfg.model.init_strict:
-                    load_state_dict(self.model, cfg.model.init)
-                else:
-                    self.init_skipped = load_fitting_tensors(self.model, cfg.model.init)
-            except WeightsError as err:
-                raise ValueError(f"model.init: {err}") from None
-        self.model.to(self.ctx.device)
-        if t.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.model.train()
-        self.multistage = _resolve_multistage(cfg, self.model)
-        self.forward_module: nn.Module = TrainingForward(
-            self.model, spec.needs_degradation, self.multistage)
-        if self.ctx.distributed:
-            self.forward_module = nn.parallel.DistributedDataParallel(
-                self.forward_module,
-                device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None)
+        self.model, self.forward_module = self._build_model(fresh=state is None)
 
         self.loss_fn = pixel_loss(t.loss)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -500,10 +196,43 @@ class Trainer:
 
         self._batches: Iterator[dict] | None = None
         self._session_start: float | None = None
-        self._val_pairs: dict = {}
-        self._val_paths: list[Path] | None = None
+        self._validation: Validation | None = None
 
     # -- state ----------------------------------------------------------------------------
+
+    def _build_model(self, fresh: bool) -> tuple[nn.Module, nn.Module]:
+        """The model (with ``model.init`` loaded into a fresh run's) and the module training
+        calls (DistributedDataParallel around it under torchrun)."""
+        cfg, t = self.cfg, self.cfg.train
+        spec = get_spec(cfg.model.name)
+        try:
+            model = create(cfg.model.name, scale=cfg.model.scale, **cfg.model.config)
+        except TypeError as err:
+            raise ValueError(f"model.config: {err}") from None
+        if next(model.parameters(), None) is None:
+            raise ValueError(f"model {cfg.model.name!r} has no trainable parameters")
+        self.init_skipped: list[str] = []
+        if cfg.model.init is not None and fresh:
+            # A resumed run's state already holds the weights that grew from the init.
+            try:
+                if cfg.model.init_strict:
+                    load_state_dict(model, cfg.model.init)
+                else:
+                    self.init_skipped = load_fitting_tensors(model, cfg.model.init)
+            except WeightsError as err:
+                raise ValueError(f"model.init: {err}") from None
+        model.to(self.ctx.device)
+        if t.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        self.multistage = resolve_multistage(cfg, model)
+        forward_module: nn.Module = TrainingForward(
+            model, spec.needs_degradation, self.multistage)
+        if self.ctx.distributed:
+            forward_module = nn.parallel.DistributedDataParallel(
+                forward_module,
+                device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None)
+        return model, forward_module
 
     def _load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -512,7 +241,7 @@ class Trainer:
                 raise ValueError("--resume: the saved run has no EMA weights")
             self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.iteration = int(state["iteration"])
         self.elapsed_before = float(state["elapsed_s"])
         self.best = dict(state["best"])
@@ -532,7 +261,7 @@ class Trainer:
             # The learning rate is a pure function of the iteration (learning_rate()).
             "scheduler": {"schedule": self.cfg.train.schedule,
                           "lr": learning_rate(self.cfg.train, self.iteration)},
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "best": dict(self.best),
             "val_history": list(self.val_history),
             "last_loss": self.last_loss,
@@ -666,36 +395,12 @@ class Trainer:
 
     def validate(self) -> dict[str, float] | None:
         """PSNR-Y / SSIM-Y of :attr:`export_module` on ``data.val`` (None without it)."""
-        val = self.cfg.data.val
-        if val is None:
+        if self.cfg.data.val is None:
             return None
-        if val.realistic and (val.noise or val.blur is not None or val.kernel
-                              or val.random_kernel or val.downsample != "bicubic"):
-            raise ValueError("data.val.realistic draws its own blur, noise and downsampling: "
-                             "leave out blur, kernel, random_kernel, noise and downsample")
-        degradation = Degradation(self.cfg.model.scale, val.blur,
-                                  Path(val.kernel) if val.kernel else None, val.kernel_size,
-                                  val.noise, val.downsample, val.seed, val.random_kernel,
-                                  val.realistic)
-        if self._val_paths is None:
-            self._val_paths = list_images([Path(p) for p in val.hr], recursive=val.recursive)
-            if not self._val_paths:
-                raise ValueError(f"data.val.hr: no images found in {', '.join(val.hr)}")
-        model = self.export_module
-        conditions = model_conditions(self.cfg.model.name, degradation)
-        was_training = model.training
-        model.eval()
-        try:
-            result = evaluate_images(
-                model, self._val_paths, degradation,
-                lr_dir=Path(val.lr) if val.lr else None, crop=val.crop,
-                # As `dynsr eval`: channels_last goes with bf16.
-                precision=val.precision, channels_last=val.precision == "bf16",
-                conditions=conditions, pairs=self._val_pairs, desc="validation",
-                label="dynsr train: validation")
-        finally:
-            model.train(was_training)
-        return result.mean()
+        if self._validation is None:
+            self._validation = Validation(self.cfg.data.val, self.cfg.model.name,
+                                          self.cfg.model.scale)
+        return self._validation.measure(self.export_module)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -714,7 +419,7 @@ class Trainer:
         if main:
             atomic_write_text(self.out_dir / "config.yaml", _config_header(cfg) +
                               config_to_yaml(cfg))
-        log = _CsvLog(self.out_dir / "log.csv", self.iteration, append=self.resumed) \
+        log = CsvLog(self.out_dir / "log.csv", self.iteration, append=self.resumed) \
             if main else None
         if progress is None:
             progress = {"always": True, "never": False}.get(cfg.log.progress)
@@ -730,57 +435,64 @@ class Trainer:
             log.write({"iteration": 0, "lr": learning_rate(t, 0), "elapsed_s": self.elapsed_s,
                        "val_psnr_y": scores["psnr_y"], "val_ssim_y": scores["ssim_y"]})
 
-        window_loss, window_n = 0.0, 0
-        window_start, window_pause = time.perf_counter(), 0.0
+        window = _LossWindow()
         stop_reason = None
-        with _StopSignals() as signals:
+        with StopSignals() as signals:
             while self.iteration < stop_at:
                 loss = self.train_step()
-                window_loss += loss
-                window_n += 1
+                window.add(loss)
                 self.last_loss = loss
-                it = self.iteration
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", lr=f"{learning_rate(t, it - 1):.3g}",
-                                refresh=False)
+                bar.set_postfix(loss=f"{loss:.4g}",
+                                lr=f"{learning_rate(t, self.iteration - 1):.3g}", refresh=False)
                 # Every process takes the same decisions in the same order (collectives).
                 stop = self.ctx.any(
                     signals.requested
                     or (t.time_limit is not None
                         and time.perf_counter() - session_start >= t.time_limit))
-                last = it >= stop_at or stop
-                pause_start = time.perf_counter()
-                validate_now = cfg.data.val is not None and (
-                    it % cfg.data.val.every == 0 or it == t.iterations)
-                scores = self._validation_round() if validate_now and main else None
-                row_due = it % cfg.log.every == 0 or last or validate_now
-                if row_due:
-                    mean_loss = self.ctx.mean(window_loss / window_n)
-                    if main:
-                        # Throughput of training alone: validation and checkpoint time excluded.
-                        busy = pause_start - window_start - window_pause
-                        row = {"iteration": it, "loss": mean_loss, "lr": learning_rate(t, it - 1),
-                               "it_per_s": window_n / busy if busy > 0 else math.nan,
-                               "elapsed_s": self.elapsed_s,
-                               "val_psnr_y": scores["psnr_y"] if scores else None,
-                               "val_ssim_y": scores["ssim_y"] if scores else None}
-                        log.write(row)
-                        if bar.disable:
-                            print(_log_line(row, t.iterations), flush=True)
-                if main and (it % cfg.checkpoint.every == 0 or last):
-                    self.save_state()
-                    self._write_summary(completed=it >= t.iterations)
-                if row_due:
-                    window_loss, window_n = 0.0, 0
-                    window_start, window_pause = time.perf_counter(), 0.0
-                else:
-                    window_pause += time.perf_counter() - pause_start
+                self._after_step(window, log, last=self.iteration >= stop_at or stop,
+                                 print_rows=bar.disable)
                 if stop:
                     stop_reason = "signal" if signals.requested else "time limit"
                     break
         bar.close()
+        return self._finish(log, stop_reason)
+
+    def _after_step(self, window: _LossWindow, log: CsvLog | None, *, last: bool,
+                    print_rows: bool) -> None:
+        """Validation, the log row and the checkpoint that are due after a step."""
+        cfg, t, main, it = self.cfg, self.cfg.train, self.ctx.is_main, self.iteration
+        pause_start = time.perf_counter()
+        validate_now = cfg.data.val is not None and (
+            it % cfg.data.val.every == 0 or it == t.iterations)
+        scores = self._validation_round() if validate_now and main else None
+        row_due = it % cfg.log.every == 0 or last or validate_now
+        if row_due:
+            mean_loss = self.ctx.mean(window.loss / window.steps)
+            if main:
+                # Throughput of training alone: validation and checkpoint time excluded.
+                busy = pause_start - window.start - window.pause
+                row = {"iteration": it, "loss": mean_loss, "lr": learning_rate(t, it - 1),
+                       "it_per_s": window.steps / busy if busy > 0 else math.nan,
+                       "elapsed_s": self.elapsed_s,
+                       "val_psnr_y": scores["psnr_y"] if scores else None,
+                       "val_ssim_y": scores["ssim_y"] if scores else None}
+                log.write(row)
+                if print_rows:
+                    print(log_line(row, t.iterations), flush=True)
+        if main and (it % cfg.checkpoint.every == 0 or last):
+            self.save_state()
+            self._write_summary(completed=it >= t.iterations)
+        if row_due:
+            window.restart()
+        else:
+            window.pause += time.perf_counter() - pause_start
+
+    def _finish(self, log: CsvLog | None, stop_reason: str | None) -> TrainResult:
+        """The final weights, summary and message of a session that ended or stopped."""
+        t = self.cfg.train
         completed = self.iteration >= t.iterations
-        if main:
+        if self.ctx.is_main:
             if completed:
                 self.export(self.out_dir / "model.safetensors",
                             self.val_history[-1] if self.val_history and
@@ -849,75 +561,11 @@ class Trainer:
             raise RuntimeError("processes ended with different weights")
 
 
-class _CsvLog:
-    """``log.csv``, appended row by row; on resume, rows after the checkpoint (written by the
-    interrupted session) are dropped so that the log reads as one run."""
-
-    def __init__(self, path: Path, iteration: int, append: bool) -> None:
-        rows: list[dict] = []
-        if append and path.exists():
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
-        self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.file.flush()
-
-    def write(self, row: dict) -> None:
-        self.writer.writerow({k: _csv_value(row.get(k)) for k in LOG_COLUMNS})
-        self.file.flush()
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else ""
-    return str(value)
-
-
-def _log_line(row: dict, total: int) -> str:
-    line = (f"it {row['iteration']}/{total}  loss {row['loss']:.5g}  lr {row['lr']:.3g}  "
-            f"{row['it_per_s']:.2f} it/s")
-    if row["val_psnr_y"] is not None:
-        line += f"  val PSNR-Y {row['val_psnr_y']:.4f} SSIM-Y {row['val_ssim_y']:.5f}"
-    return line
-
-
 def _config_header(cfg: Config) -> str:
     return (f"# resolved configuration of run {cfg.name!r} (dynsr {__version__}); "
             f"all defaults filled in\n")
 
 
-
-
-# ------------------------------------------------------------------------------------------
-# entry point
-
-
-@contextlib.contextmanager
-def torch_settings(threads: int | None) -> Iterator[None]:
-    """Deterministic algorithms and the thread count for the run; restored afterwards."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    # warn_only: an op without a deterministic kernel warns instead of stopping training.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
 
 
 def train(
