@@ -26,6 +26,9 @@ it) once every image is done:
 * ``udvd-blind``: UDVD (``udvd-lite``, shipped weights) told KernelGAN's kernel and the
   patch-PCA noise level of each LR image (2nd category: a kernel estimator in front of a
   non-blind network);
+* ``udvd-learned``: UDVD told what dynsr's learned degradation estimator reads off each LR
+  image (``--blind``, one estimate per image); ``udvd-learned-local``: the same with local
+  estimates (``--blind-smoothing 16``);
 * ``udvd-gt``: UDVD told each image's true kernel (3rd category; made on the fly with the
   same flags, which give the same LR images).
 
@@ -72,7 +75,9 @@ ROWS = {
     "no-backward-cycle": ["--model", "dualsr", "--ablation", "no-backward-cycle"],
     "dualsr-reference": ["--model", "dualsr", "--iterations", "3000", "--precision", "fp32"],
     "dualsr-3000": ["--model", "dualsr", "--iterations", "3000"],
-    "udvd-blind": ["--model", "udvd-lite", "--blind"],
+    "udvd-blind": ["--model", "udvd-lite", "--blind", "--blind-method", "kernelgan"],
+    "udvd-learned": ["--model", "udvd-lite", "--blind"],
+    "udvd-learned-local": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "16"],
     "udvd-gt": ["--model", "udvd-lite"],
 }
 # The paper's figures on DIV2KRK, x2 (PSNR-Y, SSIM-Y): Table 1 rows and Table 2 ablations,
