@@ -44,7 +44,7 @@ __all__ = ["train_estimator", "validate"]
 DEFAULTS = {
     "model": {"channels": 64, "num_blocks": 8, "init": None},
     "data": {"patch_size": 192, "cache": True, "degradation_options": {}},
-    "val": {"hr": None, "samples": 40, "seed": 1234, "every": 1000},
+    "val": {"hr": None, "samples": 40, "seed": 1234, "every": 1000, "patch_size": 192},
     "train": {"iterations": 10000, "batch_size": 16, "lr": 5e-4, "warmup": 300,
               "min_lr": 1e-6, "seed": 0, "threads": None, "precision": "bf16",
               "ema_decay": 0.999, "grad_clip": 1.0},
@@ -88,13 +88,13 @@ def _lr_at(cfg: dict, iteration: int) -> float:
 
 
 def _validation_set(cfg: dict) -> list[dict[str, torch.Tensor]]:
-    """Fixed spatially invariant validation samples on whole images (centre crops of at most
-    ``data.patch_size`` HR pixels; the seed is not a training seed)."""
+    """Fixed spatially invariant validation samples: random ``val.patch_size`` HR crops of the
+    validation images (the seed is not a training seed)."""
     v, scale = cfg["val"], cfg["scale"]
     options = {**cfg["data"]["degradation_options"], "spatially_variant": 0.0}
     paths = list_images([Path(v["hr"])])
     data = HRFolderDataset(paths, scale=scale, seed=v["seed"],
-                           patch_size=cfg["data"]["patch_size"], augment=False, cache=True,
+                           patch_size=v["patch_size"], augment=False, cache=True,
                            degradation="blind", degradation_options=options)
     return [data.sample(n) for n in range(v["samples"])]
 
