@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile, preview_size=args.preview_size, crop=_parse_crop(args.crop),
         figure=args.figure, overwrite=args.overwrite)
     result = compare(args.inputs, models, args.output, options, log=report)
-    print(f"wrote {args.output / 'index.html'} ({len(result.pages)} images, "
+    pages = len(result.pages)
+    print(f"wrote {args.output / 'index.html'} ({pages} image{'s' if pages != 1 else ''}, "
           f"{len(result.failures)} left out)")
     return 1 if result.failures else 0

@@ -10,13 +10,15 @@ get scores (PSNR-Y / SSIM-Y):
 * ``from_hr``: the inputs are HR images; each is cropped to a multiple of the scale and its
   LR made by :func:`dynsr.degrade.degrade` as ``dynsr eval`` makes it (MATLAB bicubic, 8-bit,
   optionally a Gaussian blur / kernel and AWGN seeded by the file name with eval's default
-  seed 0), so the bicubic and model scores equal ``dynsr eval``'s for the same flags.
+  seed 0), so the scores are ``dynsr eval``'s for the same flags (to within a few
+  thousandths of a dB: models run as ``dynsr upscale`` runs them, on float32 images).
 
 Scores are :func:`dynsr.metrics.evaluate_pair` with ``crop = scale``: the protocol of
 ``dynsr eval``. Every page also shows the LR (nearest-neighbour enlarged, drawn by the
 browser), MATLAB bicubic (always run, as the baseline) and the HR image when there is one.
 Each model's time is the wall time of its ``upscale`` call on that image (tiling and the
-final rounding included; loading the model and writing files left out).
+final rounding included; loading the model, a first warm-up run on a 16×16 image and
+writing files left out).
 
 Models are named as ``dynsr models`` lists them; ``NAME@FILE`` uses other weights (e.g. a
 ``dynsr train`` result). A learned model without weights is refused: random weights
@@ -35,7 +37,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +230,10 @@ def _load_models(choices: list[ModelChoice], options: CompareOptions,
                              f"{choice.name}@FILE.safetensors (e.g. a dynsr train result)")
         for note in notes:
             log(f"warning: {note}")
+        # One small run first, so that one-off set-up (thread pools, kernel selection) is
+        # not counted in the first image's time.
+        upscaler.upscale_planes(torch.full((3, 16, 16), 0.5), None,
+                                _conditions(upscaler, replace(options, blur=None, noise=None)))
         loaded.append((choice, upscaler))
     return loaded
 
@@ -364,8 +370,8 @@ def _settings(models: list[tuple[ModelChoice, Upscaler]], options: CompareOption
         "metrics": (f"PSNR-Y / SSIM-Y as dynsr eval: {MetricSettings().channel}, SR rounded "
                     f"to 8 bit, {options.scale}-pixel border left out")
         if options.from_hr or options.hr_dir is not None else None,
-        "time": "wall time of each model's upscale call on the image (loading and writing "
-                "files left out)",
+        "time": "wall time of each model's upscale call on the image (loading the model, a "
+                "warm-up run and writing files left out)",
         "kernels": options.kernels,
         "dynsr": __version__,
         "torch": torch.__version__,
@@ -385,6 +391,12 @@ def compare(inputs: list[Path], models: list[ModelChoice], out: Path,
         raise ValueError("give HR inputs (from_hr) or an HR folder, not both")
     if options.preview_size < 64:
         raise ValueError(f"preview size must be at least 64 pixels, got {options.preview_size}")
+    told = options.blur is not None or options.noise is not None
+    if told and not options.from_hr and not any(get_spec(c.name).needs_degradation
+                                                for c in models):
+        raise ValueError("--blur/--kernel/--noise describe the inputs' degradation for "
+                         "non-blind models (udvd, udvd-lite), or make the LR with --from-hr; "
+                         "none of the models uses them")
     paths = list_images(inputs, recursive=options.recursive)
     if not paths:
         raise ValueError(f"no images found in {' '.join(map(str, inputs))}")

@@ -103,9 +103,8 @@ def _finite(value: object) -> object:
 def _page_html(report: Report, index: int, crop: tuple[int, int, int] | None,
                template: Template) -> str:
     page = report.pages[index]
-    several = len(report.pages) > 1
     nav = {
-        "index": "index.html" if several else None,
+        "index": None if page.file == "index.html" else "index.html",
         "prev": report.pages[index - 1].file if index > 0 else None,
         "next": report.pages[index + 1].file if index + 1 < len(report.pages) else None,
         "position": [index + 1, len(report.pages)],
@@ -162,7 +161,8 @@ def _index_html(report: Report, template: Template) -> str:
         failed = f'<section class="failures"><h2>Left out</h2><ul>{items}</ul></section>'
     what = ("PSNR-Y (dB), SSIM-Y and seconds per model" if scored
             else "seconds per model (no HR images: no scores)")
-    body = (f'<p class="lead">{len(report.pages)} images, x{report.settings.get("scale")}: '
+    count = f"{len(report.pages)} image{'s' if len(report.pages) != 1 else ''}"
+    body = (f'<p class="lead">{count}, x{report.settings.get("scale")}: '
             f"{what}. Click an image to compare the models on it.</p>"
             f'<table class="index"><thead><tr><th scope="col">image</th><th scope="col">name'
             f"</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{failed}")
@@ -184,7 +184,7 @@ def write_site(report: Report, folder: Path, *, crop: tuple[int, int, int] | Non
     for i, page in enumerate(report.pages):
         (folder / page.file).write_text(_page_html(report, i, crop, page_template),
                                         encoding="utf-8")
-    if len(report.pages) > 1:
+    if all(page.file != "index.html" for page in report.pages):  # several inputs
         index = _index_html(report, Template(_asset_text("index.html")))
         (folder / "index.html").write_text(index, encoding="utf-8")
     atomic_write_json(folder / "report.json", report.as_dict())
