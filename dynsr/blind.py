@@ -31,6 +31,7 @@ from dynsr.io import atomic_write_json, write_image
 from dynsr.models.degradation_estimator import DegradationEstimator
 from dynsr.upscale.weights import (
     WeightsError,
+    default_weights_dir,
     find_weights,
     load_state_dict,
     weights_model_config,
@@ -109,9 +110,9 @@ class BlindDegradation:
 
 
 @functools.lru_cache(maxsize=6)
-def _cached_estimator(scale: int, weights: str | None) -> DegradationEstimator:
+def _cached_estimator(scale: int, weights: str | None, folder: str) -> DegradationEstimator:
     if weights is None:
-        entry = find_weights(ESTIMATOR_NAME, scale)
+        entry = find_weights(ESTIMATOR_NAME, scale, folder)
         if entry is None:
             raise WeightsError(f"no shipped degradation-estimator weights for x{scale} "
                                f"(use --blind-method kernelgan, x2 and x4)")
@@ -124,7 +125,8 @@ def _cached_estimator(scale: int, weights: str | None) -> DegradationEstimator:
 def load_estimator(scale: int, weights: str | Path | None = None) -> DegradationEstimator:
     """The degradation estimator for ``scale``: shipped weights (checked against their
     sha256) or a given file; loaded once per process."""
-    return _cached_estimator(scale, None if weights is None else str(weights))
+    return _cached_estimator(scale, None if weights is None else str(weights),
+                             str(default_weights_dir()))
 
 
 def estimate_blind_degradation(
