@@ -152,3 +152,52 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "bicubic", "--scale", "2", "-o", str(out), "--overwrite",
                  "--no-verify", "--opset", "18"]) == 0
     assert onnx.load(str(out)).opset_import[0].version == 18
+
+
+def test_every_registered_model_has_an_onnx_adapter() -> None:
+    from dynsr.models import available, onnx_adapter
+
+    for spec in available():
+        model = create(spec.name, scale=2).eval()
+        adapter = onnx_adapter(model)
+        assert adapter.input_names[0] == "lr"
+        inputs = adapter.inputs(astronaut(8, 8))
+        assert len(inputs) == len(adapter.input_names)
+        with torch.no_grad():
+            assert adapter.reference(*inputs).shape == (1, 3, 16, 16)
+
+
+def test_export_goes_through_the_registry_hook(tmp_path: Path) -> None:
+    # A model class of its own: exported only once it registers an adapter, and the exporter
+    # uses the adapter's graph, inputs and reference (here: a doubling, traced as is).
+    from dynsr.models import OnnxAdapter, register_onnx
+
+    class Doubling(torch.nn.Module):
+        scale = 2
+
+        def forward(self, lr: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest")
+
+    with pytest.raises(ValueError, match="does not support Doubling"):
+        to_onnx(Doubling(), 2, tmp_path / "d.onnx", verify=False)
+    calls = []
+
+    @register_onnx(Doubling)
+    def doubling_onnx(model: Doubling) -> OnnxAdapter:
+        calls.append(model)
+        return OnnxAdapter(model, reference=lambda lr: model(lr))
+
+    result = to_onnx(Doubling(), 2, tmp_path / "d.onnx", verify=True)
+    assert calls and result.input_names == ("lr",) and max(result.max_abs_diff.values()) == 0
+    with pytest.raises(ValueError, match="registered twice"):
+        register_onnx(Doubling)(doubling_onnx)
+
+
+def test_exporter_imports_no_model_internals() -> None:
+    import ast
+
+    import dynsr.export
+
+    tree = ast.parse(Path(dynsr.export.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("dynsr.models.")}, imported

@@ -126,6 +126,8 @@ From the release (``ddet-release`` keeps its kernel sizes and heads; besides 4-8
 
 from __future__ import annotations
 
+import copy
+import types
 from collections.abc import Sequence
 
 import torch
@@ -133,10 +135,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynsr.models.blocks import ResidualBlock, conv3x3
-from dynsr.models.registry import register
+from dynsr.models.registry import OnnxAdapter, register, register_onnx
 from dynsr.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from dynsr.ops.dynamic import dynamic_filter
 from dynsr.ops.resize import imresize
+from dynsr.ops.traceable import replicate_to_multiple, traceable_filter, traceable_upscale
 
 __all__ = ["DDet", "DDetCore", "build_ddet"]
 
@@ -393,3 +396,46 @@ _SCALES = (2, 3, 4)
 def build_ddet(scale: int, **config) -> DDet:
     """Builder behind every DDet name; ``config`` as in :class:`DDet`."""
     return DDet(scale=scale, **config)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX
+
+
+def _traceable_predict_kernels(core: DDetCore, x: torch.Tensor) -> list[torch.Tensor]:
+    # DDetCore.predict_kernels with the multiple-of-4 padding made size-independent.
+    h, w = x.shape[-2], x.shape[-1]
+    padded = replicate_to_multiple(x, TRUNK_FACTOR)
+    first = core.trunk_in(core.unshuffle(padded))
+    trunk = core.trunk_out(core.blocks(first)) + first
+    features = core.predictor(core.shuffle(trunk)[:, :, :h, :w])
+    return [head(features) for head in core.kernel_heads]
+
+
+def _traceable_aggregate(core: DDetCore, image: torch.Tensor,
+                         kernels: Sequence[torch.Tensor]) -> torch.Tensor:
+    out = None
+    for kernel, size in zip(kernels, core.kernel_sizes, strict=True):
+        term = traceable_filter(image, kernel, size)
+        out = term if out is None else out + term
+    return out  # type: ignore[return-value]
+
+
+class _DDetGraph(nn.Module):
+    def __init__(self, model: DDet) -> None:
+        super().__init__()
+        self.model = model
+        core = model.core
+        # Instance-level overrides on a private copy: the registered classes stay untouched.
+        core.predict_kernels = types.MethodType(_traceable_predict_kernels, core)
+        core.aggregate = types.MethodType(_traceable_aggregate, core)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_prescaled(traceable_upscale(lr, self.model.scale))
+
+
+@register_onnx(DDet)
+def ddet_onnx(model: DDet) -> OnnxAdapter:
+    """The bicubic pre-upscale inside the graph (polyphase), the trunk's padding and the
+    dynamic filtering size-independent."""
+    return OnnxAdapter(_DDetGraph(copy.deepcopy(model)), reference=lambda lr: model(lr).float())

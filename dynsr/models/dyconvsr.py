@@ -133,13 +133,16 @@ From the paper's training recipe (weights only, not the network):
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dynsr.degrade.kernels import isotropic_gaussian
-from dynsr.models.registry import register
+from dynsr.models.registry import OnnxAdapter, register, register_onnx
 from dynsr.ops.dynamic_conv import AttentionMixedConv2d
+from dynsr.ops.traceable import BankSumConv, replicate_to_multiple
 
 __all__ = ["DyConvSR", "dyconvsr"]
 
@@ -327,3 +330,29 @@ def dyconvsr(
     """Build DyConvSR; config keys ``temperature_schedule`` and ``anneal_fraction``."""
     return DyConvSR(scale, temperature_schedule=temperature_schedule,
                     anneal_fraction=anneal_fraction)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX
+
+
+class _DyConvSRGraph(nn.Module):
+    def __init__(self, model: DyConvSR) -> None:
+        super().__init__()
+        self.model = model
+        model.dynamic = BankSumConv(model.dynamic)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        h, w = lr.shape[-2], lr.shape[-1]
+        s = self.model.scale
+        # Even sides here, so the model's own (traced-as-constant) padding branch is a no-op;
+        # replicate padding + crop is exactly what the model does for odd sides.
+        sr = self.model(replicate_to_multiple(lr, 2))
+        return sr[:, :, :s * h, :s * w]
+
+
+@register_onnx(DyConvSR)
+def dyconvsr_onnx(model: DyConvSR) -> OnnxAdapter:
+    """The attention-mixed conv as a bank sum, the even-size padding size-independent."""
+    return OnnxAdapter(_DyConvSRGraph(copy.deepcopy(model)),
+                       reference=lambda lr: model(lr).float())

@@ -3,6 +3,10 @@
 A model is an ``nn.Module`` that maps an RGB (or grayscale) LR batch (B, C, h, w) in [0, 1]
 to the SR batch (B, C, s·h, s·w). ``create(name, scale=s, **config)`` builds it; configs are
 plain keyword arguments (from dicts or YAML), never subclasses.
+
+A model class that can be exported to ONNX registers its adapter beside it with
+:func:`register_onnx`: the exporter (:mod:`dynsr.export`) only asks :func:`onnx_adapter` and
+knows no model's internals.
 """
 
 from __future__ import annotations
@@ -10,9 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
-__all__ = ["ModelSpec", "available", "create", "get_spec", "register"]
+__all__ = [
+    "ModelSpec",
+    "OnnxAdapter",
+    "available",
+    "create",
+    "get_spec",
+    "onnx_adapter",
+    "register",
+    "register_onnx",
+]
 
 
 @dataclass(frozen=True)
@@ -79,3 +93,55 @@ def create(name: str, scale: int, **config) -> nn.Module:
 
 def available() -> list[ModelSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX adapters
+
+
+def _lr_only(lr: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return (lr,)
+
+
+@dataclass(frozen=True)
+class OnnxAdapter:
+    """How one model instance goes to ONNX.
+
+    ``graph``: a module whose forward traces to a size-independent graph (a copy of the model
+    with its untraceable pieces replaced, :mod:`dynsr.ops.traceable`); it takes the tensors
+    named ``input_names`` and returns the SR batch. ``inputs(lr)``: the graph's inputs for an
+    LR batch (e.g. UDVD adds a degradation map). ``reference(*inputs)``: what the PyTorch
+    model gives for them, float32, which the ONNX graph is verified against.
+    """
+
+    graph: nn.Module
+    reference: Callable[..., torch.Tensor]
+    input_names: tuple[str, ...] = ("lr",)
+    inputs: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] = _lr_only
+
+
+_ONNX: dict[type, Callable[[nn.Module], OnnxAdapter]] = {}
+
+
+def register_onnx(
+    model_class: type,
+) -> Callable[[Callable[[nn.Module], OnnxAdapter]], Callable[[nn.Module], OnnxAdapter]]:
+    """Decorator adding ``f(model) -> OnnxAdapter`` for instances of ``model_class``. ``f``
+    gets a float32 CPU model in eval mode, which stays the reference: the graph is built on a
+    copy of it."""
+
+    def add(factory: Callable[[nn.Module], OnnxAdapter]) -> Callable[[nn.Module], OnnxAdapter]:
+        if model_class in _ONNX:
+            raise ValueError(f"ONNX adapter for {model_class.__name__} registered twice")
+        _ONNX[model_class] = factory
+        return factory
+
+    return add
+
+
+def onnx_adapter(model: nn.Module) -> OnnxAdapter:
+    """The ONNX adapter of ``model`` (its class's, or the nearest base class's)."""
+    for cls in type(model).__mro__:
+        if cls in _ONNX:
+            return _ONNX[cls](model)
+    raise ValueError(f"ONNX export does not support {type(model).__name__}")
