@@ -70,7 +70,8 @@ def reports(tmp_path_factory):
     Image.fromarray(skimage.data.chelsea()[80:176, 140:236]).save(hr / "cat.png")
     single = root / "single"
     assert main(["compare", str(hr / "cat.png"), "--from-hr", "--models", "dyconvsr,udvd-lite",
-                 "--kernels", "--figure", "--blur", "0.8", "-o", str(single)]) == 0
+                 "--kernels", "--figure", "--crop", "10,20,24", "--blur", "0.8",
+                 "-o", str(single)]) == 0
     lr = root / "lr"
     lr.mkdir()
     Image.fromarray(skimage.data.coffee()[150:198, 200:248]).save(lr / "coffee.png")
@@ -222,8 +223,10 @@ def test_zoom_crops_stay_synchronized(browser, reports):
 
     single, _ = reports
     _open(browser, single / "index.html")
-    _assert_synchronized(_crop_rectangles(browser))
+    # The page opens on the --crop square, as the crop figure shows it.
     before = _crop_rectangles(browser)[0]
+    assert before == pytest.approx([10, 20, 24, 24], abs=0.02)
+    _assert_synchronized(_crop_rectangles(browser))
     point = _click_view(browser, 0.2, 0.8)
     after = _crop_rectangles(browser)
     _assert_synchronized(after, point)
@@ -247,7 +250,7 @@ def test_zoom_crops_stay_synchronized(browser, reports):
     Select(browser.find_element("id", "zoom")).select_by_value("2")
     zoomed_out = _crop_rectangles(browser)
     _assert_synchronized(zoomed_out)
-    assert zoomed_out[0][2] == pytest.approx(96)  # 192 CSS pixels / 2, the whole image
+    assert zoomed_out[0][2] == pytest.approx(88)  # 176 CSS pixels / 2
 
 
 def test_kernels_at_the_clicked_point(browser, reports):

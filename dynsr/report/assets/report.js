@@ -18,7 +18,7 @@
   const results = page.results;
   const W = page.sr_size[0];
   const H = page.sr_size[1];
-  const CROP = 192; // CSS pixels of a zoom window's side
+  const CROP = 176; // CSS pixels of a zoom window's side (six fit side by side)
   const ZOOMS = [1, 2, 3, 4, 6, 8, 12, 16];
 
   function el(tag, attrs, children) {
@@ -57,16 +57,19 @@
     zoom: 4,
     cx: Math.floor(W / 2),
     cy: Math.floor(H / 2),
+    side: null, // SR pixels per window side; null: as many as CROP holds at this zoom
   };
   if (data.crop) {
     const [x, y, side] = data.crop;
     state.cx = clamp(x + Math.floor(side / 2), 0, W - 1);
     state.cy = clamp(y + Math.floor(side / 2), 0, H - 1);
-    state.zoom = ZOOMS.filter((z) => z * side <= CROP * 1.5).pop() || 1;
+    // The given square exactly, as large as the crop figure (dynsr/report/figure.py) shows it.
+    state.side = side;
+    state.zoom = ZOOMS.filter((z) => z * side <= 256).pop() || 1;
   } else {
-    // About a third of the shorter side in a window.
+    // About a third of the shorter side in a window, but at least 3× so that pixels show.
     const want = CROP / Math.max(8, Math.min(W, H) / 3);
-    state.zoom = ZOOMS.filter((z) => z <= want).pop() || 1;
+    state.zoom = Math.max(3, ZOOMS.filter((z) => z <= want).pop() || 1);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -199,7 +202,12 @@
       }
     } else if (event.key === "+" || event.key === "=" || event.key === "-") {
       const at = ZOOMS.indexOf(state.zoom) + (event.key === "-" ? -1 : 1);
-      if (at >= 0 && at < ZOOMS.length) { state.zoom = ZOOMS[at]; zoomSelect.value = String(state.zoom); showZoom(); }
+      if (at >= 0 && at < ZOOMS.length) {
+        state.zoom = ZOOMS[at];
+        state.side = null;
+        zoomSelect.value = String(state.zoom);
+        showZoom();
+      }
       event.preventDefault();
     }
   });
@@ -238,7 +246,11 @@
     el("div", { class: "crops", id: "crops" }, crops.map((c) => c.figure)),
   ]));
   zoomSelect.value = String(state.zoom);
-  zoomSelect.addEventListener("change", () => { state.zoom = Number(zoomSelect.value); showZoom(); });
+  zoomSelect.addEventListener("change", () => {
+    state.zoom = Number(zoomSelect.value);
+    state.side = null;
+    showZoom();
+  });
 
   function setCentre(x, y) {
     state.cx = clamp(Math.floor(x), 0, W - 1);
@@ -248,8 +260,9 @@
 
   function showZoom() {
     const z = state.zoom;
-    const sideW = Math.min(W, Math.max(1, Math.floor(CROP / z)));
-    const sideH = Math.min(H, Math.max(1, Math.floor(CROP / z)));
+    const side = state.side || Math.max(1, Math.floor(CROP / z));
+    const sideW = Math.min(W, side);
+    const sideH = Math.min(H, side);
     // Integer source rectangle inside the image: every crop shows exactly these pixels.
     const x0 = clamp(state.cx - Math.floor(sideW / 2), 0, W - sideW);
     const y0 = clamp(state.cy - Math.floor(sideH / 2), 0, H - sideH);
