@@ -36,7 +36,7 @@ from dynsr.hardware import describe_cpu
 from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models.degradation_estimator import DegradationEstimator, estimator_loss
 from dynsr.train.datasets import HRFolderDataset, SampleIndexSampler
-from dynsr.train.engine import EMA
+from dynsr.train.ema import EMA
 from dynsr.upscale.weights import add_manifest_entry, default_weights_dir, load_state_dict
 
 __all__ = ["train_estimator", "validate"]
