@@ -3,7 +3,8 @@
 Chromium and chromedriver come from Debian's packages (`apt-get install chromium
 chromium-driver`, done by .ci/run, which also sets DYNSR_REQUIRE_BROWSER=1 so that a missing
 browser fails there instead of skipping). The reports are made from 48x48 crops of
-scikit-image's photos with bicubic, DyConvSR and UDVD-lite, so the file runs in seconds.
+scikit-image's photos (grey, transparent and 16-bit ones too) with bicubic, DyConvSR and
+UDVD-lite, so the file runs in seconds.
 """
 
 import math
@@ -13,11 +14,14 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from dynsr.cli.main import main
+from dynsr.io import write_image
 from dynsr.report.kernels import decode_taps
 
 # Chromium as root in CI: no sandbox, nothing fetched in the background, a fresh profile.
@@ -76,6 +80,13 @@ def reports(tmp_path_factory):
     lr.mkdir()
     Image.fromarray(skimage.data.coffee()[150:198, 200:248]).save(lr / "coffee.png")
     Image.fromarray(skimage.data.astronaut()[30:78, 200:248]).save(lr / "astronaut.png")
+    # Grey, transparent and 16-bit inputs: their results must decode in the browser too.
+    Image.fromarray(skimage.data.camera()[200:240, 200:244]).save(lr / "gray.png")
+    alpha = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (40, 1))
+    Image.fromarray(np.dstack([skimage.data.astronaut()[40:80, 200:240], alpha]), "RGBA").save(
+        lr / "alpha.png")
+    deep = torch.from_numpy(skimage.data.coffee()[100:136, 200:236] / 255.0).permute(2, 0, 1)
+    write_image(lr / "deep.png", deep, bit_depth=16)
     folder = root / "folder"
     assert main(["compare", str(lr), "--models", "dyconvsr", "-o", str(folder)]) == 0
     return single, folder
@@ -293,7 +304,7 @@ def test_folder_index_links_every_page(browser, reports):
     links = browser.execute_script(
         "return Array.from(document.querySelectorAll('a.page-link')).map(a => [a.href, "
         "a.textContent])")
-    assert sorted(name for _, name in links) == ["astronaut", "coffee"]
+    assert sorted(name for _, name in links) == ["alpha", "astronaut", "coffee", "deep", "gray"]
     for href, name in links:
         target = Path(unquote(urlparse(href).path))
         assert target.is_file() and target.parent == folder

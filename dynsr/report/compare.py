@@ -303,9 +303,11 @@ def _page(path: Path, name: str, slug: str, file: str, folder: Path,
                              bit_depth=lr.bit_depth, pixel=scale, note=lr_note)]
     for choice, upscaler in models:
         conditions = _conditions(upscaler, options)
-        # --blind (not built yet) plugs in here: for non-blind models it would replace
-        # `conditions` by the estimator's, and add its kernel / noise-map pictures as
-        # Figure items to this result's `figures` (dynsr.report.data).
+        # --blind (not built yet) plugs in here: for non-blind models, replace `conditions`
+        # by the estimate's (dynsr.blind.estimate_blind_degradation(lr.pixels, scale)
+        # .conditions()) and, once `result` exists below, add the pictures that
+        # dynsr.blind.save_degradation writes into folder / slug as Figure items to
+        # `result.figures` (dynsr.report.data), which the page shows under Figures.
         started = time.perf_counter()
         sr = upscaler.upscale_loaded(lr, conditions)
         seconds = time.perf_counter() - started
