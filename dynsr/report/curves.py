@@ -111,6 +111,7 @@ def plot_run(folder: Path, out: Path | None = None, *, dpi: int = 110) -> Path:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter
     except ImportError as err:
         raise ImportError(MATPLOTLIB_HINT) from err
     out = Path(folder) / PLOT_NAME if out is None else Path(out)
@@ -128,6 +129,10 @@ def plot_run(folder: Path, out: Path | None = None, *, dpi: int = 110) -> Path:
                     color="#0b6bcb", linewidth=1)
             if all(p[2] > 0 for p in loss_points):
                 ax.set_yscale("log")
+                # Plain numbers (0.022) rather than 2.2×10⁻²: losses span less than a decade.
+                plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(plain)
         ax.set_ylabel("training loss (mean per log row)")
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
