@@ -2,15 +2,18 @@
 
 Examples::
 
+    dynsr train example_bundled --out runs/example   # a shipped recipe, by name
     dynsr train configs/dyconvsr_x2_cpu.yaml
-    dynsr train configs/dyconvsr_x2_cpu.yaml train.iterations=2000 train.lr=5e-4 --out runs/try
-    dynsr train configs/dyconvsr_x2_cpu.yaml --resume          # continue a stopped run
-    torchrun --nproc_per_node=2 -m dynsr train configs/dyconvsr_x2_cpu.yaml
+    dynsr train dyconvsr_x2_cpu train.iterations=2000 train.lr=5e-4 --out runs/try
+    dynsr train dyconvsr_x2_cpu --resume          # continue a stopped run
+    torchrun --nproc_per_node=2 -m dynsr train dyconvsr_x2_cpu
 
 Overrides are ``dotted.key=value`` with YAML values (``train.milestones=[1000,2000]``,
-``train.ema_decay=null``). Results go to ``--out`` (default ``runs/NAME``): config.yaml,
-state.pt, log.csv, summary.json, model.safetensors and best.safetensors. The keys and their
-defaults: ``dynsr train --print-config CONFIG`` or the docs of ``dynsr.train.config``.
+``train.ema_decay=null``). Relative paths in a configuration file are relative to that file;
+in overrides, to the current folder. Results go to ``--out`` (default ``runs/NAME``):
+config.yaml, state.pt, log.csv, summary.json, model.safetensors and best.safetensors. The
+keys and their defaults: ``dynsr train --print-config CONFIG`` or the docs of
+``dynsr.train.config``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dynsr.train.config import config_to_yaml, load_config
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a YAML configuration",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", type=Path, help="YAML configuration (see configs/)")
+    p.add_argument("config", type=Path,
+                   help="YAML configuration, or the name of a shipped recipe (configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override configuration keys, e.g. train.lr=2e-4")
     p.add_argument("--out", type=Path, metavar="DIR",

@@ -77,12 +77,24 @@ Schema (defaults in brackets)::
 ``train.stop_after``, ``train.time_limit``, ``train.workers``, ``train.threads``, ``log``,
 ``checkpoint`` and ``data.val`` do not change the weights and may differ when a run is
 resumed; the other keys must be the same (checked on ``--resume``).
+
+Paths
+-----
+A relative path in a configuration file is relative to the file's folder, so a recipe works
+from any current folder; one given as a command-line override is relative to the current
+folder, as typed. ``dynsr:PATH`` names a file inside the installed package
+(``dynsr:examples/astronaut.png``, ``dynsr:weights/udvd-lite_x2.safetensors``), which holds
+wherever the recipe and the package are. The resolved configuration holds absolute paths.
+The path keys: ``model.init``, ``data.train.paths`` / ``hr`` / ``lr``, ``data.val.hr`` /
+``lr`` / ``kernel``. The recipes ship with the package (``dynsr/configs``, the repository's
+``configs/``): ``dynsr train NAME`` finds ``NAME.yaml`` there (:func:`find_recipe`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -106,9 +118,11 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "config_to_yaml",
+    "find_recipe",
     "load_config",
     "parse_override",
     "read_yaml",
+    "resolve_paths",
     "weight_affecting_changes",
 ]
 
@@ -465,9 +479,59 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return result
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+#: The recipes shipped with dynsr (the repository's ``configs/``).
+RECIPES_DIR = PACKAGE_DIR / "configs"
+PACKAGE_PREFIX = "dynsr:"
+# Where paths sit in a configuration: (section, key) pairs; values are a path or a list.
+PATH_KEYS = (("model", "init"), ("data.train", "paths"), ("data.train", "hr"),
+             ("data.train", "lr"), ("data.val", "hr"), ("data.val", "lr"),
+             ("data.val", "kernel"))
+
+
+def _resolve_path(value: Any, base: Path) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(PACKAGE_PREFIX):
+        return os.path.normpath(PACKAGE_DIR / value[len(PACKAGE_PREFIX):])
+    return os.path.normpath(base / Path(value).expanduser())  # absolute stays absolute
+
+
+def resolve_paths(data: Any, base: str | Path) -> Any:
+    """A copy of the raw configuration mapping ``data`` with every relative path made
+    absolute against ``base`` and every ``dynsr:`` path against the package (module doc)."""
+    if not isinstance(data, dict):
+        return data
+    result = copy.deepcopy(data)
+    base = Path(base).expanduser().absolute()
+    for section, key in PATH_KEYS:
+        node = result
+        for part in section.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            value = node[key]
+            node[key] = ([_resolve_path(v, base) for v in value] if isinstance(value, list)
+                         else _resolve_path(value, base))
+    return result
+
+
+def find_recipe(name: str | Path) -> Path:
+    """``name`` itself when it is a file; else the shipped recipe ``NAME.yaml``."""
+    path = Path(name)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return path
+    recipe = RECIPES_DIR / f"{name}.yaml"
+    if recipe.is_file():
+        return recipe
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise ValueError(f"{name}: no such configuration file, nor a shipped recipe of that name "
+                     f"(recipes: {known})")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read ``path`` (YAML), apply ``overrides``, check everything against the schema."""
-    path = Path(path)
+    """Read ``path`` (YAML; or the name of a shipped recipe), apply ``overrides``, check
+    everything against the schema. Paths are resolved (module doc)."""
+    path = find_recipe(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -478,8 +542,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the configuration must be a YAML mapping")
+    # The file's paths against its own folder (symlinks resolved: the repository's folder
+    # layout, not the link's), then the overrides' against the current folder.
+    data = resolve_paths(data, path.resolve().parent)
     try:
-        return config_from_dict(apply_overrides(data, overrides or []))
+        return config_from_dict(resolve_paths(apply_overrides(data, overrides or []),
+                                              Path.cwd()))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 

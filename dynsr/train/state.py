@@ -27,6 +27,7 @@ from dynsr.train.config import (
     Config,
     config_from_dict,
     config_to_dict,
+    resolve_paths,
     weight_affecting_changes,
 )
 
@@ -99,8 +100,10 @@ def resumable_state(state_path: Path, cfg: Config, *, resume: bool,
     if resume and state_path.exists():
         state = load_state(state_path)
         # Resolve the saved configuration again so that keys added to dynsr since the
-        # run started get their defaults instead of counting as changes.
-        saved = config_to_dict(config_from_dict(state["config"]))
+        # run started get their defaults instead of counting as changes, and relative paths
+        # of states saved before paths were resolved (they were relative to the current
+        # folder) become the absolute paths a configuration now holds.
+        saved = config_to_dict(config_from_dict(resolve_paths(state["config"], Path.cwd())))
         changed = weight_affecting_changes(saved, config_to_dict(cfg))
         if reschedule and "train.iterations" in changed:
             # A longer or shorter schedule from here on: the learning rate follows the new
