@@ -243,10 +243,9 @@ def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
         dynsr.load("dyconvsr", 2, device="cpu", weights_dir=tmp_path)
 
 
-def test_published_training_output_loads_by_name(tmp_path):
+def test_published_training_output_loads_by_name(tmp_path, capsys):
     from dynsr.hardware import describe_cpu
     from dynsr.train.engine import train
-    from dynsr.upscale.__main__ import main as publish_main
     from dynsr.upscale.weights import publish_weights
 
     (tmp_path / "photos").mkdir()
@@ -259,8 +258,8 @@ def test_published_training_output_loads_by_name(tmp_path):
            "log": {"progress": "never"}}
     result = train(run, tmp_path / "run")
     shipped = tmp_path / "weights"
-    assert publish_main([str(tmp_path / "run" / "model.safetensors"),
-                         "--weights-dir", str(shipped)]) == 0
+    assert main(["publish-weights", str(tmp_path / "run" / "model.safetensors"),
+                 "--weights-dir", str(shipped)]) == 0
     manifest = json.loads((shipped / "manifest.json").read_text())
     entry = manifest["models"]["dyconvsr"]["2"]
     assert entry["file"] == "dyconvsr_x2.safetensors" and entry["config"] == {}
@@ -285,6 +284,8 @@ def test_published_training_output_loads_by_name(tmp_path):
     _, bare = _write_weights(tmp_path)
     with pytest.raises(WeightsError, match="not written by dynsr train"):
         publish_weights(bare, shipped)
+    assert main(["publish-weights", str(bare), "--weights-dir", str(shipped)]) == 1
+    assert capsys.readouterr().err.strip().endswith("(not written by dynsr train)")
 
 
 def test_a_fine_tune_lists_the_stages_it_started_from(tmp_path, monkeypatch):

@@ -17,13 +17,14 @@ from dynsr.cli import (
     export_cmd,
     models_cmd,
     plot_cmd,
+    publish_weights_cmd,
     train_cmd,
     upscale_cmd,
     zeroshot_cmd,
 )
 
 COMMANDS = (eval_cmd, degrade_cmd, models_cmd, train_cmd, upscale_cmd, zeroshot_cmd,
-            estimate_kernel_cmd, export_cmd, compare_cmd, plot_cmd)
+            estimate_kernel_cmd, export_cmd, compare_cmd, plot_cmd, publish_weights_cmd)
 
 
 # glibc mallopt parameters (malloc.h).

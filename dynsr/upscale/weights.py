@@ -22,7 +22,7 @@ without the model or the scale (:func:`find_weights` returns ``None`` and caller
 ``model.safetensors``) to a weights folder and its manifest, with what the file's metadata
 says about how it was made: the training data, iterations, wall time, the resolved training
 configuration and the validation score. Maintainers run it as
-``python -m dynsr.upscale RUN/best.safetensors``.
+``dynsr publish-weights RUN/best.safetensors``.
 """
 
 from __future__ import annotations
