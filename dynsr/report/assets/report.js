@@ -364,7 +364,7 @@
         tapAt += points * taps;
         drawKernel(row.cells[m].canvas, values, b.size);
         const sum = values.reduce((a, v) => a + v, 0);
-        const grid = b.kind === "U" ? `U ×${b.rate}, sub-pixel of the LR grid` : "D";
+        const grid = b.kind === "U" ? `U ×${b.rate}, this sub-pixel's kernel` : "D";
         row.cells[m].caption.textContent = `block ${m + 1}: ${grid} · ${b.size}×${b.size} · ` +
           `sum ${sum.toFixed(3)} · max |tap| ${scale.toFixed(3)}`;
       });
