@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import skimage.data
 import torch
+from PIL import Image
 
 from dynsr.degrade import (
     degrade,
@@ -18,6 +22,8 @@ from dynsr.models.degradation_estimator import (
     _gaussian_smooth,
     estimator_loss,
 )
+from dynsr.train.datasets import HRFolderDataset
+from dynsr.train.estimator import load_estimator_config
 
 
 def _hr(size: int, seed: int = 0) -> torch.Tensor:
@@ -154,3 +160,28 @@ def test_a_few_steps_fit_a_fixed_batch():
         optimizer.step()
     assert parts["code_l1"] < 0.5 * first["code_l1"]
     assert parts["sigma_l1"] < 0.6 * first["sigma_l1"]
+
+
+ESTIMATOR_RECIPES = sorted((Path(__file__).resolve().parent.parent / "configs" / "estimator")
+                           .glob("*.yaml"))
+
+
+def test_estimator_recipes_load_and_build_their_data(tmp_path):
+    assert [p.stem for p in ESTIMATOR_RECIPES] == ["x2_cpu", "x3_cpu", "x4_cpu"]
+    Image.fromarray(skimage.data.astronaut()[:300, :300]).save(tmp_path / "a.png")
+    for path in ESTIMATOR_RECIPES:
+        assert path.read_text().startswith("# "), path.name
+        cfg = load_estimator_config(path, [f"data.paths=[{tmp_path / 'a.png'}]"])
+        assert cfg["name"] == f"estimator_{path.stem.replace('_cpu', '')}_cpu"
+        assert str(cfg["val"]["hr"]).endswith("Set5/HR")  # resolved against the file
+        if cfg["model"]["init"] is not None:
+            assert cfg["model"]["init"].endswith("degradation-estimator_x2.safetensors")
+        architecture = {k: v for k, v in cfg["model"].items() if k != "init"}
+        DegradationEstimator(cfg["scale"], **architecture)
+        data = HRFolderDataset([tmp_path / "a.png"], scale=cfg["scale"], seed=0,
+                               patch_size=cfg["data"]["patch_size"], augment=True, cache=True,
+                               degradation="blind",
+                               degradation_options=cfg["data"]["degradation_options"])
+        sample = data.sample(0)
+        lr_side = cfg["data"]["patch_size"] // cfg["scale"]
+        assert sample["dmap"].shape == (16, lr_side, lr_side)

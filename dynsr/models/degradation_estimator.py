@@ -23,7 +23,7 @@ then two log-scales, one for the kernel and one for the noise. Working at a quar
 resolution keeps a 512×512 LR under a second on two CPU cores; the receptive field is about
 150 LR pixels. One network per scale (the bicubic filter that follows the blur differs).
 
-Training (:mod:`dynsr.train.estimator`, ``configs/estimator_x*_cpu.yaml``): T91 + BSD200
+Training (:mod:`dynsr.train.estimator`, ``configs/estimator/x*_cpu.yaml``): T91 + BSD200
 patches degraded by :class:`dynsr.degrade.samplers.BlindSampler` (isotropic and anisotropic
 Gaussians then bicubic, DIV2KRK-style kernels then subsampling, spatially blended kernels,
 noise 0-75 and noise fields, half the LR patches rounded to 8 bit as files are). Loss: L1 of

@@ -13,7 +13,7 @@ degradations on whole ``val.hr`` images (Set5: not a training image), read with
 estimated code (= the distance of the two 15×15 kernels in the PCA subspace, the basis being
 orthonormal), the noise error |σ̂ − σ| on the 0..255 scale.
 
-    python -m dynsr.train.estimator configs/estimator_x2_cpu.yaml [--resume]
+    python -m dynsr.train.estimator configs/estimator/x2_cpu.yaml [--resume]
 """
 
 from __future__ import annotations
