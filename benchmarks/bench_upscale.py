@@ -46,7 +46,7 @@ _CHILD = r"""
 import sys, time, warnings
 from pathlib import Path
 import dynsr
-from dynsr.cli.main import keep_freed_memory
+from dynsr.malloc import keep_freed_memory
 from dynsr.io import read_image, write_image
 warnings.simplefilter("ignore")
 way, name, scale, source, target, malloc = sys.argv[1:7]
@@ -100,7 +100,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="folder for the photo and a JSON of results")
     parser.add_argument("--malloc", choices=("cli", "default"), default="cli",
                         help="cli: glibc malloc set as every dynsr command sets it "
-                             "(dynsr.cli.main.keep_freed_memory); default: as Python starts")
+                             "(dynsr.malloc.keep_freed_memory); default: as Python starts")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     models = args.models

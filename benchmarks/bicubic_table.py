@@ -10,12 +10,10 @@ Runs ``dynsr eval --model bicubic`` on each set and scale, writes the JSON resul
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 from pathlib import Path
 
-from dynsr.cli.main import main as dynsr_main
+from cached_eval import run_dynsr
 
 PUBLISHED = {  # (PSNR, SSIM), CONVENTIONS.md
     ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
@@ -35,11 +33,8 @@ def main() -> int:
     worst_psnr = worst_ssim = 0.0
     for (name, scale), (pub_psnr, pub_ssim) in PUBLISHED.items():
         out = args.out / f"{name}_x{scale}.json"
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = dynsr_main(["eval", "--model", "bicubic", "--scale", str(scale),
-                               "--hr", str(args.data / name / "HR"), "--json", str(out)])
-        if code:
-            raise SystemExit(f"dynsr eval failed on {name} x{scale}")
+        run_dynsr(["eval", "--model", "bicubic", "--scale", str(scale),
+                   "--hr", str(args.data / name / "HR"), "--json", str(out)])
         res = json.loads(out.read_text())
         d_psnr, d_ssim = res["psnr_y"] - pub_psnr, res["ssim_y"] - pub_ssim
         worst_psnr, worst_ssim = max(worst_psnr, abs(d_psnr)), max(worst_ssim, abs(d_ssim))

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from dynsr.cli.main import main as dynsr_main
+
+def run_dynsr(argv: list[str]) -> None:
+    """``dynsr ARGV`` as its own process (the command as documented), quiet unless it fails."""
+    result = subprocess.run([sys.executable, "-m", "dynsr", *argv], capture_output=True,
+                            text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"dynsr {' '.join(argv)} failed:\n{result.stderr.strip()}")
 
 
 def cached_eval(path: Path, argv: list[str]) -> dict:
-    """The JSON of ``dynsr eval ARGV --json PATH``, run (quietly) only if PATH is missing."""
+    """The JSON of ``dynsr eval ARGV --json PATH``, run only if PATH is missing."""
     if not path.exists():
-        argv = ["eval", *argv, "--json", str(path)]
-        with contextlib.redirect_stdout(io.StringIO()):
-            if dynsr_main(argv):
-                raise SystemExit(f"dynsr eval failed: {' '.join(argv)}")
+        run_dynsr(["eval", *argv, "--json", str(path)])
     return json.loads(path.read_text())

@@ -262,7 +262,7 @@ def test_commands_keep_freed_memory_on_glibc():
     import platform
     import sys
 
-    from dynsr.cli.main import keep_freed_memory
+    from dynsr.malloc import keep_freed_memory
 
     on_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is on_glibc

@@ -1,14 +1,33 @@
-"""Parameter counts and FLOPs of registered models (for `dynsr models` and the benchmarks)."""
+"""Parameter counts and FLOPs of registered models (for `dynsr models` and the benchmarks).
+
+Counting FLOPs builds and runs every model (about 20 s for all of them), so ``dynsr models``
+reads them from ``model_table.json`` beside this file, written by
+``python benchmarks/model_table.py`` when a model changes; a test checks the table against
+the registry and against fresh counts.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_flops", "count_parameters"]
+__all__ = [
+    "LR_SIZE",
+    "MODEL_TABLE",
+    "count_flops",
+    "count_parameters",
+    "measure_model",
+    "measure_model_table",
+]
+
+#: The stored table of every registered model (``dynsr models``).
+MODEL_TABLE = Path(__file__).with_name("model_table.json")
+#: The LR size of the FLOP figures.
+LR_SIZE = (256, 256)
 
 _aten = torch.ops.aten
 
@@ -54,3 +73,30 @@ def count_flops(
     with torch.no_grad(), counter:
         model(x.to(next(model.parameters(), x).dtype), **conditions)
     return round(counter.get_total_flops() * (lr_size[0] * lr_size[1]) / (probe * probe))
+
+
+def measure_model(name: str, scale: int) -> dict[str, int]:
+    """Parameters and FLOPs (``LR_SIZE`` input; non-blind models with their degradation map)
+    of registered model ``name`` at ``scale``, freshly counted."""
+    from dynsr.models.registry import create, get_spec
+
+    model = create(name, scale=scale)
+    conditions = {"blur": 1.3, "noise": 15.0} if get_spec(name).needs_degradation else {}
+    return {"parameters": count_parameters(model),
+            "flops": count_flops(model, LR_SIZE, **conditions)}
+
+
+def measure_model_table() -> dict:
+    """The table ``dynsr models`` prints: every registered model with its description and,
+    per scale, :func:`measure_model`."""
+    from dynsr.models.registry import available
+
+    return {
+        "lr_size_for_flops": list(LR_SIZE),
+        "models": {spec.name: {"summary": spec.summary, "paper": spec.paper,
+                               "non_blind": spec.needs_degradation,
+                               "scales": {str(s): measure_model(spec.name, s)
+                                          for s in spec.scales}}
+                   for spec in available()},
+    }
+
