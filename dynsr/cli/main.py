@@ -27,6 +27,7 @@ COMMANDS = {
     "compare": "compare_cmd",
     "plot": "plot_cmd",
     "publish-weights": "publish_weights_cmd",
+    "score": "score_cmd",
 }
 
 

@@ -7,6 +7,8 @@
   read off each LR image (:mod:`dynsr.blind`).
 * :func:`evaluate_zeroshot`, :class:`QualityCurve` (:mod:`.zeroshot`): zero-shot DualSR
   trained and scored per image.
+* :func:`score_folders` (:mod:`.score`): existing SR results (from any tool) scored against
+  their HR images, matched by name.
 
 Data flows one way: io → degrade → model → metrics → evaluation.
 """
@@ -24,6 +26,7 @@ from dynsr.evaluation.protocol import (
     run_record,
     true_kernel,
 )
+from dynsr.evaluation.score import match_by_name, score_folders
 from dynsr.evaluation.zeroshot import ABLATIONS, QualityCurve, evaluate_zeroshot
 
 __all__ = [
@@ -39,8 +42,10 @@ __all__ = [
     "find_lr",
     "load_evaluated_model",
     "load_pair",
+    "match_by_name",
     "model_conditions",
     "modcrop",
     "run_record",
+    "score_folders",
     "true_kernel",
 ]
