@@ -42,8 +42,15 @@ from torch import nn
 
 from dynsr.blind import BlindDegradation, estimate_blind_degradation
 from dynsr.hardware import cpu_supports_bf16
-from dynsr.io import PNG_COMPRESSION, LoadedImage, read_image, write_image
+from dynsr.io import (
+    PNG_COMPRESSION,
+    SIXTEEN_BIT_SUFFIXES,
+    LoadedImage,
+    read_image,
+    write_image,
+)
 from dynsr.models import create, get_spec
+from dynsr.models.bicubic import Bicubic
 from dynsr.models.inference import PRECISIONS, prepare_model
 from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
 from dynsr.upscale.weights import (
@@ -135,10 +142,11 @@ class UpscaledImage:
 
     def save(self, path: str | os.PathLike[str], *, quality: int = 95,
              png_compression: int = PNG_COMPRESSION) -> Path:
-        """Write atomically; 16-bit is kept in PNG (the only format dynsr writes in 16 bit).
-        ``quality``: JPEG/WebP; ``png_compression``: zlib level 0-9 (lower: faster, larger)."""
+        """Write atomically; 16-bit is kept in PNG and TIFF (the formats dynsr writes in 16
+        bit). ``quality``: JPEG/WebP/AVIF; ``png_compression``: zlib level 0-9 (lower:
+        faster, larger)."""
         path = Path(path)
-        bit_depth = self.bit_depth if path.suffix.lower() == ".png" else 8
+        bit_depth = self.bit_depth if path.suffix.lower() in SIXTEEN_BIT_SUFFIXES else 8
         return write_image(path, self.samples, self.alpha, bit_depth=bit_depth,
                            icc_profile=self.icc_profile, exif=self.exif, quality=quality,
                            png_compression=png_compression)
@@ -181,7 +189,9 @@ class Upscaler:
         self.needs_degradation = get_spec(name).needs_degradation
         # Parameter-free models (bicubic) run in float64 on the CPU, exact as MATLAB.
         self.has_parameters = next(model.parameters(), None) is not None
-        self._alpha_model = create("bicubic", scale=scale)
+        # The class, not the registry's "bicubic" (x2-x4): x1 models (ddet-real on an image
+        # already on the HR grid) keep their alpha as it is.
+        self._alpha_model = Bicubic(scale)
         if tile < 1 or self.overlap < 0 or self.overlap >= tile:
             raise ValueError(f"need tile > overlap >= 0, got tile {tile}, overlap {self.overlap}")
 

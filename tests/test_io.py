@@ -558,10 +558,70 @@ def test_unsupported_float_tiff(tmp_path: Path) -> None:
     assert_read_fails(tmp_path / "f.tif", "unsupported image mode 'F'")
 
 
-def test_unsupported_16_bit_colour_tiff(tmp_path: Path) -> None:
-    tifffile = pytest.importorskip("tifffile")
-    tifffile.imwrite(tmp_path / "c16.tif", random_uint16(4, 4, 3))
-    assert_read_fails(tmp_path / "c16.tif", "16-bit colour TIFF")
+@pytest.mark.parametrize("channels,alpha", [(1, False), (1, True), (3, False), (3, True)])
+def test_16_bit_tiff_round_trips_exactly(tmp_path: Path, channels: int, alpha: bool) -> None:
+    colour = random_uint16(9, 7, channels)
+    mask = random_uint16(9, 7, 1) if alpha else None
+    icc = srgb_profile()
+    write_image(tmp_path / "a.tif", colour, alpha=mask, bit_depth=16, icc_profile=icc)
+    loaded = read_image(tmp_path / "a.tif")
+    assert loaded.bit_depth == 16 and loaded.icc_profile == icc
+    assert np.array_equal(to_samples(loaded.pixels, 16), colour)
+    assert (loaded.alpha is None) == (not alpha)
+    if alpha:
+        assert np.array_equal(to_samples(loaded.alpha, 16), mask)
+    # And back out again: the same file content.
+    write_image(tmp_path / "b.tif", loaded.pixels, alpha=loaded.alpha, bit_depth=16,
+                icc_profile=loaded.icc_profile)
+    assert (tmp_path / "b.tif").read_bytes() == (tmp_path / "a.tif").read_bytes()
+
+
+def test_tiffs_of_other_tools_are_read_in_full(tmp_path: Path) -> None:
+    import tifffile
+
+    # tifffile: planar, uncompressed, 16-bit RGB with an orientation tag (rotated 180°).
+    colour = random_uint16(5, 6, 3)
+    tifffile.imwrite(tmp_path / "p.tif", colour.transpose(2, 0, 1), photometric="rgb",
+                     planarconfig="separate", extratags=[(274, "H", 1, 3, False)])
+    loaded = read_image(tmp_path / "p.tif")
+    assert loaded.bit_depth == 16 and loaded.mode == "RGB;16"
+    assert np.array_equal(to_samples(loaded.pixels, 16), colour[::-1, ::-1])
+    # Pillow: 8-bit LZW (tifffile would need imagecodecs; Pillow decodes it properly).
+    rgb = RNG.integers(0, 256, (6, 5, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    assert np.array_equal(to_samples(read_image(tmp_path / "lzw.tif").pixels, 8), rgb)
+
+
+def test_16_bit_tiff_that_only_imagecodecs_decodes_is_refused_clearly(tmp_path: Path) -> None:
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "c16.tif", random_uint16(4, 4, 3), photometric="rgb")
+    with tifffile.TiffFile(tmp_path / "c16.tif") as tif:
+        offset = tif.pages.first.tags[259].valueoffset  # Compression: 1 (none)
+    data = bytearray((tmp_path / "c16.tif").read_bytes())
+    data[offset:offset + 2] = (5).to_bytes(2, "little")  # now says LZW
+    (tmp_path / "c16.tif").write_bytes(bytes(data))
+    assert_read_fails(tmp_path / "c16.tif", "16-bit TIFF in LZW compression needs the "
+                                            "imagecodecs package")
+
+
+def test_avif_where_pillow_has_it(tmp_path: Path, astronaut: np.ndarray) -> None:
+    from PIL import features
+
+    source = torch.from_numpy(astronaut[:64, :48]).permute(2, 0, 1).float() / 255
+    alpha = torch.rand(1, 64, 48)
+    if not features.check("avif"):  # a Pillow without libavif: one clear line
+        with pytest.raises(ImageWriteError, match="without AVIF support"):
+            write_image(tmp_path / "a.avif", source)
+        return
+    icc = srgb_profile()
+    write_image(tmp_path / "a.avif", source, alpha=alpha, quality=100, icc_profile=icc)
+    loaded = read_image(tmp_path / "a.avif")
+    assert loaded.bit_depth == 8 and loaded.icc_profile == icc
+    assert loaded.pixels.shape == (3, 64, 48) and loaded.alpha.shape == (1, 64, 48)
+    assert (loaded.pixels - source).abs().mean() < 0.01  # lossy, but close at quality 100
+    assert (loaded.alpha - alpha).abs().mean() < 0.01
+    assert tmp_path / "a.avif" in list_images([tmp_path])
 
 
 def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -444,6 +444,25 @@ def test_gray_stays_gray_and_16_bit_stays_16_bit(tmp_path, capsys):
     assert 0.008 < float(out_colour.pixels.max()) < 0.0125  # 1 % of full scale, as given
 
 
+def test_16_bit_tiff_in_and_out_and_avif_out(tmp_path, capsys):
+    from PIL import features
+
+    colour16 = torch.from_numpy(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1) / 255.0
+    write_image(tmp_path / "in" / "deep.tif", colour16 * 0.01, bit_depth=16)
+    code, _, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "out", "--ext", "tif")
+    assert code == 0, err
+    out = read_image(tmp_path / "out" / "deep_x2.tif")
+    assert out.bit_depth == 16 and out.pixels.shape == (3, 128, 128)
+    assert 0.008 < float(out.pixels.max()) < 0.0125  # 16-bit steps of a dark image kept
+    code, _, err = _run(capsys, tmp_path / "in", "-o", tmp_path / "out", "--ext", "avif")
+    if features.check("avif"):
+        assert code == 0, err
+        assert read_image(tmp_path / "out" / "deep_x2.avif").pixels.shape == (3, 128, 128)
+        assert "16-bit image written as 8-bit .avif" in err
+    else:
+        assert code == 1 and "without AVIF support" in err
+
+
 def test_exif_orientation_is_applied_and_icc_kept(tmp_path, capsys):
     photo = Image.fromarray(data.coffee()[::8, ::8])  # 75 x 50, wider than tall
     exif = Image.Exif()

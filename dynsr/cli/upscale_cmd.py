@@ -34,11 +34,11 @@ from dynsr.api import DEFAULT_MODEL, DEVICES, load
 from dynsr.blind import estimate_blind_degradation, kernel_width, save_degradation
 from dynsr.cli.options import add_blind_args, check_blind_args
 from dynsr.degrade import load_kernel
-from dynsr.io import PNG_COMPRESSION, list_images, read_image
+from dynsr.io import PNG_COMPRESSION, SIXTEEN_BIT_SUFFIXES, list_images, read_image
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
 
-EXTENSIONS = ("png", "jpg", "webp", "same")
+EXTENSIONS = ("png", "jpg", "webp", "tif", "avif", "same")
 _PROG = "dynsr upscale"
 
 
@@ -237,9 +237,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.save_degradation is not None:
                     save_degradation(estimate, args.save_degradation, path.stem)
             result = upscaler.upscale_loaded(image, conditions, progress=True)
-            if result.bit_depth == 16 and target.suffix.lower() != ".png":
+            if result.bit_depth == 16 and target.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "
-                       "png to keep 16 bits)")
+                       "png or tif to keep 16 bits)")
             result.save(target, quality=args.quality, png_compression=args.png_compression)
             written[target] = path
         except (OSError, ValueError, RuntimeError) as err:

@@ -2,6 +2,7 @@
 
 - :mod:`dynsr.io.image`: read, write and list images (Pillow, plus the codec below).
 - :mod:`dynsr.io.png16`: the 16-bit colour PNG codec Pillow lacks.
+- :mod:`dynsr.io.tiff`: TIFF through tifffile (8 and 16 bit, which Pillow truncates).
 - :mod:`dynsr.io.atomic`: atomic file writes (temporary file, fsync, rename).
 - :mod:`dynsr.io.errors`: the one-line ``"{path}: {reason}"`` errors.
 """
@@ -13,6 +14,7 @@ from dynsr.io.image import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS_ENV_VAR,
     PNG_COMPRESSION,
+    SIXTEEN_BIT_SUFFIXES,
     LoadedImage,
     list_images,
     load_tensor,
@@ -25,6 +27,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV_VAR",
     "PNG_COMPRESSION",
+    "SIXTEEN_BIT_SUFFIXES",
     "ImageReadError",
     "ImageWriteError",
     "LoadedImage",

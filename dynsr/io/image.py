@@ -20,11 +20,14 @@ file mode                      pixels (+ alpha)                       bit_depth
 16-bit PNG RGB / RGBA / LA     RGB or gray (+ alpha), own decoder     16
 =============================  =====================================  =========
 
-Refused as unsupported: ``F`` (float), ``I`` (32-bit or signed integer), ``LAB``, ``HSV``
-and 16-bit colour TIFF, because Pillow would hand us only 8 of its 16 bits.
+Refused as unsupported: ``F`` (float), ``I`` (32-bit or signed integer), ``LAB``, ``HSV``.
 
 Pillow 13 opens a 16-bit RGB(A) or gray+alpha PNG as 8-bit ``RGB``/``RGBA`` (it keeps the
-high byte of every sample) and cannot write 16-bit colour PNGs at all, hence the own codec.
+high byte of every sample) and cannot write 16-bit colour PNGs at all, hence the own codec;
+it does the same to 16-bit colour TIFF, which tifffile reads and writes instead
+(:mod:`dynsr.io.tiff`: 8 and 16 bit, gray / RGB, alpha, ICC). AVIF (8 bit, alpha, ICC,
+EXIF) is read and written by Pillow where it was built with libavif
+(``PIL.features.check("avif")``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 import torch
 from PIL import Image, features
 
-from dynsr.io import png16
+from dynsr.io import png16, tiff
 from dynsr.io.atomic import atomic_write_bytes
 from dynsr.io.errors import ImageReadError, ImageWriteError
 
@@ -52,6 +55,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV_VAR",
     "PNG_COMPRESSION",
+    "SIXTEEN_BIT_SUFFIXES",
     "LoadedImage",
     "list_images",
     "load_tensor",
@@ -69,11 +73,16 @@ MAX_PIXELS_ENV_VAR = "DYNSR_MAX_PIXELS"
 #: as long as the upscaling itself.
 PNG_COMPRESSION = 3
 #: Lower-case file suffixes that :func:`list_images` picks up and :func:`read_image` expects.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp",
+                              ".avif"})
+
+#: Suffixes of the formats dynsr writes in 16 bit.
+SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 
 # Only these decoders may run: a file named .png is never handed to, say, a PSD parser.
-_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "AVIF")
 _FORMATS_BY_SUFFIX = {
+    ".avif": "AVIF",
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -143,7 +152,7 @@ class _Samples:
 def read_image(
     path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> LoadedImage:
-    """Decode a PNG, JPEG, BMP, TIFF or WebP file into a :class:`LoadedImage`.
+    """Decode a PNG, JPEG, BMP, TIFF, WebP or AVIF file into a :class:`LoadedImage`.
 
     EXIF orientation is applied to the pixels and dropped from the kept EXIF. ``max_pixels``
     (checked from the header, before any pixel is decoded) guards against decompression
@@ -165,11 +174,29 @@ def read_image(
         if png_header is not None:
             # Check before Pillow gets the file, so our limit rules even when it is stricter.
             _check_pixel_count(path, png_header.width, png_header.height, limit)
+        samples = None
         if png_header is not None and png16.can_decode(png_header):
             samples = _decode_png16(path, file.read())
+        elif tiff.is_tiff(file.read(4)):
+            file.seek(0)
+            samples = _decode_tiff(path, file.read(), limit)
+            file.seek(0)
         else:
+            file.seek(0)
+        if samples is None:
             samples = _decode_with_pillow(path, file, limit)
     return _to_loaded_image(path, samples)
+
+
+def _decode_tiff(path: Path, data: bytes, limit: int | None) -> _Samples | None:
+    try:
+        decoded = tiff.decode(data, lambda w, h: _check_pixel_count(path, w, h, limit))
+    except ValueError as exc:
+        raise ImageReadError(path, str(exc)) from exc
+    if decoded is None:  # Pillow's case (dynsr.io.tiff)
+        return None
+    return _Samples(decoded.colour, decoded.alpha, decoded.bit_depth, decoded.mode,
+                    decoded.icc_profile, None, decoded.orientation)
 
 
 def load_tensor(
@@ -264,7 +291,8 @@ def _decode_with_pillow(path: Path, file: io.BufferedReader, limit: int | None) 
             raise ImageReadError(path, f"too many pixels: {exc}") from exc
         except Image.UnidentifiedImageError as exc:
             raise ImageReadError(
-                path, "not an image, or not a supported format (PNG, JPEG, BMP, TIFF, WebP)"
+                path, "not an image, or not a supported format (PNG, JPEG, BMP, TIFF, WebP, "
+                "AVIF)"
             ) from exc
         except Exception as exc:  # plugins raise many types on damaged headers
             raise ImageReadError(path, f"corrupt image header: {exc}") from exc
@@ -306,12 +334,9 @@ def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
         raise ImageReadError(path, f"unsupported image mode {mode!r} ({_mode_hint(mode)})")
     if image.format == "TIFF":
         bits = image.tag_v2.get(258, 8)  # BitsPerSample
-        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
-            raise ImageReadError(
-                path,
-                f"unsupported image mode: 16-bit colour TIFF ({mode}); Pillow keeps only 8 of "
-                "the 16 bits, so convert it to a 16-bit PNG",
-            )
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:  # dynsr.io.tiff's refusal
+            raise ImageReadError(path, f"unsupported image mode: 16-bit TIFF ({mode}) of a "
+                                 "kind Pillow keeps only 8 of the 16 bits of")
     if transparency is not None and target in ("L", "RGB"):
         target += "A"  # tRNS / palette transparency becomes a real alpha channel
     if mode == "CMYK":
@@ -488,8 +513,10 @@ def write_image(
     Formats: .png (8 or 16 bit, gray/RGB, alpha; zlib level ``png_compression`` 0-9, default
     :data:`PNG_COMPRESSION`); .jpg/.jpeg (8 bit, no alpha, ``quality``,
     4:4:4 chroma so colour detail is not halved); .webp (8 bit, alpha, ``quality``, lossless
-    at 100; gray is stored as RGB); .tif/.tiff (8 bit, alpha, ICC kept, EXIF not); .bmp
-    (8 bit, no alpha, no metadata). EXIF is kept in PNG, JPEG and WebP.
+    at 100; gray is stored as RGB); .avif (8 bit, alpha, ``quality``, 4:4:4; gray stored as
+    RGB; where Pillow has libavif); .tif/.tiff (8 or 16 bit, gray/RGB, alpha, deflate, ICC
+    kept, EXIF not); .bmp (8 bit, no alpha, no metadata). EXIF is kept in PNG, JPEG, WebP
+    and AVIF.
 
     The file appears atomically: bytes go to a hidden ``.*.tmp`` file in the same folder,
     which is fsynced and renamed over ``path``; on failure it is removed and an existing
@@ -503,8 +530,11 @@ def write_image(
         raise ImageWriteError(path, f"unsupported file extension {path.suffix!r} (use {known})")
     if bit_depth not in (8, 16):
         raise ImageWriteError(path, f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    if bit_depth == 16 and image_format != "PNG":
-        raise ImageWriteError(path, f"16-bit output is only supported for PNG, not {image_format}")
+    if bit_depth == 16 and image_format not in ("PNG", "TIFF"):
+        raise ImageWriteError(path, f"16-bit output is only supported for PNG and TIFF, not "
+                                    f"{image_format}")
+    if image_format == "AVIF" and not features.check("avif"):
+        raise ImageWriteError(path, "this Pillow was built without AVIF support (libavif)")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ImageWriteError(path, f"quality must be an int from 1 to 100, got {quality!r}")
     if (isinstance(png_compression, bool) or not isinstance(png_compression, int)
@@ -616,11 +646,13 @@ def _encode(
 ) -> bytes:
     """Encode (H, W, channels) uint8/uint16 samples (alpha last) in memory."""
     exif = _with_exif_header(exif)
+    if image_format == "TIFF":
+        return tiff.encode(samples, icc_profile)
     if samples.dtype == np.uint16 and samples.shape[2] > 1:
         # Pillow can't write these.
         return png16.encode(samples, icc_profile, exif, png_compression)
 
-    if image_format == "WEBP" and samples.shape[2] <= 2:  # WebP has no gray modes
+    if image_format in ("WEBP", "AVIF") and samples.shape[2] <= 2:  # no gray modes
         gray = samples[..., :1]
         samples = np.concatenate([gray, gray, gray, samples[..., 1:]], axis=2)
     # (H, W) for gray, so that uint16 becomes mode I;16; 2/3/4 channels become LA/RGB/RGBA
@@ -634,11 +666,11 @@ def _encode(
     elif image_format == "WEBP":
         # exact: keep colour under fully transparent pixels instead of zeroing it
         options.update(quality=quality, lossless=quality == 100, exact=True)
-    elif image_format == "TIFF" and features.check("libtiff"):
-        options.update(compression="tiff_lzw")
+    elif image_format == "AVIF":
+        options.update(quality=quality, subsampling="4:4:4")
     if icc_profile and image_format != "BMP":
         options["icc_profile"] = icc_profile
-    if exif and image_format in ("PNG", "JPEG", "WEBP"):
+    if exif and image_format in ("PNG", "JPEG", "WEBP", "AVIF"):
         options["exif"] = exif
 
     buffer = io.BytesIO()
