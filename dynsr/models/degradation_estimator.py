@@ -17,9 +17,10 @@ the 16-channel map per LR pixel, with a confidence per pixel, so that
 Architecture (dynsr's, no paper defines it): the LR image minus 0.5, pixel-unshuffled by 4
 (lossless: the fine-scale statistics that tell noise and blur apart stay in the channels)
 → conv 3×3 to C → N residual blocks (conv-ReLU-conv, C channels) → conv 3×3, added to the
-first features → conv 3×3 + ReLU → conv 1×1 to 18 channels → bilinear ×4 back to the LR
-grid. Outputs: the 15 code values ×10 and σ/25 (normalised targets; :data:`TARGET_SCALE`),
-then two log-scales, one for the kernel and one for the noise. Working at a quarter of the
+first features → conv 3×3 + ReLU → conv 1×1 to 16 channels (the 15 code values ×10 and
+σ/25, normalised targets; :data:`TARGET_SCALE`), and beside it a confidence head on the
+detached features (conv 3×3 to C/2 + ReLU → conv 1×1 to two log-scales, kernel and noise)
+→ bilinear ×4 back to the LR grid. Working at a quarter of the
 resolution keeps a 512×512 LR under a second on two CPU cores; the receptive field is about
 150 LR pixels. One network per scale (the bicubic filter that follows the blur differs).
 
@@ -89,7 +90,12 @@ class DegradationEstimator(nn.Module):
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.fuse = conv3x3(channels, channels)
         self.tail = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True),
-                                  nn.Conv2d(channels, MAP_CHANNELS + 2, 1))
+                                  nn.Conv2d(channels, MAP_CHANNELS, 1))
+        # The confidences read the trunk's features without training them: sharing the
+        # trunk, their likelihood term swamped the map's gradient (the blur was not learnt
+        # in 2,000 iterations while the noise was).
+        self.confidence = nn.Sequential(conv3x3(channels, channels // 2), nn.ReLU(inplace=True),
+                                        nn.Conv2d(channels // 2, 2, 1))
         self.register_buffer("target_scale", TARGET_SCALE.clone(), persistent=False)
 
     @property
@@ -109,7 +115,7 @@ class DegradationEstimator(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         features = self.head(F.pixel_unshuffle(x, s))
         features = features + self.fuse(self.body(features))
-        out = self.tail(features)
+        out = torch.cat([self.tail(features), self.confidence(features.detach())], dim=1)
         out = F.interpolate(out, scale_factor=s, mode="bilinear", align_corners=False)
         return out[..., :height, :width]
 
