@@ -30,6 +30,7 @@ is available; the precision :func:`default_precision`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from dynsr.upscale.weights import (
 __all__ = [
     "DEFAULT_MODEL",
     "DEVICES",
+    "DEVICE_PATTERN",
     "ImageLike",
     "UpscaledImage",
     "Upscaler",
@@ -77,7 +79,8 @@ __all__ = [
 #: by 0.7-1.8 dB on Set5 and Set14, and upscales a 24-megapixel photo x2 in 5.4 s on a 2-core
 #: CPU (README).
 DEFAULT_MODEL = "dyconvsr"
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: What :meth:`Upscaler.upscale` accepts (and returns the same kind of).
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 #: Colour (C, h, w) and optional alpha (1, h, w) in [0, 1] → their SR planes (float32, CPU).
@@ -90,20 +93,28 @@ _ALPHA_EPS = 1e-3
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: cuda, else mps, else cpu; a named device must be available."""
+    """``None``/``"auto"``: cuda, else mps, else cpu; a named device (``cpu``, ``cuda``,
+    ``cuda:N``, ``mps``) must be available. Anything else is a ``ValueError``."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if not isinstance(device, torch.device) and not DEVICE_PATTERN.fullmatch(str(device)):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {device}: this machine has {count} CUDA "
+                             f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps: MPS is not available on this machine")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
     return device
 
 

@@ -662,3 +662,27 @@ def test_trained_dyconvsr_tiles_exactly_with_whole_image_attention(scale, monkey
     tiled = upscale_tiled(model, lr, scale, tile=96, overlap=default_overlap("dyconvsr"))
     assert len(Tiling(lr.shape[-1], 96, default_overlap("dyconvsr")).spans) > 2
     assert float((tiled - whole).abs().max()) < 1e-5
+
+
+def test_device_may_name_a_cuda_index(tmp_path, capsys, monkeypatch):
+    from dynsr.api import resolve_device
+
+    Image.fromarray(data.astronaut()[:16, :16]).save(tmp_path / "a.png")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda, cuda:N or mps"):
+        resolve_device("cuda:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda:1: CUDA is not available"):
+            resolve_device("cuda:1")
+        # The command takes cuda:N and says the same in one line.
+        code, _, err = _run(capsys, tmp_path / "a.png", "--device", "cuda:1")
+        assert code == 1
+        assert err.strip().endswith("device cuda:1: CUDA is not available on this machine")
+    # On a machine with one GPU (as torch reports it), cuda:0 is it and cuda:1 is not there.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"cuda:1: this machine has 1 CUDA device \(cuda:0"):
+        resolve_device("cuda:1")
+    code, _, err = _run(capsys, tmp_path / "a.png", "--device", "gpu")
+    assert code == 1 and "device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'" in err

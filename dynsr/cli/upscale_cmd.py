@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dynsr.api import DEFAULT_MODEL, DEVICES, load
+from dynsr.api import DEFAULT_MODEL, load
 from dynsr.blind import estimate_blind_degradation, kernel_width, save_degradation
 from dynsr.cli.options import add_blind_args, check_blind_args
 from dynsr.degrade import load_kernel
@@ -72,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "less memory; halved automatically when memory runs out)")
     p.add_argument("--overlap", type=int, metavar="N",
                    help="tile overlap in input pixels (default: the model's, exact tiling)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto (default): cuda, else mps, else cpu")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (default): cuda, else mps, else cpu; or cpu, cuda, cuda:N, mps")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="default: bf16 on CPUs with native bf16 (AVX-512 BF16/AMX) and on "
                         "CUDA GPUs that support it, else fp32; fp16 only on GPUs")
