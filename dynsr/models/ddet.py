@@ -63,6 +63,23 @@ Registered names
 ``kpn7-pr-cdm``    Table II "w/ CDM": ``kpn7-pr`` + CDM (``ddet`` adds the multi-scale heads)
 =================  ==========================================================================
 
+For real LR/HR pairs (the paper's setting: LR registered and upsampled onto the HR grid, as
+RealSR and City100 store it) the same networks have ``-real`` names, trained on such pairs
+(``configs/*_real_cpu.yaml``, ``docs/real_pairs.md``):
+
+====================  =======================================================================
+``ddet-real``         ``ddet`` (Y, kernels 3/5/7, CDM + PR)
+``kpn7-real``         ``kpn7`` (Table II "plain")
+``kpn7-pr-real``      ``kpn7-pr`` (Table II "w/ PR")
+``kpn7-pr-cdm-real``  ``kpn7-pr-cdm`` (Table II "w/ CDM")
+``ddet-rgb-real``     ``ddet-rgb``, fine-tuned on the pairs from the x2 weights
+====================  =======================================================================
+
+They are registered at scales 1 to 4. Scale 1 takes an image already on the HR grid (the LR
+of a pair, as it is); scale s bicubic-upscales an ordinary LR image by s first, which is all
+the factor changes: M is 64 at every scale, so one set of weights (trained at scale 1, listed
+under x1 in the weights manifest) serves every factor.
+
 Config keys (any name): ``in_channels`` (1 or 3), ``kernel_sizes``, ``head_hidden`` (per
 kernel size: 0 = one conv, n = conv n + ReLU + conv k²), ``num_blocks`` (16), ``channels``
 (64), ``predictor_channels`` (M; default 64 at x2, 128 otherwise), ``cdm``, ``post_refine``,
@@ -355,9 +372,10 @@ class DDet(nn.Module):
         return self.core.in_channels
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """Bicubic ×scale (MATLAB ``imresize``), then :meth:`forward_prescaled`."""
+        """Bicubic ×scale (MATLAB ``imresize``), then :meth:`forward_prescaled`. At scale 1
+        (the ``-real`` models on a pair's LR, already on the HR grid) the input goes as is."""
         self._check_rgb(lr)
-        return self.forward_prescaled(imresize(lr, self.scale))
+        return self.forward_prescaled(lr if self.scale == 1 else imresize(lr, self.scale))
 
     def forward_prescaled(self, x: torch.Tensor) -> torch.Tensor:
         """RGB (B, 3, H, W) at the HR size → RGB (B, 3, H, W), in x's dtype."""
@@ -380,6 +398,9 @@ class DDet(nn.Module):
 
 
 _SCALES = (2, 3, 4)
+# Real-pair models: x1 is the pair's LR as it is (already on the HR grid), x2-x4 a photo
+# bicubic-upscaled first; one network for all (M fixed at 64).
+_REAL_SCALES = (1, 2, 3, 4)
 
 
 @register("kpn7-pr-cdm", _SCALES, "DDet ablation (Table II 'w/ CDM'): KPN(K=7) + PR + CDM",
@@ -393,6 +414,16 @@ _SCALES = (2, 3, 4)
 @register("ddet-release", _SCALES, "DDet as released: kernels 9/7/5 with the release's heads, Y",
           PAPER, kernel_sizes=(9, 7, 5), head_hidden=(0, 49, 32))
 @register("ddet", _SCALES, "DDet (paper: dynamic kernels 3/5/7 + CDM + PR), Y channel", PAPER)
+@register("ddet-rgb-real", _REAL_SCALES, "ddet-rgb for real pairs: x1 = input on the HR grid, "
+          "xS = bicubic xS first", PAPER, in_channels=3, predictor_channels=64)
+@register("kpn7-pr-cdm-real", _REAL_SCALES, "kpn7-pr-cdm (Table II 'w/ CDM') for real pairs, Y",
+          PAPER, kernel_sizes=(7,), predictor_channels=64)
+@register("kpn7-pr-real", _REAL_SCALES, "kpn7-pr (Table II 'w/ PR') for real pairs, Y", PAPER,
+          kernel_sizes=(7,), cdm=False, predictor_channels=64)
+@register("kpn7-real", _REAL_SCALES, "kpn7 (Table II 'plain') for real pairs, Y", PAPER,
+          kernel_sizes=(7,), cdm=False, post_refine=False, predictor_channels=64)
+@register("ddet-real", _REAL_SCALES, "DDet (paper) for real pairs, Y: x1 = input on the HR "
+          "grid, xS = bicubic xS first", PAPER, predictor_channels=64)
 def build_ddet(scale: int, **config) -> DDet:
     """Builder behind every DDet name; ``config`` as in :class:`DDet`."""
     return DDet(scale=scale, **config)

@@ -47,14 +47,22 @@ def default_weights_dir() -> Path:
 
 def find_weights(name: str, scale: int,
                  weights_dir: str | os.PathLike[str] | None = None) -> WeightsEntry | None:
-    """The manifest entry for ``name`` at ``scale``, or ``None`` when none is shipped."""
+    """The manifest entry for ``name`` at ``scale``, or ``None`` when none is shipped.
+
+    Without an entry at ``scale``, the model's x1 entry serves: x1 weights are trained on
+    pairs whose LR is already on the HR grid (``ddet-real``), and such a network restores the
+    bicubic-upscaled image whatever the factor, so the same file holds at every scale (the
+    entry keeps its own ``scale``, 1)."""
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         return None
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entry = manifest.get("models", {}).get(name, {}).get(str(scale))
+        scales = manifest.get("models", {}).get(name, {})
+        entry = scales.get(str(scale))
+        if entry is None and scale != 1:
+            entry, scale = scales.get("1"), 1
     except (OSError, ValueError, AttributeError) as err:
         raise WeightsError(f"{manifest_path}: not a valid weights manifest ({err})") from err
     if entry is None:

@@ -130,12 +130,14 @@ def _read_metadata(path: Path) -> dict[str, str]:
 def weights_model_config(path: str | os.PathLike[str], name: str, scale: int) -> dict:
     """The model configuration a weights file was trained with (``dynsr train`` writes it in
     the metadata; ``{}`` for a file without it), refusing a file made for another model or
-    scale: ``create(name, scale=scale, **config)`` then builds the network the file fits."""
+    scale: ``create(name, scale=scale, **config)`` then builds the network the file fits.
+    Weights trained at scale 1 (pairs on the HR grid) serve every scale of their model, as in
+    :func:`find_weights`."""
     path = Path(path)
     meta = _read_metadata(path)
     if "model" in meta and "scale" in meta:
         # Registry aliases (ddet-rgb is ddet with 3 channels) are told apart by their config.
-        if meta["model"] != name or int(meta["scale"]) != scale:
+        if meta["model"] != name or int(meta["scale"]) not in (scale, 1):
             raise WeightsError(f"{path}: weights of {meta['model']} x{meta['scale']}, not "
                                f"{name} x{scale}")
     return json.loads(meta["model_config"]) if "model_config" in meta else {}
