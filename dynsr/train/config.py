@@ -13,7 +13,8 @@ Schema (defaults in brackets)::
     name: str                          ["run"] run name; default output folder runs/NAME
     model:
       name: str                        required; a registered model (``dynsr models``)
-      scale: int                       required; 2, 3 or 4
+      scale: int                       required; 2, 3 or 4; or 1 for pairs whose LR is
+                                       already on the HR grid (``-real`` models)
       config: {key: value}             [{}] keyword arguments for the model's builder
       init: path                       [null] safetensors weights to start from (fine-tuning)
       init_strict: bool                [true] every tensor of ``init`` must fit the model;
@@ -42,6 +43,10 @@ Schema (defaults in brackets)::
       iterations: int                  [100000] optimiser steps in the whole schedule
       batch_size: int                  [16] samples per step *per process*
       loss: l1|l2|charbonnier          [l1] pixel loss (charbonnier: sqrt(d² + 1e-6))
+      loss_channels: rgb|y             [rgb] y: the loss compares the Y channel (BT.601
+                                       studio range / 255) of SR and HR, as DDet's release
+                                       trains; a Y-only model (ddet, in_channels 1) returns
+                                       its input's chroma, which an RGB loss would count too
       multistage: auto|true|false      [auto] sum the loss over every block output (UDVD,
                                        paper Eq. 4); auto = on for models that return them
       multistage_smaller: bicubic|skip [bicubic] targets of outputs smaller than HR
@@ -186,6 +191,7 @@ class TrainConfig:
     iterations: int = 100_000
     batch_size: int = 16
     loss: Literal["l1", "l2", "charbonnier"] = "l1"
+    loss_channels: Literal["rgb", "y"] = "rgb"
     multistage: bool | Literal["auto"] = "auto"
     multistage_smaller: Literal["bicubic", "skip"] = "bicubic"
     optimizer: Literal["adam", "adamw"] = "adam"
@@ -383,8 +389,12 @@ def _validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ValueError(f"{key}: must be at least 1, got {value}")
-    if cfg.model.scale not in (2, 3, 4):
-        raise ValueError(f"model.scale: must be 2, 3 or 4, got {cfg.model.scale}")
+    if cfg.model.scale not in (1, 2, 3, 4):
+        raise ValueError(f"model.scale: must be 2, 3 or 4 (or 1 for pairs on the HR grid), got "
+                         f"{cfg.model.scale}")
+    if cfg.model.scale == 1 and cfg.data.val is not None and cfg.data.val.lr is None:
+        raise ValueError("data.val.lr: required at scale 1 (the validation pairs' LR images, on "
+                         "the HR grid)")
     if not t.lr > 0:
         raise ValueError(f"train.lr: must be > 0, got {t.lr}")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):

@@ -28,10 +28,21 @@ Every kind::
                     downsample_methods, max_shift, noise_prob, gaussian_noise_prob,
                     noise_range, poisson_scale_range, gray_noise_prob, jpeg_prob, jpeg_range)
 
-``paired_realsr``: RealSR layout, ``NAME_HR.png`` beside ``NAME_LR{scale}.png`` of the same
-size (LR already upscaled to the HR size and registered)::
+``paired_realsr``: pairs whose LR is registered and upsampled onto the HR pixel grid (RealSR
+v1/v2, City100): LR and HR of one size, cropped at the same place, the LR given to the model as
+it is (``forward_prescaled``; the ``-real`` models train at scale 1). Either folders holding
+both images of each pair::
 
-    paths: path or [paths]       required; folders (``recursive`` for RealSR's tree)
+    paths: path or [paths]       RealSR's ``NAME_HR`` + ``NAME_LR{s}`` and City100's ``NNNH`` +
+                                 ``NNNL`` (``recursive`` for RealSR's tree)
+    realsr_scale: int            [the scale] the s of RealSR's ``NAME_LR{s}`` (RealSR keeps an
+                                 LR file per zoom; give it when training at scale 1)
+
+or two folders, the pair's images having the same file name (``prepare_city100.py``'s
+layout; ``dynsr eval --hr HR --lr LR`` takes the same folders)::
+
+    hr: path or [paths]          HR images
+    lr: path or [paths]          LR images on the HR grid, one per HR image
 
 ``paired_folders``: the usual layout, HR and LR (at LR size) in two folders::
 
@@ -140,9 +151,11 @@ DEGRADATIONS = ("bicubic", "variational", "realistic", "blind")
 _COMMON_KEYS = ("type", "patch_size", "augment", "cache", "recursive")
 _KEYS = {
     "hr_folder": (*_COMMON_KEYS, "paths", "degradation", "degradation_options"),
-    "paired_realsr": (*_COMMON_KEYS, "paths"),
+    "paired_realsr": (*_COMMON_KEYS, "paths", "realsr_scale", "hr", "lr"),
     "paired_folders": (*_COMMON_KEYS, "hr", "lr"),
 }
+# City100's pair NNNH / NNNL (Chen et al., CVPR 2019: long / short focal length).
+_CITY100_HR = re.compile(r"^(\d+)H$")
 
 # Stream tags keep the image-order and per-sample seeds apart even when the numbers collide.
 _PERMUTATION_STREAM = 1
@@ -387,40 +400,65 @@ class HRFolderDataset(SRDataset):
         return sample
 
 
-def _realsr_pairs(paths: Sequence[Path], scale: int) -> list[tuple[Path, Path]]:
+def _grid_pairs_in(paths: Sequence[Path], realsr_scale: int) -> list[tuple[Path, Path]]:
+    """(HR, LR) pairs among ``paths``: RealSR's ``NAME_HR`` + ``NAME_LR{s}`` and City100's
+    ``NNNH`` + ``NNNL``, each pair in one folder."""
     by_stem = {(p.parent, p.stem): p for p in paths}
     pairs, missing = [], []
     for path in paths:
-        if not path.stem.endswith("_HR"):
+        city100 = _CITY100_HR.match(path.stem)
+        if path.stem.endswith("_HR"):
+            partner = f"{path.stem[:-3]}_LR{realsr_scale}"
+        elif city100 is not None:
+            partner = f"{city100.group(1)}L"
+        else:
             continue
-        lr = by_stem.get((path.parent, f"{path.stem[:-3]}_LR{scale}"))
+        lr = by_stem.get((path.parent, partner))
         if lr is None:
             missing.append(path)
         else:
             pairs.append((path, lr))
     if missing:
         names = ", ".join(p.name for p in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        warnings.warn(f"data.train: skipped {len(missing)} HR image(s) without a "
-                      f"*_LR{scale} partner: {names}", stacklevel=3)
+        warnings.warn(f"data.train: skipped {len(missing)} HR image(s) without a partner "
+                      f"(*_LR{realsr_scale}, or NNNL for NNNH): {names}", stacklevel=3)
     if not pairs:
-        raise ValueError(f"data.train.paths: no RealSR pairs (NAME_HR + NAME_LR{scale}) found")
+        raise ValueError(f"data.train.paths: no pairs found (RealSR's NAME_HR + "
+                         f"NAME_LR{realsr_scale}: set data.train.realsr_scale for other LR "
+                         f"files; City100's NNNH + NNNL)")
+    return pairs
+
+
+def _same_name_pairs(hr_paths: Sequence[Path],
+                     lr_paths: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """(HR, LR) pairs of two folders, matched by file name (stem: the suffix may differ)."""
+    by_stem: dict[str, Path] = {}
+    for path in lr_paths:
+        by_stem.setdefault(path.stem, path)
+    pairs = []
+    for hr in hr_paths:
+        lr = by_stem.get(hr.stem)
+        if lr is None:
+            raise ValueError(f"{hr}: no LR image of the same name among the {len(lr_paths)} "
+                             f"LR images (data.train.lr)")
+        pairs.append((hr, lr))
     return pairs
 
 
 class PairedRealSRDataset(SRDataset):
-    """RealSR pairs ``NAME_HR`` / ``NAME_LR{s}`` of equal size: same-place crops, prescaled."""
+    """Pairs whose LR is on the HR grid (RealSR, City100): equal sizes, same-place crops,
+    ``prescaled``. ``pairs``: (HR path, LR path) each."""
 
-    def __init__(self, paths: Sequence[Path], *, scale: int, seed: int, patch_size: int,
-                 augment: bool, cache: bool) -> None:
-        pairs = _realsr_pairs(paths, scale)
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], *, scale: int, seed: int,
+                 patch_size: int, augment: bool, cache: bool) -> None:
         hr_store = _ImageStore([hr for hr, _ in pairs], cache)
         lr_store = _ImageStore([lr for _, lr in pairs], cache)
         for (hr_path, lr_path), hr_size, lr_size in zip(pairs, hr_store.sizes, lr_store.sizes,
                                                         strict=True):
             if hr_size != lr_size:
-                raise ValueError(f"{lr_path}: RealSR LR images have the HR image's size, but "
-                                 f"this is {lr_size[1]}x{lr_size[0]} and {hr_path.name} is "
-                                 f"{hr_size[1]}x{hr_size[0]}")
+                raise ValueError(f"{lr_path}: the LR of a pair is on the HR grid (RealSR, "
+                                 f"City100), but this is {lr_size[1]}x{lr_size[0]} and "
+                                 f"{hr_path.name} is {hr_size[1]}x{hr_size[0]}")
         keep = _keep_large_enough(hr_store.sizes, [patch_size] * len(pairs), hr_store.paths,
                                   "pairs")
         self.hr_images, self.lr_images = hr_store.select(keep), lr_store.select(keep)
@@ -572,6 +610,24 @@ def _images(cfg: Mapping, key: str, recursive: bool) -> list[Path]:
     return found
 
 
+def _grid_pairs(cfg: Mapping, scale: int, recursive: bool) -> list[tuple[Path, Path]]:
+    """The pairs of a ``paired_realsr`` mapping: ``paths``, or ``hr`` with ``lr``."""
+    folders = "hr" in cfg or "lr" in cfg
+    if folders == ("paths" in cfg):
+        raise ValueError("data.train: give paths (folders holding both images of each pair), "
+                         "or hr and lr (two folders, same file names), for paired_realsr")
+    if folders:
+        if "realsr_scale" in cfg:
+            raise ValueError("data.train.realsr_scale: names RealSR's LR files in paths; hr and "
+                             "lr pair images by file name")
+        return _same_name_pairs(_images(cfg, "hr", recursive), _images(cfg, "lr", recursive))
+    realsr_scale = cfg.get("realsr_scale", scale)
+    if isinstance(realsr_scale, bool) or not isinstance(realsr_scale, int) or realsr_scale < 1:
+        raise ValueError(f"data.train.realsr_scale: expected a positive int, got "
+                         f"{realsr_scale!r}")
+    return _grid_pairs_in(_images(cfg, "paths", recursive), realsr_scale)
+
+
 def build_dataset(cfg: Mapping, scale: int, seed: int) -> SRDataset:
     """The training data set described by ``cfg`` (the ``data.train`` mapping; module doc)."""
     if not isinstance(cfg, Mapping):
@@ -602,6 +658,9 @@ def build_dataset(cfg: Mapping, scale: int, seed: int) -> SRDataset:
         "cache": _bool(cfg, "cache", True),
     }
     recursive = _bool(cfg, "recursive", False)
+    if scale == 1 and kind != "paired_realsr":
+        raise ValueError(f"data.train.type: scale 1 trains on pairs whose LR is already on the "
+                         f"HR grid (paired_realsr), not {kind}")
     if kind == "hr_folder":
         options = cfg.get("degradation_options") or {}
         if not isinstance(options, Mapping):
@@ -611,6 +670,6 @@ def build_dataset(cfg: Mapping, scale: int, seed: int) -> SRDataset:
                                degradation=cfg.get("degradation", "bicubic"),
                                degradation_options=options, **common)
     if kind == "paired_realsr":
-        return PairedRealSRDataset(_images(cfg, "paths", recursive), **common)
+        return PairedRealSRDataset(_grid_pairs(cfg, scale, recursive), **common)
     return PairedFoldersDataset(_images(cfg, "hr", recursive), _images(cfg, "lr", recursive),
                                 **common)

@@ -167,7 +167,7 @@ class Trainer:
         seed_everything(t.seed)
         self.model, self.forward_module = self._build_model(fresh=state is None)
 
-        self.loss_fn = pixel_loss(t.loss)
+        self.loss_fn = pixel_loss(t.loss, t.loss_channels)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[t.optimizer]
         self.optimizer = optimizer_cls(params, lr=learning_rate(t, 0), betas=tuple(t.betas),

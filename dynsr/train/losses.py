@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from dynsr.models.udvd import multistage_loss
+from dynsr.ops.color import rgb_to_y
 
-__all__ = ["LOSSES", "charbonnier_loss", "pixel_loss", "sr_loss"]
+__all__ = ["LOSSES", "LOSS_CHANNELS", "charbonnier_loss", "pixel_loss", "sr_loss"]
 
 # Charbonnier's epsilon: sqrt(d² + eps²) ≈ |d| once |d| >> 1e-3 (about a quarter of a grey level).
 CHARBONNIER_EPS = 1e-3
@@ -31,12 +32,30 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def pixel_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss function called ``name`` (``l1``, ``l2``, ``charbonnier``); mean over pixels."""
+LOSS_CHANNELS = ("rgb", "y")
+
+
+def pixel_loss(name: str,
+               channels: str = "rgb") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss function called ``name`` (``l1``, ``l2``, ``charbonnier``); mean over pixels.
+
+    ``channels="y"``: on the BT.601 studio-range luma / 255 of both RGB images, as DDet's
+    release trains. A Y-only model returns its input's chroma beside its own Y; an RGB loss
+    would count that chroma error too and pull the Y towards offsetting it."""
     try:
-        return LOSSES[name]
+        loss = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None
+    if channels == "rgb":
+        return loss
+    if channels != "y":
+        raise ValueError(f"loss channels must be one of {', '.join(LOSS_CHANNELS)}, "
+                         f"got {channels!r}")
+
+    def luma_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return loss(rgb_to_y(prediction) / 255, rgb_to_y(target) / 255)
+
+    return luma_loss
 
 
 def sr_loss(
