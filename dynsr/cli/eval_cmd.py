@@ -6,6 +6,15 @@ cropped at the top-left to a multiple of the scale first. Scores: Y channel (BT.
 range), SR rounded to 8 bit, ``crop = scale`` border, valid-region Gaussian SSIM, float64,
 data-set score = mean of per-image scores. The protocol is :mod:`dynsr.evaluation`; this
 module parses the flags and prints.
+
+Real pairs whose LR is already on the HR grid (RealSR, City100; LR and HR of one size):
+give ``--lr`` without ``--scale``. Models made for such input (``ddet-real`` and the other
+``-real`` names) get the LR as it is; an xS model gets it bicubic-downscaled by S with
+``--downscale-lr S``. The border left out is then 8 px for every model. ``dynsr score LR_DIR
+HR_DIR --crop 8`` scores the LR itself.
+
+  dynsr eval --model ddet-real --hr pairs/HR --lr pairs/LR --crop 8 --json ddet.json
+  dynsr eval --model dyconvsr --downscale-lr 3 --hr pairs/HR --lr pairs/LR --crop 8
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ from dynsr.evaluation import (
     Degradation,
     EvalResult,
     blind_conditions,
+    default_crop,
     evaluate_images,
     evaluate_zeroshot,
+    grid_pairs_settings,
     load_evaluated_model,
     model_conditions,
+    on_hr_grid,
     run_record,
 )
 from dynsr.io import atomic_write_json, list_images
@@ -52,7 +64,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="HR images or folders")
     p.add_argument("--lr", type=Path, metavar="DIR",
                    help="folder of given LR images (name = HR name, optionally with a "
-                        "x2/_x2/_LR2 suffix); default: made from HR by the degradation flags")
+                        "x2/_x2/_LR2 suffix); default: made from HR by the degradation flags. "
+                        "Without --scale: real pairs, the LR on the HR grid (same size)")
+    p.add_argument("--downscale-lr", type=int, choices=(2, 3, 4), metavar="S",
+                   help="real pairs (--lr on the HR grid): give the xS model the LR "
+                        "bicubic-downscaled by S (MATLAB imresize, 8 bit)")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders of --hr")
     p.add_argument("--crop", type=int, metavar="PX",
                    help="border pixels left out of the metrics (default: the scale)")
@@ -87,7 +103,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "(--kernelgan-iterations), then train DualSR's upsampler with G_DN "
                              "fixed to it (like the paper's 'KernelGAN + ZSSR (masked interp)' "
                              "row)")
-    add_degradation_args(p)
+    add_degradation_args(p, scale_help="downscaling factor; leave it out for --lr images on "
+                                       "the HR grid (real pairs)")
     p.set_defaults(run=run)
 
 
@@ -108,9 +125,36 @@ def format_table(rows: list[dict], mean: dict) -> str:
     return "\n".join(lines)
 
 
+def _resolve_scale(args: argparse.Namespace) -> int:
+    """The model's scale: --scale; --downscale-lr's; or 1 for --lr images on the HR grid."""
+    if args.downscale_lr is not None:
+        if args.lr is None:
+            raise ValueError("--downscale-lr downscales given LR images that are on the HR grid "
+                             "(--lr DIR)")
+        if args.scale not in (None, args.downscale_lr):
+            raise ValueError(f"--scale {args.scale} with --downscale-lr {args.downscale_lr}: "
+                             f"the model's scale is the downscaling factor; give one of them")
+        return args.downscale_lr
+    if args.scale is not None:
+        return args.scale
+    if args.lr is None:
+        raise ValueError("--scale is required, unless --lr gives LR images on the HR grid "
+                         "(real pairs)")
+    return 1
+
+
 def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
+    if zero_shot and on_hr_grid(scale, args.lr, args.downscale_lr or 1):
+        raise ValueError(f"{args.model} trains on LR-size images: give --scale and LR images "
+                         f"at the LR size (not --downscale-lr or pairs on the HR grid)")
     if not zero_shot:
-        get_spec(args.model)  # an unknown name is the first thing to say
+        spec = get_spec(args.model)  # an unknown name is the first thing to say
+        if scale == 1 and 1 not in spec.scales:
+            raise ValueError(f"{args.model} upscales LR-size images (x"
+                             f"{', x'.join(map(str, spec.scales))}), and these LR images are "
+                             f"on the HR grid: give --downscale-lr S to give it them "
+                             f"bicubic-downscaled by S, or use a model for such pairs "
+                             f"(ddet-real)")
     check_blind_args(args, scale)
     fixed = args.known_kernel or args.kernelgan_kernel
     if not zero_shot and (args.ablation or fixed or args.curve_every is not None):
@@ -161,16 +205,20 @@ def _evaluate_model(args: argparse.Namespace, degradation: Degradation, hr_paths
     result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                              precision=args.precision, channels_last=fast,
                              conditions=conditions, save_sr=args.save_sr,
-                             desc=f"eval {args.model} x{degradation.scale}", timed=args.blind)
+                             desc=f"eval {args.model} x{degradation.scale}", timed=args.blind,
+                             lr_downscale=args.downscale_lr or 1)
     for row in result.rows:
         row.update(kernel_errors.get(row["name"], {}))
     return result, weights, str(compute_dtype(model)).removeprefix("torch.")
 
 
 def run(args: argparse.Namespace) -> int:
+    args.scale = _resolve_scale(args)
     degradation = degradation_from_args(args)
     scale = degradation.scale
-    crop = scale if args.crop is None else args.crop
+    downscale = args.downscale_lr or 1
+    grid = on_hr_grid(scale, args.lr, downscale)
+    crop = default_crop(scale, args.lr, downscale) if args.crop is None else args.crop
     zero_shot = args.model in ZERO_SHOT
     _check_flags(args, scale, zero_shot)
     fixed_kernel = ("true" if args.known_kernel else
@@ -191,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
         result, weights, dtype = _evaluate_model(args, degradation, hr_paths, crop)
     rows, failures = result.rows, result.failures
     mean = result.mean()
-    print(f"model {args.model}, x{scale}, Y channel, crop {crop}, {len(rows)} images "
+    given = ("" if not grid else f", LR on the HR grid downscaled by {downscale}"
+             if downscale > 1 else ", LR on the HR grid as it is")
+    print(f"model {args.model}, x{scale}{given}, Y channel, crop {crop}, {len(rows)} images "
           f"({time.perf_counter() - start:.2f} s)")
     print(format_table(rows, mean))
     if args.json is not None:
@@ -206,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             "hr": [str(p) for p in args.hr],
             "lr": str(args.lr) if args.lr else "made from HR (see degradation)",
             "degradation": degradation.settings() if args.lr is None else None,
+            **({"pairs": grid_pairs_settings(scale, downscale)} if grid else {}),
             "inference_dtype": dtype,
             **({"blind": _blind_settings(args)} if args.blind else {}),
             **({"zeroshot": zeroshot_settings} if zero_shot else {}),

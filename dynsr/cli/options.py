@@ -9,10 +9,12 @@ from dynsr.blind import BLIND_METHODS
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
 
 
-def add_degradation_args(parser: argparse.ArgumentParser) -> None:
+def add_degradation_args(parser: argparse.ArgumentParser,
+                         scale_help: str | None = None) -> None:
+    """The degradation flags; ``scale_help``: ``--scale`` is optional, with this help."""
     g = parser.add_argument_group("degradation (how LR images are made from HR images)")
-    g.add_argument("--scale", type=int, required=True, choices=(2, 3, 4),
-                   help="downscaling factor")
+    g.add_argument("--scale", type=int, required=scale_help is None, choices=(2, 3, 4),
+                   help=scale_help or "downscaling factor")
     blur = g.add_mutually_exclusive_group()
     blur.add_argument("--blur", type=float, metavar="WIDTH",
                       help="isotropic Gaussian blur of this width (sigma, HR pixels) first")

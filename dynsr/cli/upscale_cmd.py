@@ -16,6 +16,8 @@ Examples:
   dynsr upscale photos/ -o big/ --recursive       a folder tree, structure kept
   dynsr upscale scan.png --model udvd --scale 4 --blur 1.2 --noise 5
   dynsr upscale huge.tif --tile 256 --ext same    less memory; same format out
+  dynsr upscale photo.jpg --model ddet-real --scale 3
+                                                  real-pair model: bicubic x3, then restored
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model name (see `dynsr models`; default {DEFAULT_MODEL})")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4),
-                   help="upscaling factor (default 2)")
+                   help="upscaling factor (default 2); the -real models (ddet-real) "
+                        "bicubic-upscale by it, then restore the result")
     p.add_argument("--weights", type=Path, metavar="FILE",
                    help="safetensors weights to use instead of the shipped ones (e.g. a "
                         "`dynsr train` result: its model configuration comes with it)")

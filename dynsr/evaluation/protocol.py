@@ -6,6 +6,12 @@ to a multiple of the scale first. Scores (:func:`dynsr.metrics.evaluate_pair`): 
 (BT.601 studio range), SR rounded to 8 bit, ``crop = scale`` border, valid-region Gaussian
 SSIM, float64; the data-set score is the mean of the per-image scores. ``dynsr eval`` and
 training's validation both measure through :func:`evaluate_images`.
+
+Real pairs (RealSR, City100) store the LR registered and upsampled onto the HR grid: LR and HR
+of one size. At scale 1 such an LR is the input of a model that restores it as it is
+(``ddet-real``); an xS model is given it bicubic-downscaled by S (``lr_downscale``); either
+way the border left out is 8 px (:data:`GRID_PAIRS_CROP`). ``dynsr score LR HR --crop 8``
+scores the LR itself.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from dynsr.io import ImageReadError, list_images, load_tensor, read_image, write
 from dynsr.metrics import MetricSettings, evaluate_pair, kernel_error
 from dynsr.models import create, get_spec
 from dynsr.models.inference import upscale_batch
+from dynsr.ops import imresize, quantize
 from dynsr.upscale.weights import (
     file_sha256,
     find_weights,
@@ -40,17 +47,25 @@ from dynsr.upscale.weights import (
 )
 
 __all__ = [
+    "GRID_PAIRS_CROP",
     "Conditions",
     "EvalResult",
     "blind_conditions",
+    "default_crop",
     "evaluate_images",
     "find_lr",
+    "grid_pairs_settings",
     "load_evaluated_model",
     "load_pair",
     "model_conditions",
+    "on_hr_grid",
     "run_record",
     "true_kernel",
 ]
+
+#: Border left out of the metrics on real pairs whose LR is on the HR grid (CONVENTIONS.md:
+#: dynsr's fixed 8 px, the same for every row of such a table).
+GRID_PAIRS_CROP = 8
 
 #: What a non-blind model is told: keyword arguments, or a function of the HR path and the LR
 #: image giving them (a kernel per image, or one estimated from the LR image).
@@ -94,18 +109,62 @@ class EvalResult:
         return means
 
 
-def load_pair(hr_path: Path, degradation: Degradation,
-              lr_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(LR, HR) float64 (C, h, w) / (C, H, W) for one HR file: HR cropped to a multiple of
-    the scale; LR read from ``lr_dir`` or made by ``degradation``."""
-    hr = modcrop(load_tensor(hr_path).to(torch.float64), degradation.scale)
-    if lr_dir is not None:
-        image = read_image(find_lr(lr_dir, hr_path, degradation.scale))
-        # Exact float64 samples v / maxval, as an LR made on the fly has (not float32's).
-        maxval = float(2**image.bit_depth - 1)
-        lr = torch.round(image.pixels.to(torch.float64) * maxval) / maxval
+def on_hr_grid(scale: int, lr_dir: Path | None, lr_downscale: int = 1) -> bool:
+    """Whether the given LR images are on the HR grid (real pairs: RealSR, City100): read
+    at scale 1 (the model takes them as they are) or bicubic-downscaled (``lr_downscale``)."""
+    return lr_dir is not None and (scale == 1 or lr_downscale > 1)
+
+
+def default_crop(scale: int, lr_dir: Path | None = None, lr_downscale: int = 1) -> int:
+    """The border left out of the metrics: the scale, by convention; :data:`GRID_PAIRS_CROP`
+    for pairs on the HR grid, whatever the model's scale, so that every row of a real-pair
+    table is measured on the same pixels."""
+    return GRID_PAIRS_CROP if on_hr_grid(scale, lr_dir, lr_downscale) else scale
+
+
+def grid_pairs_settings(scale: int, lr_downscale: int = 1) -> dict:
+    """What a results file records about LR images given on the HR grid."""
+    if lr_downscale > 1:
+        given = (f"the LR bicubic-downscaled by {lr_downscale} (MATLAB imresize "
+                 f"1/{lr_downscale}, antialiased, rounded to 8 bit), HR and LR first cropped "
+                 f"top-left to a multiple of {lr_downscale}; the model upscales it "
+                 f"x{lr_downscale}")
     else:
-        lr = degradation.apply(hr, hr_path.name)
+        given = "the LR as it is (already on the HR grid)"
+    return {"lr_on_hr_grid": True, "lr_downscale": lr_downscale, "model_input": given,
+            "matching": "LR file of the HR file's name (optionally + a scale suffix)"}
+
+
+def load_pair(hr_path: Path, degradation: Degradation, lr_dir: Path | None = None,
+              lr_downscale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) float64 (C, h, w) / (C, H, W) for one HR file: HR cropped to a multiple of
+    the scale; LR read from ``lr_dir`` or made by ``degradation``.
+
+    Pairs on the HR grid (the LR file has the HR file's size, :func:`on_hr_grid`): at scale 1
+    the LR is the model's input as it is; with ``lr_downscale`` D (the scale then being D)
+    the LR, cropped to a multiple of D like the HR, is bicubic-downscaled by D and rounded to
+    8 bit, as a file of it would hold: how an xD model is scored on real pairs."""
+    scale = degradation.scale
+    if lr_downscale != 1 and (lr_dir is None or lr_downscale != scale):
+        raise ValueError(f"lr_downscale {lr_downscale} needs given LR images and a model of "
+                         f"that scale (got scale {scale})")
+    original = load_tensor(hr_path).to(torch.float64)
+    hr = modcrop(original, scale)
+    if lr_dir is None:
+        return degradation.apply(hr, hr_path.name), hr
+    lr_path = find_lr(lr_dir, hr_path, scale)
+    image = read_image(lr_path)
+    # Exact float64 samples v / maxval, as an LR made on the fly has (not float32's).
+    maxval = float(2**image.bit_depth - 1)
+    lr = torch.round(image.pixels.to(torch.float64) * maxval) / maxval
+    if on_hr_grid(scale, lr_dir, lr_downscale):
+        if lr.shape[-2:] != original.shape[-2:]:
+            raise ValueError(f"{lr_path}: {lr.shape[-1]}x{lr.shape[-2]}, not on the grid of "
+                             f"{hr_path.name} ({original.shape[-1]}x{original.shape[-2]}): "
+                             f"pairs on the HR grid have one size (LR images at the LR size "
+                             f"need the scale)")
+        if lr_downscale > 1:
+            lr = quantize(imresize(modcrop(lr, lr_downscale), 1 / lr_downscale))
     return lr, hr
 
 
@@ -179,9 +238,14 @@ def evaluate_images(
     desc: str = "eval",
     label: str = "dynsr eval",
     timed: bool = False,
+    lr_downscale: int = 1,
 ) -> EvalResult:
     """PSNR-Y/SSIM-Y of ``model`` (already in eval mode) on ``hr_paths``: what ``dynsr eval``
     measures, also used by training's validation.
+
+    ``lr_dir`` at scale 1: pairs on the HR grid, the LR given to the model as it is;
+    ``lr_downscale``: such LR images bicubic-downscaled first (:func:`load_pair`). ``crop``:
+    default :func:`default_crop`.
 
     ``conditions``: keyword arguments for non-blind models (``blur=``, ``noise=``), or a
     function of the HR path and the LR image giving them (a kernel per image, or one
@@ -192,7 +256,7 @@ def evaluate_images(
     ``failures``; ``desc`` labels the progress bar. ``timed``: each row gets ``seconds``,
     from reading the image to its SR (conditions included, scoring left out).
     """
-    crop = degradation.scale if crop is None else crop
+    crop = default_crop(degradation.scale, lr_dir, lr_downscale) if crop is None else crop
     rows, failures = [], 0
     for hr_path in tqdm(hr_paths, desc=desc, unit="img", disable=None, leave=False):
         try:
@@ -200,7 +264,7 @@ def evaluate_images(
             if pairs is not None and hr_path in pairs:
                 lr, hr = pairs[hr_path]
             else:
-                lr, hr = load_pair(hr_path, degradation, lr_dir)
+                lr, hr = load_pair(hr_path, degradation, lr_dir, lr_downscale)
                 if pairs is not None:
                     pairs[hr_path] = (lr, hr)
             kwargs = (conditions(hr_path, lr) if callable(conditions)
