@@ -148,8 +148,10 @@ def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
         history, best = state["history"], state["best"]
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     paths = list_images([Path(p) for p in cfg["data"]["paths"]])
+    # No flips or rotations of the LR: they would turn an anisotropic kernel while its code
+    # target stays (the sampler's random kernels cover every orientation already).
     data = HRFolderDataset(paths, scale=scale, seed=t["seed"],
-                           patch_size=cfg["data"]["patch_size"], augment=True,
+                           patch_size=cfg["data"]["patch_size"], augment=False,
                            cache=cfg["data"]["cache"], degradation="blind",
                            degradation_options=cfg["data"]["degradation_options"])
     loader = DataLoader(data, batch_size=t["batch_size"],
