@@ -17,6 +17,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 from skimage import data
 
 import dynsr.io.image as image_module
+import dynsr.io.image_writer as image_writer
 from dynsr.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -792,7 +793,7 @@ def test_quantising_in_row_bands_changes_nothing(tmp_path, monkeypatch, bit_dept
     colour = torch.from_numpy(rng.random((3, 37, 29)))
     alpha = torch.from_numpy(rng.random((1, 37, 29)))
     whole = write_image(tmp_path / "whole.png", colour, alpha, bit_depth=bit_depth)
-    monkeypatch.setattr(image_module, "_QUANTISE_BAND_ELEMENTS", 3 * 29 * 4)
+    monkeypatch.setattr(image_writer, "_QUANTISE_BAND_ELEMENTS", 3 * 29 * 4)
     banded = write_image(tmp_path / "banded.png", colour, alpha, bit_depth=bit_depth)
     assert whole.read_bytes() == banded.read_bytes()
     back = read_image(banded)

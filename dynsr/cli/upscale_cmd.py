@@ -26,17 +26,24 @@ import argparse
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from dynsr.api import DEFAULT_MODEL, load
+from dynsr.api import DEFAULT_MODEL, Upscaler, load
 from dynsr.blind import estimate_blind_degradation, kernel_width, save_degradation
 from dynsr.cli.options import add_blind_args, check_blind_args
 from dynsr.degrade import load_kernel
-from dynsr.io import PNG_COMPRESSION, SIXTEEN_BIT_SUFFIXES, list_images, read_image
+from dynsr.io import (
+    PNG_COMPRESSION,
+    SIXTEEN_BIT_SUFFIXES,
+    LoadedImage,
+    list_images,
+    read_image,
+)
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.tiling import DEFAULT_TILE
 
@@ -168,12 +175,7 @@ def _collect(inputs: list[Path], recursive: bool, report) -> tuple[list[Path], i
     return paths, failed
 
 
-def run(args: argparse.Namespace) -> int:
-    debug = getattr(args, "debug", False)
-
-    def report(message: str) -> None:
-        tqdm.write(f"{_PROG}: {message}", file=sys.stderr)
-
+def _check_output_options(args: argparse.Namespace) -> None:
     if args.tile < 16:
         raise ValueError(f"--tile must be at least 16, got {args.tile}")
     if args.overlap is not None and not 0 <= args.overlap < args.tile:
@@ -182,12 +184,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--quality must be 1 to 100, got {args.quality}")
     if not 0 <= args.png_compression <= 9:
         raise ValueError(f"--png-compression must be 0 to 9, got {args.png_compression}")
-    suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
 
-    upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
-                    weights=args.weights, tile=args.tile, overlap=args.overlap,
-                    notify=lambda message: report(f"warning: {message}"))
-    conditions: dict = {}
+
+def _given_conditions(args: argparse.Namespace, upscaler: Upscaler) -> dict:
+    """What a non-blind model is told from --blur/--kernel/--noise (checked against the
+    model and --blind); nothing for blind models."""
     if args.blind and (not upscaler.needs_degradation or args.noise is not None
                        or args.blur is not None or args.kernel is not None):
         raise ValueError("--blind estimates the degradation for non-blind models (udvd, "
@@ -198,11 +199,45 @@ def run(args: argparse.Namespace) -> int:
     if upscaler.needs_degradation and not args.blind:
         blur = (load_kernel(args.kernel) if args.kernel is not None
                 else _map_argument(args.blur, "--blur", 10.0))
-        conditions = upscaler.conditions(blur, _map_argument(args.noise, "--noise", 1.0))
-    elif not upscaler.needs_degradation and (args.blur is not None or args.kernel is not None
-                                             or args.noise is not None):
+        return upscaler.conditions(blur, _map_argument(args.noise, "--noise", 1.0))
+    if not upscaler.needs_degradation and (args.blur is not None or args.kernel is not None
+                                           or args.noise is not None):
         raise ValueError(f"--blur/--kernel/--noise describe the input's degradation for "
                          f"non-blind models (udvd, udvd-lite); {args.model} does not use them")
+    return {}
+
+
+def _estimated_conditions(args: argparse.Namespace, image: LoadedImage, path: Path,
+                          report: Callable[[str], None]) -> dict:
+    """--blind: the degradation read off ``image``, reported (and saved if asked)."""
+    estimate = estimate_blind_degradation(
+        image.pixels, args.scale, args.blind_method,
+        smoothing=args.blind_smoothing, estimator_weights=args.estimator_weights,
+        kernelgan_iterations=args.blind_iterations)
+    noise = estimate.noise_map
+    spread = (f" ({float(noise.min()):.1f} to {float(noise.max()):.1f})"
+              if estimate.varies else "")
+    report(f"{path}: {estimate.method} estimate in {estimate.seconds:.1f} s: noise "
+           f"sigma {estimate.noise:.1f}{spread}, blur width ~"
+           f"{kernel_width(estimate.kernel()):.2f}")
+    if args.save_degradation is not None:
+        save_degradation(estimate, args.save_degradation, path.stem)
+    return estimate.conditions()
+
+
+def run(args: argparse.Namespace) -> int:
+    debug = getattr(args, "debug", False)
+
+    def report(message: str) -> None:
+        tqdm.write(f"{_PROG}: {message}", file=sys.stderr)
+
+    _check_output_options(args)
+    suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
+
+    upscaler = load(args.model, args.scale, device=args.device, precision=args.precision,
+                    weights=args.weights, tile=args.tile, overlap=args.overlap,
+                    notify=lambda message: report(f"warning: {message}"))
+    conditions = _given_conditions(args, upscaler)
     print(f"{_PROG}: {upscaler.name} x{upscaler.scale} on {upscaler.device} "
           f"({upscaler.precision}), tile {upscaler.tile}, overlap {upscaler.overlap}",
           file=sys.stderr)
@@ -226,19 +261,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             image = read_image(path)
             if args.blind:
-                estimate = estimate_blind_degradation(
-                    image.pixels, args.scale, args.blind_method,
-                    smoothing=args.blind_smoothing, estimator_weights=args.estimator_weights,
-                    kernelgan_iterations=args.blind_iterations)
-                conditions = estimate.conditions()
-                noise = estimate.noise_map
-                spread = (f" ({float(noise.min()):.1f} to {float(noise.max()):.1f})"
-                          if estimate.varies else "")
-                report(f"{path}: {estimate.method} estimate in {estimate.seconds:.1f} s: noise "
-                       f"sigma {estimate.noise:.1f}{spread}, blur width ~"
-                       f"{kernel_width(estimate.kernel()):.2f}")
-                if args.save_degradation is not None:
-                    save_degradation(estimate, args.save_degradation, path.stem)
+                conditions = _estimated_conditions(args, image, path, report)
             result = upscaler.upscale_loaded(image, conditions, progress=True)
             if result.bit_depth == 16 and target.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "
