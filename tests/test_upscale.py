@@ -686,3 +686,26 @@ def test_device_may_name_a_cuda_index(tmp_path, capsys, monkeypatch):
         resolve_device("cuda:1")
     code, _, err = _run(capsys, tmp_path / "a.png", "--device", "gpu")
     assert code == 1 and "device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'" in err
+
+
+def test_before_after_picture(tmp_path, capsys):
+    from dynsr.ops import quantize
+    from dynsr.upscale.before_after import DIVIDER, before_after
+
+    Image.fromarray(data.astronaut()[:40, :30]).save(tmp_path / "a.png")
+    code, _, err = _run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--before-after")
+    assert code == 0, err
+    assert "before/after in" in err
+    picture = read_image(tmp_path / "out" / "a_x2_before_after.png")
+    sr = read_image(tmp_path / "out" / "a_x2.png").pixels
+    assert picture.pixels.shape == (3, 80, 2 * 60 + DIVIDER)
+    assert torch.equal(picture.pixels[..., 60 + DIVIDER:], sr)  # the result, right
+    lr = read_image(tmp_path / "a.png").pixels.double()
+    left = quantize(imresize(lr, size=(80, 60)).clamp(0, 1)).float()
+    assert torch.allclose(picture.pixels[..., :60], left, atol=1 / 255 + 1e-6)
+    assert torch.equal(picture.pixels[..., 60:60 + DIVIDER], torch.ones(3, 80, DIVIDER))
+    # Wide results are cropped to a viewable picture; the channels must agree.
+    wide = before_after(torch.rand(1, 8, 600), torch.rand(1, 16, 1200), max_width=404)
+    assert wide.shape == (1, 16, 404)
+    with pytest.raises(ValueError, match="LR has 3 channels, SR 1"):
+        before_after(torch.rand(3, 8, 8), torch.rand(1, 16, 16))

@@ -13,6 +13,7 @@ randomly initialised, with a warning.
 
 Examples:
   dynsr upscale photo.jpg                         photo_x2.png next to it
+  dynsr upscale photo.jpg --before-after          and photo_x2_before_after.png
   dynsr upscale photos/ -o big/ --recursive       a folder tree, structure kept
   dynsr upscale scan.png --model udvd --scale 4 --blur 1.2 --noise 5
   dynsr upscale huge.tif --tile 256 --ext same    less memory; same format out
@@ -43,8 +44,10 @@ from dynsr.io import (
     LoadedImage,
     list_images,
     read_image,
+    write_image,
 )
 from dynsr.models.inference import PRECISIONS
+from dynsr.upscale.before_after import before_after
 from dynsr.upscale.tiling import DEFAULT_TILE
 
 EXTENSIONS = ("png", "jpg", "webp", "tif", "avif", "same")
@@ -77,6 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true",
                    help="look into sub-folders, keeping their structure in the output")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--before-after", action="store_true",
+                   help="also write NAME{suffix}_before_after.png: plain bicubic enlargement "
+                        "left, the SR result right")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
                    help=f"tile side in input pixels (default {DEFAULT_TILE}; smaller uses "
                         "less memory; halved automatically when memory runs out)")
@@ -268,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
                        "png or tif to keep 16 bits)")
             result.save(target, quality=args.quality, png_compression=args.png_compression)
             written[target] = path
+            if args.before_after:
+                picture = target.with_name(f"{target.stem}_before_after.png")
+                write_image(picture, before_after(image.pixels, result.pixels))
+                report(f"{path}: before/after in {picture}")
         except (OSError, ValueError, RuntimeError) as err:
             # One line per failed file; the rest of the batch still runs.
             failed += 1
