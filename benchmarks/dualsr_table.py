@@ -34,7 +34,7 @@ it) once every image is done:
 
 Per-image training rows run the fast path by default: ``--iterations 1000`` with the
 learning-rate steps scaled to every 250 iterations, bf16 autocast and channels_last (see the
-README's DualSR speed table). DualSR rows also score every image every 250 iterations
+docs/zeroshot.md's DualSR speed table). DualSR rows also score every image every 250 iterations
 (``dynsr eval --curve-every``); OUT/ROW.json's ``curve`` is the mean PSNR-vs-time curve, to
 be set against the reference's (how much the fast row's 1000 iterations lose to its 3000).
 

@@ -77,7 +77,7 @@ __all__ = [
 
 #: The model used when none is named: DyConvSR ships weights for x2, x3 and x4, beats bicubic
 #: by 0.7-1.8 dB on Set5 and Set14, and upscales a 24-megapixel photo x2 in 5.4 s on a 2-core
-#: CPU (README).
+#: CPU (docs/results.md).
 DEFAULT_MODEL = "dyconvsr"
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -16,7 +16,7 @@ for an input ``NAME.ext``:
 ``--kernel-first`` runs two steps instead of DualSR's joint training: KernelGAN estimates the
 kernel first (``--kernelgan-iterations``, default 3000), then the upsampler trains with the
 downsampler fixed to it (1000 iterations unless ``--iterations`` says otherwise). Not the
-paper's method, but on dynsr's DIV2KRK-style Set14 table (README) it scored 0.18 dB above
+paper's method, but on dynsr's DIV2KRK-style Set14 table (docs/zeroshot.md) it scored 0.18 dB above
 joint DualSR's 3000 iterations (28.67 against 28.49 dB) in 258 against 668 s per image (one
 thread beside other runs).
 """

@@ -9,7 +9,7 @@ trains on the colour (or grey) planes themselves, so one call trains one DualSR.
 Defaults: the paper's 3000 iterations and learning-rate schedule (:data:`DEFAULT_ITERATIONS`),
 with bf16 autocast and channels_last where the CPU has native bf16
 (:func:`dynsr.api.default_precision`); ``precision="fp32"`` is the paper's run exactly, and
-fewer ``iterations`` scale the schedule (steps at a quarter of them). README: on its
+fewer ``iterations`` scale the schedule (steps at a quarter of them). docs/zeroshot.md: on its
 DIV2KRK-style Set14, 1000 iterations lose 0.80 dB to 3000, and the two-step
 ``kernelgan_iterations`` recipe scores 0.18 dB above joint DualSR's 3000 in about 40 % of its
 time (Set14, and a DIV2KRK-sized photo).

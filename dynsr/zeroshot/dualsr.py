@@ -333,7 +333,7 @@ def zeroshot(
     many iterations, the same seed) estimates the x2 kernel first, then G_UP trains with
     G_DN fixed to it as for ``known_kernel``. On dynsr's DIV2KRK-style Set14 table, KernelGAN's
     3000 iterations and then G_UP's 1000 beat joint DualSR at 1000 by 0.97 dB and at the
-    paper's 3000 by 0.18 dB (README). ``progress`` then sees
+    paper's 3000 by 0.18 dB (docs/zeroshot.md). ``progress`` then sees
     KernelGAN's iterations first, as stage 0 (its ``gan`` and ``d`` losses; the other
     terms 0).
     ``checkpoint(iteration, upscale)`` is called after every iteration of the (first) x2
