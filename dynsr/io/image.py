@@ -49,6 +49,7 @@ from PIL import Image
 
 from dynsr.io import png16, tiff
 from dynsr.io.errors import ImageReadError
+from dynsr.io.samples import DecodedSamples
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -121,18 +122,6 @@ class LoadedImage:
         return int(self.pixels.shape[2])
 
 
-@dataclass
-class _Samples:
-    """Integer samples straight from a decoder, before orientation and scaling."""
-
-    colour: np.ndarray  # (H, W, 1 or 3) uint8/uint16
-    alpha: np.ndarray | None  # (H, W, 1), same dtype
-    bit_depth: int
-    mode: str
-    icc_profile: bytes | None
-    exif: bytes | None
-    orientation: int
-
 
 # --------------------------------------------------------------------------------------------
 # Reading
@@ -177,15 +166,12 @@ def read_image(
     return _to_loaded_image(path, samples)
 
 
-def _decode_tiff(path: Path, data: bytes, limit: int | None) -> _Samples | None:
+def _decode_tiff(path: Path, data: bytes, limit: int | None) -> DecodedSamples | None:
     try:
         decoded = tiff.decode(data, lambda w, h: _check_pixel_count(path, w, h, limit))
     except ValueError as exc:
         raise ImageReadError(path, str(exc)) from exc
-    if decoded is None:  # Pillow's case (dynsr.io.tiff)
-        return None
-    return _Samples(decoded.colour, decoded.alpha, decoded.bit_depth, decoded.mode,
-                    decoded.icc_profile, None, decoded.orientation)
+    return decoded  # None: Pillow's case (dynsr.io.tiff)
 
 
 def load_tensor(
@@ -272,7 +258,8 @@ def _pillow_bomb_limit(limit: int | None) -> Iterator[None]:
                 Image.MAX_IMAGE_PIXELS = original
 
 
-def _decode_with_pillow(path: Path, file: io.BufferedReader, limit: int | None) -> _Samples:
+def _decode_with_pillow(path: Path, file: io.BufferedReader,
+                        limit: int | None) -> DecodedSamples:
     with _pillow_bomb_limit(limit):
         try:
             image = Image.open(file, formats=_PILLOW_FORMATS)
@@ -295,16 +282,17 @@ def _decode_with_pillow(path: Path, file: io.BufferedReader, limit: int | None) 
     return _samples_from_pillow(path, image)
 
 
-def _decode_png16(path: Path, data: bytes) -> _Samples:
+def _decode_png16(path: Path, data: bytes) -> DecodedSamples:
     try:
         png = png16.decode(data)
     except ValueError as exc:
         raise ImageReadError(path, str(exc)) from exc
     orientation = _orientation_from_exif(png.exif)
-    return _Samples(png.samples, png.alpha, 16, png.mode, png.icc_profile, png.exif, orientation)
+    return DecodedSamples(png.samples, png.alpha, 16, png.mode, png.icc_profile, png.exif,
+                          orientation)
 
 
-def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
+def _samples_from_pillow(path: Path, image: Image.Image) -> DecodedSamples:
     mode = image.mode
     icc_profile = image.info.get("icc_profile") or None
     exif = _with_exif_header(image.info.get("exif"))
@@ -316,7 +304,7 @@ def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
         alpha = None
         if isinstance(transparency, int):  # PNG tRNS: one gray value means transparent
             alpha = np.where(gray == transparency, 0, 65535).astype(np.uint16)
-        return _Samples(gray, alpha, 16, mode, icc_profile, exif, orientation)
+        return DecodedSamples(gray, alpha, 16, mode, icc_profile, exif, orientation)
 
     target = _CONVERT_8BIT.get(mode)
     if target is None:
@@ -339,7 +327,7 @@ def _samples_from_pillow(path: Path, image: Image.Image) -> _Samples:
         colour, alpha = samples[..., :-1], samples[..., -1:]
     else:
         colour, alpha = samples, None
-    return _Samples(colour, alpha, 8, mode, icc_profile, exif, orientation)
+    return DecodedSamples(colour, alpha, 8, mode, icc_profile, exif, orientation)
 
 
 def _mode_hint(mode: str) -> str:
@@ -414,7 +402,7 @@ def _apply_orientation(samples: np.ndarray, orientation: int) -> np.ndarray:
     return samples
 
 
-def _to_loaded_image(path: Path, samples: _Samples) -> LoadedImage:
+def _to_loaded_image(path: Path, samples: DecodedSamples) -> LoadedImage:
     scale = np.float32(65535 if samples.bit_depth == 16 else 255)
 
     def to_tensor(hwc: np.ndarray) -> torch.Tensor:

@@ -14,26 +14,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import tifffile
 
-__all__ = ["TiffSamples", "decode", "encode", "is_tiff"]
+from dynsr.io.samples import DecodedSamples
+
+__all__ = ["decode", "encode", "is_tiff"]
 
 _MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
 _ICC_TAG, _ORIENTATION_TAG = 34675, 274
 _ALPHA = {tifffile.EXTRASAMPLE.UNASSALPHA, tifffile.EXTRASAMPLE.UNSPECIFIED}
-
-
-@dataclass
-class TiffSamples:
-    colour: np.ndarray  # (H, W, 1 or 3) uint8 / uint16
-    alpha: np.ndarray | None  # (H, W, 1), same dtype
-    bit_depth: int
-    mode: str
-    icc_profile: bytes | None
-    orientation: int
 
 
 def is_tiff(header: bytes) -> bool:
@@ -47,7 +38,7 @@ def _plain(page: tifffile.TiffPage) -> bool:
             and page.bitspersample in (8, 16) and page.ndim in (2, 3))
 
 
-def decode(data: bytes, check_size: Callable[[int, int], None]) -> TiffSamples | None:
+def decode(data: bytes, check_size: Callable[[int, int], None]) -> DecodedSamples | None:
     """The samples of the first image of TIFF ``data``, or None when Pillow should decode it.
 
     ``check_size(width, height)`` runs before any pixel is decoded. Raises ``ValueError``
@@ -91,9 +82,9 @@ def decode(data: bytes, check_size: Callable[[int, int], None]) -> TiffSamples |
     mode = ("L" if colours == 1 else "RGB") + ("A" if alpha is not None else "")
     if bits == 16:
         mode = "I;16" if mode == "L" else f"{mode};16"
-    return TiffSamples(np.ascontiguousarray(colour),
-                       None if alpha is None else np.ascontiguousarray(alpha), bits, mode,
-                       bytes(icc) if icc else None, orientation)
+    return DecodedSamples(np.ascontiguousarray(colour),
+                          None if alpha is None else np.ascontiguousarray(alpha), bits, mode,
+                          bytes(icc) if icc else None, None, orientation)
 
 
 def encode(samples: np.ndarray, icc_profile: bytes | None) -> bytes:
