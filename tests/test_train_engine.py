@@ -110,7 +110,8 @@ def test_yaml_types_overrides_and_errors(photos, tmp_path):
     assert cfg.train.milestones == [100, 200]
     assert cfg.train.ema_decay == 0.999
     assert cfg.model.config == {"temperature_schedule": "anneal"}
-    assert cfg.data.val.hr == ["somewhere"] and cfg.data.val.every == 1000
+    # A path given as an override is relative to the current folder (tests/test_config_paths.py).
+    assert cfg.data.val.hr == [str(Path.cwd() / "somewhere")] and cfg.data.val.every == 1000
     assert cfg.train.multistage is False
 
     for override, message in [
