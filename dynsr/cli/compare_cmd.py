@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from dynsr.api import DEVICES
+from dynsr.blind import BLIND_METHODS
 from dynsr.cli.upscale_cmd import _map_argument
 from dynsr.degrade import load_kernel
 from dynsr.models.inference import PRECISIONS
@@ -83,6 +84,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
     g.add_argument("--noise", metavar="LEVEL|FILE",
                    help="noise level (0..255 scale) or a per-pixel level map, as dynsr upscale")
+    b = p.add_argument_group("blind SR (non-blind models read the degradation off each image)")
+    b.add_argument("--blind", action="store_true",
+                   help="udvd models are not told --blur/--noise (which, with --from-hr, still "
+                        "make the LR): each image's degradation is estimated (dynsr.blind), and "
+                        "the estimated kernel and noise map are shown")
+    b.add_argument("--blind-method", choices=BLIND_METHODS, default="learned",
+                   help="learned (default, a fraction of a second) or kernelgan (minutes)")
+    b.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
+                   help="learned: local estimates smoothed over SIGMA LR pixels")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
     p.set_defaults(run=run)
@@ -114,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
         noise=_map_argument(args.noise, "--noise", 1.0), kernels=args.kernels,
         recursive=args.recursive, device=args.device, precision=args.precision,
         tile=args.tile, preview_size=args.preview_size, crop=_parse_crop(args.crop),
-        figure=args.figure, overwrite=args.overwrite)
+        figure=args.figure, overwrite=args.overwrite, blind=args.blind,
+        blind_method=args.blind_method, blind_smoothing=args.blind_smoothing)
+    if not args.blind and (args.blind_smoothing is not None or args.blind_method != "learned"):
+        raise ValueError("--blind-method and --blind-smoothing go with --blind")
+    if args.blind and not args.from_hr and (args.blur is not None or args.kernel is not None
+                                            or args.noise is not None):
+        raise ValueError("--blind estimates the degradation: --blur/--kernel/--noise only "
+                         "describe how --from-hr makes the LR")
     result = compare(args.inputs, models, args.output, options, log=report)
     pages = len(result.pages)
     print(f"wrote {args.output / 'index.html'} ({pages} image{'s' if pages != 1 else ''}, "

@@ -46,11 +46,12 @@ from PIL import Image
 
 from dynsr import __version__
 from dynsr.api import Upscaler, load
+from dynsr.blind import estimate_blind_degradation, save_degradation
 from dynsr.degrade import degrade, isotropic_gaussian
 from dynsr.io import ImageReadError, LoadedImage, list_images, read_image, write_image
 from dynsr.metrics import MetricSettings, evaluate_pair
 from dynsr.models import get_spec
-from dynsr.report.data import Page, Picture, Report, Result
+from dynsr.report.data import Figure, Page, Picture, Report, Result
 from dynsr.report.figure import fit_crop, write_crop_figure
 from dynsr.report.kernels import capture_kernels, dynamic_blocks, kernels_script
 from dynsr.report.site import staged_folder, write_site
@@ -113,6 +114,11 @@ class CompareOptions:
     blur: float | torch.Tensor | None = None
     noise: float | torch.Tensor | None = None
     kernels: bool = False  # UDVD's per-pixel kernels on a grid (dynsr.report.kernels)
+    #: Non-blind models read the degradation off each LR image (dynsr.blind) instead of
+    #: being told ``blur`` / ``noise`` (which, with ``from_hr``, still make the LR).
+    blind: bool = False
+    blind_method: str = "learned"
+    blind_smoothing: float | None = None
     recursive: bool = False
     device: str = "auto"
     precision: str | None = None
@@ -301,15 +307,18 @@ def _page(path: Path, name: str, slug: str, file: str, folder: Path,
                else "the input")
     results = [writer.result("LR (nearest)", "reference", lr.pixels, lr.alpha, key="lr",
                              bit_depth=lr.bit_depth, pixel=scale, note=lr_note)]
+    estimate = None  # --blind: one estimate per image, shared by the non-blind models
     for choice, upscaler in models:
         conditions = _conditions(upscaler, options)
-        # --blind (not built yet) plugs in here: for non-blind models, replace `conditions`
-        # by the estimate's (dynsr.blind.estimate_blind_degradation(lr.pixels, scale)
-        # .conditions()) and, once `result` exists below, add the pictures that
-        # dynsr.blind.save_degradation writes into folder / slug as Figure items to
-        # `result.figures` (dynsr.report.data), which the page shows under Figures.
         started = time.perf_counter()
+        blind = options.blind and upscaler.needs_degradation
+        if blind:
+            if estimate is None:
+                estimate = estimate_blind_degradation(lr.pixels, scale, options.blind_method,
+                                                      smoothing=options.blind_smoothing)
+            conditions = estimate.conditions()
         sr = upscaler.upscale_loaded(lr, conditions)
+        # The model's time includes the estimate it needed (the first such model pays it).
         seconds = time.perf_counter() - started
         scores = {}
         if hr is not None:
@@ -321,6 +330,13 @@ def _page(path: Path, name: str, slug: str, file: str, folder: Path,
                                bit_depth=sr.bit_depth,
                                seconds=round(seconds, 3), note=note,
                                psnr_y=scores.get("psnr_y"), ssim_y=scores.get("ssim_y"))
+        if blind:
+            kernel, noise, _ = save_degradation(estimate, folder / slug, result.key)
+            result.figures += [
+                Figure(f"{choice.label}: estimated kernel ({estimate.method}, "
+                       f"{estimate.seconds:.2f} s)", f"{slug}/{kernel.name}"),
+                Figure(f"{choice.label}: estimated noise σ {estimate.noise:.1f} "
+                       f"(white = 75)", f"{slug}/{noise.name}")]
         if options.kernels and dynamic_blocks(upscaler.model):
             samples = capture_kernels(upscaler.model, lr.pixels, scale, conditions,
                                       name=choice.name)
