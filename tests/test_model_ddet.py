@@ -22,14 +22,7 @@ NAMES = ("ddet", "ddet-release", "ddet-rgb", "kpn7", "kpn7-pr", "kpn7-pr-cdm")
 SCALES = (2, 3, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These tensors are tiny: with 2 OpenMP threads on a busy 2-core machine every op waits
-    # on the other thread (1.5 s per forward instead of 10 ms). Restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(name: str, scale: int = 2, **config) -> DDet:

@@ -34,12 +34,7 @@ REAL = ("ddet-real", "kpn7-real", "kpn7-pr-real", "kpn7-pr-cdm-real", "ddet-rgb-
 SMALL = {"num_blocks": 1, "channels": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _seeded(name: str, scale: int, **config) -> torch.nn.Module:

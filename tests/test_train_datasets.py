@@ -22,14 +22,7 @@ from dynsr.train.datasets import SampleIndexSampler, build_dataset
 KINDS = ("bicubic", "variational", "realistic")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Samples are many small ops: on a busy 2-core machine a second intra-op thread only
-    # adds synchronisation stalls, which made these tests 10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _save(path: Path, array: np.ndarray) -> Path:
