@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dynsr.ops import dynamic as dyn
+from dynsr.ops import tap_bands
 from dynsr.ops.dynamic import dynamic_filter, dynamic_upsample
 from dynsr.ops.dynamic_conv import AttentionMixedConv2d, attention_mixed_conv2d
 
@@ -204,7 +205,7 @@ def test_memory_formats(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A tiny scratch budget forces several row bands for channels_last kernels.
-    monkeypatch.setattr(dyn, "_SCRATCH_BYTES", 4096)
+    monkeypatch.setattr(tap_bands, "SCRATCH_BYTES", 4096)
     k = 3
     x = rand(2, c, 11, 7, dtype=torch.float32)
     kernels = rand(2, (c if per_channel else 1) * k * k, 11, 7, dtype=torch.float32, seed=1)
@@ -220,7 +221,7 @@ def test_memory_formats(
 
 
 def test_upsample_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dyn, "_SCRATCH_BYTES", 4096)
+    monkeypatch.setattr(tap_bands, "SCRATCH_BYTES", 4096)
     r, k = 2, 3
     x = rand(1, 3, 9, 6, dtype=torch.float32)
     kernels = rand(1, k * k * r * r, 9, 6, dtype=torch.float32, seed=1)

@@ -44,7 +44,7 @@ Layouts and dtypes
   ``grad_K`` in the kernels' memory format.
 * The tap loop wants each kernel tap as a W-contiguous plane. Kernels in channels_last
   (what a channels_last conv produces) are pixel-major; they are transposed into a tap-major
-  scratch one band of rows at a time (≤ ``_SCRATCH_BYTES``) instead of a full copy. This
+  scratch one band of rows at a time (≤ ``tap_bands.SCRATCH_BYTES``) instead of a full copy. This
   transposition is single-threaded in torch and costs more than the filtering itself
   (512×512, k=7: ≈ 7-10 ms vs ≈ 4 ms), so produce contiguous kernels where that is free.
 * Few-channel (C < ``_CHANNELS_LAST_MIN_C``) channels_last images are computed in contiguous
@@ -77,6 +77,13 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from dynsr.ops.tap_bands import (
+    TapCast,
+    TapMajorBands,
+    accumulation_dtype,
+    row_bands,
+)
+
 __all__ = [
     "DynamicFilterFunction",
     "DynamicUpsampleFunction",
@@ -88,10 +95,6 @@ __all__ = [
 # during the tap loop; fewer channels are computed in contiguous layout. Crossover measured at
 # 8-16 channels with benchmarks/bench_dynamic_ops.py --layouts.
 _CHANNELS_LAST_MIN_C = 16
-# Byte budget of the tap-major scratch for pixel-major (channels_last) kernels, transposed one
-# band of rows at a time. Each band costs k² more op launches (~8 µs each on 2 threads), so
-# bands should be few and large: 16 MB gives 4 bands at 512×512, k=7.
-_SCRATCH_BYTES = 16 << 20
 # Shared-kernel grad_K: up to this many channels, sum over C with an addcmul_ chain per tap;
 # above it, through a product buffer and torch.sum (measured crossover ≈ 8-16 channels).
 _CHANNEL_LOOP_MAX_C = 8
@@ -173,137 +176,6 @@ def _filter_layout(
 
 
 # --------------------------------------------------------------------------------------------
-# kernel access in tap-major bands
-
-
-def _accumulation_dtype(*dtypes: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
-    """(promoted result dtype, accumulation dtype)."""
-    out = dtypes[0]
-    for d in dtypes[1:]:
-        out = torch.promote_types(out, d)
-    acc = torch.float32 if out in (torch.float16, torch.bfloat16) else out
-    return out, acc
-
-
-def _w_contiguous(t: torch.Tensor) -> bool:
-    # Tap planes t[:, ch] are usable as they are when W has unit stride (contiguous tensors,
-    # channel slices of them).
-    return t.shape[-1] == 1 or t.stride(-1) == 1
-
-
-def _pixel_major(t: torch.Tensor) -> bool:
-    # channels_last-like: every pixel's kernel channels adjacent, pixels row-major.
-    b, ch, h, w = t.shape
-    return t.stride(1) == 1 and t.stride(3) == ch and t.stride(2) == w * ch
-
-
-def _row_bands(t: torch.Tensor) -> list[tuple[int, int]]:
-    """Row bands for the tap loop: the whole image when t's tap planes are usable as they are,
-    else balanced bands whose tap-major copy fits in _SCRATCH_BYTES."""
-    b, ch, h, w = t.shape
-    if _w_contiguous(t):
-        return [(0, h)]
-    row_bytes = max(1, b * ch * w * t.element_size())
-    count = max(1, -(-h * row_bytes // _SCRATCH_BYTES))
-    rows = -(-h // count)
-    return [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
-
-
-class _TapMajorBands:
-    """Row bands of a (B, ch, H, W) kernel-shaped tensor with W-contiguous channel planes.
-
-    Reading (``src`` given): ``band`` returns the band as a view when its planes are already
-    W-contiguous (or ``any_layout``), else transposes it into a reused scratch.
-    Writing (``src`` None): ``result`` is allocated like ``like`` (dtype, memory format);
-    ``band`` returns a view of it or a scratch band that ``commit`` transposes into place.
-    """
-
-    def __init__(
-        self,
-        like: torch.Tensor,
-        bands: list[tuple[int, int]],
-        device: torch.device,
-        src: torch.Tensor | None = None,
-        any_layout: bool = False,
-    ) -> None:
-        self.src = src
-        self.result = torch.empty_like(like, device=device) if src is None else None
-        self.target = src if src is not None else self.result
-        self.direct = any_layout or _w_contiguous(self.target)
-        if not self.direct:
-            rows = max(r1 - r0 for r0, r1 in bands)
-            b, ch, _, w = like.shape
-            self.scratch = torch.empty(b * ch * rows * w, dtype=like.dtype, device=device)
-
-    def _pixel_rows(self, i: int, r0: int, r1: int) -> torch.Tensor:
-        # Batch item i's pixels r0..r1 as an (n, ch) matrix (a view: the tensor is pixel-major).
-        t = self.target
-        _, ch, h, w = t.shape
-        return t[i].permute(1, 2, 0).reshape(h * w, ch)[r0 * w : r1 * w]
-
-    def band(self, r0: int, r1: int) -> torch.Tensor:
-        t = self.target
-        if self.direct:
-            return t[:, :, r0:r1]
-        b, ch, _, w = t.shape
-        n = (r1 - r0) * w
-        out = self.scratch[: b * ch * n].view(b, ch, n)
-        if self.src is not None:
-            if _pixel_major(t):
-                # 2-D (n, ch) -> (ch, n) copies take torch's blocked transpose, several times
-                # faster than a generic strided 4-D copy.
-                for i in range(b):
-                    out[i].copy_(self._pixel_rows(i, r0, r1).t())
-            else:
-                out.view(b, ch, r1 - r0, w).copy_(t[:, :, r0:r1])
-        return out.view(b, ch, r1 - r0, w)
-
-    def commit(self, r0: int, r1: int) -> None:
-        if self.direct or self.src is not None:
-            return
-        t = self.target
-        b, ch, _, w = t.shape
-        n = (r1 - r0) * w
-        band = self.scratch[: b * ch * n].view(b, ch, n)
-        if _pixel_major(t):
-            for i in range(b):
-                self._pixel_rows(i, r0, r1).copy_(band[i].t())
-        else:
-            t[:, :, r0:r1].copy_(band.view(b, ch, r1 - r0, w))
-
-
-class _TapCast:
-    """Hands out tap planes in the accumulation dtype through one reused buffer.
-
-    Mixed-dtype addcmul_ on CPU would allocate a converted copy of the tap every call.
-    """
-
-    def __init__(self, acc: torch.dtype) -> None:
-        self.acc = acc
-        self.buf: torch.Tensor | None = None
-
-    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
-        shape = tuple(like.shape)
-        if self.buf is None or self.buf.numel() < like.numel():
-            self.buf = torch.empty(like.numel(), dtype=self.acc, device=like.device)
-        return self.buf[: like.numel()].view(shape)
-
-    def read(self, plane: torch.Tensor) -> torch.Tensor:
-        if plane.dtype == self.acc:
-            return plane
-        return self._buffer(plane).copy_(plane)
-
-    def target(self, plane: torch.Tensor) -> torch.Tensor:
-        """Where to compute a plane that is then stored with ``store``."""
-        return plane if plane.dtype == self.acc else self._buffer(plane)
-
-    @staticmethod
-    def store(plane: torch.Tensor, computed: torch.Tensor) -> None:
-        if computed is not plane:
-            plane.copy_(computed)
-
-
-# --------------------------------------------------------------------------------------------
 # the tap loops
 
 
@@ -353,7 +225,7 @@ def _tap_forward(
     accumulation dtype, in the compute layout.
     """
     b, c, h, w = x.shape
-    _, acc = _accumulation_dtype(x.dtype, kernels.dtype)
+    _, acc = accumulation_dtype(x.dtype, kernels.dtype)
     p = k // 2
     fmt = _compute_format(x, groups, subpixels)
     xp = _padded(x, p, acc, fmt)
@@ -363,13 +235,13 @@ def _tap_forward(
         bands = [(0, h)]
     else:
         out = torch.empty((b, c, subpixels, h, w), dtype=acc, device=x.device)
-        bands = _row_bands(kernels)
+        bands = row_bands(kernels)
     # In channels_last compute a tap is one scalar per pixel broadcast over C, so any kernel
     # layout will do: read it as it is.
-    kernel_bands = _TapMajorBands(
+    kernel_bands = TapMajorBands(
         kernels, bands, x.device, src=kernels, any_layout=fmt == torch.channels_last
     )
-    cast = _TapCast(acc)
+    cast = TapCast(acc)
     for r0, r1 in bands:
         kb = kernel_bands.band(r0, r1).unflatten(1, (groups, k * k, subpixels))  # B,G,k²,S,R,W
         ob = out[:, :, :, r0:r1]
@@ -381,6 +253,52 @@ def _tap_forward(
             else:
                 ob.addcmul_(view, kt)
     return out
+
+
+def _kernel_grad_reduction(
+    x_like: torch.Tensor, groups: int, subpixels: int, fmt: torch.memory_format,
+    bands: list[tuple[int, int]], acc: torch.dtype, device: torch.device,
+) -> tuple[str, torch.Tensor | None]:
+    """How the kernel gradient sums over channels, and its reused product buffer if any.
+
+    Shared kernels: grad_K[t] = sum_c gy_c * view_t,c. Few channels: a chain of addcmul_ on
+    the (cache-resident) tap plane ("loop"); many: one reused product buffer + sum over C
+    ("buffer"); per-channel kernels need no sum ("none"). Never a (B, C, k², ...) temporary.
+    """
+    b, c, _, w = x_like.shape
+    reduce = "none" if groups > 1 or c == 1 else "loop"
+    if reduce == "loop" and (fmt == torch.channels_last or c > _CHANNEL_LOOP_MAX_C):
+        reduce = "buffer"
+    if reduce != "buffer":
+        return reduce, None
+    rows = max(r1 - r0 for r0, r1 in bands)
+    prod = torch.empty((b, c, subpixels, rows, w), dtype=acc, device=device)
+    if fmt == torch.channels_last:
+        prod = prod.squeeze(2).contiguous(memory_format=fmt).unsqueeze(2)
+    return reduce, prod
+
+
+def _kernel_tap_grad(gb: torch.Tensor, view: torch.Tensor, tap_planes: torch.Tensor,
+                     grad_cast: TapCast, reduce: str, prod: torch.Tensor | None) -> None:
+    """The gradient of one tap's kernel plane over a row band: gy (B, C, S, R, W) times the
+    shifted input (B, C, 1, R, W), summed over channels as ``reduce`` says; ``tap_planes``
+    is the band's (B, G, S, R, W) plane of that tap."""
+    if reduce == "none":
+        plane = tap_planes  # (B, C, S, R, W)
+        gt = grad_cast.target(plane)
+        torch.mul(gb, view, out=gt)
+    else:
+        plane = tap_planes[:, 0]  # (B, S, R, W)
+        gt = grad_cast.target(plane)
+        if reduce == "loop":
+            torch.mul(gb[:, 0], view[:, 0], out=gt)
+            for ch in range(1, gb.shape[1]):
+                gt.addcmul_(gb[:, ch], view[:, ch])
+        else:
+            pb = prod[:, :, :, : gb.shape[3]]
+            torch.mul(gb, view, out=pb)
+            torch.sum(pb, dim=1, out=gt)
+    grad_cast.store(plane, gt)
 
 
 def _tap_backward(
@@ -400,7 +318,7 @@ def _tap_backward(
     """
     b, c, h, w = x_like.shape
     device = gy.device
-    _, acc = _accumulation_dtype(x_like.dtype, k_like.dtype, gy.dtype)
+    _, acc = accumulation_dtype(x_like.dtype, k_like.dtype, gy.dtype)
     p = k // 2
     kk = k * k
     need_x, need_k = kernels is not None, x is not None
@@ -410,30 +328,21 @@ def _tap_backward(
         bands = [(0, h)]
     else:
         gy = gy.to(dtype=acc, memory_format=torch.contiguous_format)
-        bands = _row_bands(k_like)
+        bands = row_bands(k_like)
     any_layout = fmt == torch.channels_last
 
     if need_x:
         gxp = torch.empty(
             (b, c, h + 2 * p, w + 2 * p), dtype=acc, device=device, memory_format=fmt
         ).zero_()
-        kernel_bands = _TapMajorBands(k_like, bands, device, src=kernels, any_layout=any_layout)
-        kernel_cast = _TapCast(acc)
+        kernel_bands = TapMajorBands(k_like, bands, device, src=kernels, any_layout=any_layout)
+        kernel_cast = TapCast(acc)
     if need_k:
         xp = _padded(x, p, acc, fmt)
-        grad_bands = _TapMajorBands(k_like, bands, device, any_layout=any_layout)
-        grad_cast = _TapCast(acc)
-        # Shared kernels: grad_K[t] = sum_c gy_c * view_t,c. Few channels: a chain of addcmul_
-        # on the (cache-resident) tap plane; many: one reused product buffer + sum over C.
-        # Never a (B, C, k², ...) temporary.
-        reduce = "none" if groups > 1 or c == 1 else "loop"
-        if reduce == "loop" and (fmt == torch.channels_last or c > _CHANNEL_LOOP_MAX_C):
-            reduce = "buffer"
-        if reduce == "buffer":
-            rows = max(r1 - r0 for r0, r1 in bands)
-            prod = torch.empty((b, c, subpixels, rows, w), dtype=acc, device=device)
-            if fmt == torch.channels_last:
-                prod = prod.squeeze(2).contiguous(memory_format=fmt).unsqueeze(2)
+        grad_bands = TapMajorBands(k_like, bands, device, any_layout=any_layout)
+        grad_cast = TapCast(acc)
+        reduce, prod = _kernel_grad_reduction(x_like, groups, subpixels, fmt, bands, acc,
+                                              device)
 
     for r0, r1 in bands:
         gb = gy[:, :, :, r0:r1]
@@ -450,22 +359,7 @@ def _tap_backward(
                     gview.addcmul_(gb[:, :, s], kt[:, :, s])
             if need_k:
                 view = xp[:, :, r0 + u : r1 + u, v : v + w].unsqueeze(2)
-                if reduce == "none":
-                    plane = gkb[:, :, t]  # (B, C, S, R, W)
-                    gt = grad_cast.target(plane)
-                    torch.mul(gb, view, out=gt)
-                else:
-                    plane = gkb[:, 0, t]  # (B, S, R, W)
-                    gt = grad_cast.target(plane)
-                    if reduce == "loop":
-                        torch.mul(gb[:, 0], view[:, 0], out=gt)
-                        for ch in range(1, c):
-                            gt.addcmul_(gb[:, ch], view[:, ch])
-                    else:
-                        pb = prod[:, :, :, : r1 - r0]
-                        torch.mul(gb, view, out=pb)
-                        torch.sum(pb, dim=1, out=gt)
-                grad_cast.store(plane, gt)
+                _kernel_tap_grad(gb, view, gkb[:, :, t], grad_cast, reduce, prod)
         if need_k:
             grad_bands.commit(r0, r1)
 
@@ -508,7 +402,7 @@ class DynamicFilterFunction(torch.autograd.Function):
         k: int,
         per_channel: bool,
     ) -> torch.Tensor:
-        out_dtype, _ = _accumulation_dtype(x.dtype, kernels.dtype)
+        out_dtype, _ = accumulation_dtype(x.dtype, kernels.dtype)
         groups = x.shape[1] if per_channel else 1
         y = _tap_forward(x, kernels, k, groups, 1).squeeze(2)
         need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -546,7 +440,7 @@ class DynamicUpsampleFunction(torch.autograd.Function):
         scale: int,
     ) -> torch.Tensor:
         b, c, h, w = x.shape
-        out_dtype, _ = _accumulation_dtype(x.dtype, kernels.dtype)
+        out_dtype, _ = accumulation_dtype(x.dtype, kernels.dtype)
         # (B, C, r², H, W) is already pixel_shuffle's (B, C·r², H, W) channel order.
         y = _tap_forward(x, kernels, k, 1, scale * scale)
         y = F.pixel_shuffle(y.view(b, c * scale * scale, h, w), scale)
@@ -591,7 +485,7 @@ def dynamic_filter(
     _check_pair(x, kernels, "dynamic_filter")
     k, per_channel = _filter_layout(x.shape[1], kernels.shape[1], kernel_size)
     if x.numel() == 0:
-        return x.new_zeros(x.shape, dtype=_accumulation_dtype(x.dtype, kernels.dtype)[0])
+        return x.new_zeros(x.shape, dtype=accumulation_dtype(x.dtype, kernels.dtype)[0])
     return DynamicFilterFunction.apply(x, kernels, k, per_channel)
 
 
@@ -629,6 +523,6 @@ def dynamic_upsample(x: torch.Tensor, kernels: torch.Tensor, scale: int) -> torc
         )
     b, c, h, w = x.shape
     if x.numel() == 0:
-        out_dtype = _accumulation_dtype(x.dtype, kernels.dtype)[0]
+        out_dtype = accumulation_dtype(x.dtype, kernels.dtype)[0]
         return x.new_zeros((b, c, h * r, w * r), dtype=out_dtype)
     return DynamicUpsampleFunction.apply(x, kernels, k, r)
