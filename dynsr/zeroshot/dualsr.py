@@ -167,6 +167,47 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _networks(channels: int, config: DualSRConfig, layout: torch.memory_format,
+              ) -> tuple[Upsampler, DeepLinearGenerator, PatchDiscriminator, KernelPriors]:
+    """G_UP, G_DN, D_DN and the kernel priors, initialised in this order from the seeded
+    global generator (the order keeps a seed's run the same)."""
+    g_up = Upsampler(channels).to(memory_format=layout)
+    g_dn = DeepLinearGenerator(composed=config.composed_g_dn)
+    d_dn = PatchDiscriminator(in_channels=channels).to(memory_format=layout)
+    return g_up, g_dn, d_dn, KernelPriors(kernel_size=g_dn.kernel_size)
+
+
+def _optimizers(config: DualSRConfig, *nets: nn.Module) -> tuple[torch.optim.Adam, ...]:
+    """Adam for G_UP, G_DN and D_DN with their learning rates (the paper's betas)."""
+    betas = (config.beta1, 0.999)
+    return tuple(torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+                 for net, lr in zip(nets, (config.lr_up, config.lr_dn, config.lr_d),
+                                    strict=True))
+
+
+def _discriminator_step(d_dn: nn.Module, opt_d: torch.optim.Optimizer,
+                        discriminate: Callable[[torch.Tensor], torch.Tensor],
+                        real_lr: torch.Tensor, fake_lr: torch.Tensor) -> torch.Tensor:
+    """D_DN's step: real x crops (shaved to G_DN's output size) against G_DN(y); its loss."""
+    d_dn.requires_grad_(True)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d = 0.5 * (lsgan_loss(discriminate(shave_to(real_lr, fake_lr)), True)
+                    + lsgan_loss(discriminate(fake_lr.detach()), False))
+    loss_d.backward()
+    opt_d.step()
+    return loss_d
+
+
+def _log_entry(stage: int, iteration: int, kernel_priors: KernelPriors, start: float,
+               **losses: torch.Tensor) -> dict[str, float]:
+    """One row of DualSR's loss log: the losses, the kernel priors' terms, the seconds."""
+    return {"stage": float(stage), "iteration": float(iteration),
+            **{name: float(value.detach()) for name, value in losses.items()},
+            **{f"prior_{name}": value for name, value in kernel_priors.terms.items()},
+            "lambda_bicubic": kernel_priors.bicubic,
+            "seconds": time.perf_counter() - start}
+
+
 def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
                progress: ProgressFn | None, stage: int,
                known_kernel: torch.Tensor | None = None,
@@ -181,15 +222,9 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        g_up = Upsampler(channels).to(memory_format=layout)
-        g_dn = DeepLinearGenerator(composed=config.composed_g_dn)
-        d_dn = PatchDiscriminator(in_channels=channels).to(memory_format=layout)
-        priors = KernelPriors(kernel_size=g_dn.kernel_size)
+        g_up, g_dn, d_dn, priors = _networks(channels, config, layout)
         schedule = PriorSchedule(lr_step=config.step, lr_divisor=config.dn_lr_divisor)
-        betas = (config.beta1, 0.999)
-        opt_up = torch.optim.Adam(g_up.parameters(), lr=config.lr_up, betas=betas)
-        opt_dn = torch.optim.Adam(g_dn.parameters(), lr=config.lr_dn, betas=betas)
-        opt_d = torch.optim.Adam(d_dn.parameters(), lr=config.lr_d, betas=betas)
+        opt_up, opt_dn, opt_d = _optimizers(config, g_up, g_dn, d_dn)
         up_scheduler = torch.optim.lr_scheduler.StepLR(opt_up, config.step,
                                                        config.up_lr_gamma)
         hr_sampler = crop_sampler(image, hr_size, gen)
@@ -240,31 +275,16 @@ def _dualsr_x2(image: torch.Tensor, config: DualSRConfig, seed: int,
                      + config.lambda_interp * loss_interp + config.lambda_priors * loss_priors)
             total.backward()
             opt_up.step()
+            loss_d = zero
             if known_kernel is None:
                 opt_dn.step()
-
-                # Discriminator: real x crops (shaved to G_DN's output size) against G_DN(y).
-                d_dn.requires_grad_(True)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d = 0.5 * (lsgan_loss(discriminate(shave_to(real_lr, fake_lr)), True)
-                                + lsgan_loss(discriminate(fake_lr.detach()), False))
-                loss_d.backward()
-                opt_d.step()
-            else:
-                loss_d = zero
+                loss_d = _discriminator_step(d_dn, opt_d, discriminate, real_lr, fake_lr)
 
             up_scheduler.step()
             schedule.update(iteration, priors, (opt_dn, opt_d))
-            entry = {"stage": float(stage), "iteration": float(iteration),
-                     "gan": float(loss_gan.detach()),
-                     "cycle_forward": float(loss_fwd.detach()),
-                     "cycle_backward": float(loss_bwd.detach()),
-                     "interp": float(loss_interp.detach()),
-                     "priors": float(loss_priors.detach()), "total": float(total.detach()),
-                     "d": float(loss_d.detach()),
-                     **{f"prior_{name}": value for name, value in priors.terms.items()},
-                     "lambda_bicubic": priors.bicubic,
-                     "seconds": time.perf_counter() - start}
+            entry = _log_entry(stage, iteration, priors, start, gan=loss_gan,
+                               cycle_forward=loss_fwd, cycle_backward=loss_bwd,
+                               interp=loss_interp, priors=loss_priors, total=total, d=loss_d)
             log.append(entry)
             if progress is not None:
                 progress(iteration, config.iterations, entry)
