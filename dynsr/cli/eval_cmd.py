@@ -71,7 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "bicubic-downscaled by S (MATLAB imresize, 8 bit)")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders of --hr")
     p.add_argument("--crop", type=int, metavar="PX",
-                   help="border pixels left out of the metrics (default: the scale)")
+                   help="border pixels left out of the metrics (default: the scale; 8 for "
+                        "--lr images on the HR grid)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     p.add_argument("--save-sr", type=Path, metavar="DIR", help="also save the SR images (PNG)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
