@@ -49,6 +49,7 @@ from dynsr.degrade.degradation_map import (
     bicubic_filter,
     kernel_code,
     load_pca_basis,
+    udvd_kernel_from_direct,
 )
 from dynsr.degrade.kernels import (
     DIV2KRK_SIZE,
@@ -321,8 +322,8 @@ def _choice(gen: torch.Generator, weights: Sequence[float]) -> int:
 @functools.lru_cache(maxsize=8)
 def _direct_code_operator(scale: int, offset: float, size: int) -> torch.Tensor:
     """(15, size²) matrix mapping a direct kernel (centre of mass ``offset`` down-right of its
-    middle tap) to the code :func:`udvd_kernel_from_direct` finds: its least-squares operator,
-    computed once per grid instead of one ``lstsq`` per sample."""
+    middle tap) to the least-squares code of :func:`udvd_kernel_from_direct`, computed once
+    per grid instead of one ``lstsq`` per sample (its non-negative fallback is not linear)."""
     basis = load_pca_basis().to(torch.float64)
     b = bicubic_filter(scale, (offset, offset))
     atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
@@ -378,7 +379,12 @@ class BlindSampler:
             return kernel.float(), kernel_code(kernel)
         kernel = div2krk_kernel(scale, gen, dtype=torch.float64)
         operator = _direct_code_operator(scale, (scale - 1) / 2, kernel.shape[-1])
-        return kernel.float(), operator @ kernel.reshape(-1)
+        code = operator @ kernel.reshape(-1)
+        told = code @ load_pca_basis().to(torch.float64)
+        if float(told.min()) < -0.5 * float(told.max()):
+            # Not a blur kernel: udvd_kernel_from_direct's non-negative fit instead (x4).
+            code = kernel_code(udvd_kernel_from_direct(kernel, scale))
+        return kernel.float(), code
 
     def _sigma_range(self, gen: torch.Generator) -> tuple[float, float]:
         opts = self.options
