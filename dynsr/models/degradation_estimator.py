@@ -17,8 +17,8 @@ the 16-channel map per LR pixel, with a confidence per pixel, so that
 Architecture (dynsr's, no paper defines it): the LR image minus 0.5, pixel-unshuffled by 4
 (lossless: the fine-scale statistics that tell noise and blur apart stay in the channels)
 → conv 3×3 to C → N residual blocks (conv-ReLU-conv, C channels) → conv 3×3, added to the
-first features → conv 3×3 + ReLU → conv 1×1 to 16 channels (the 15 code values ×10 and
-σ/25, normalised targets; :data:`TARGET_SCALE`), and beside it a confidence head on the
+first features → conv 3×3 + ReLU → conv 1×1 to 16 channels (the map standardised with the
+training degradations' mean and spread per channel), and beside it a confidence head on the
 detached features (conv 3×3 to C/2 + ReLU → conv 1×1 to two log-scales, kernel and noise)
 → bilinear ×4 back to the LR grid. Working at a quarter of the
 resolution keeps a 512×512 LR under a second on two CPU cores; the receptive field is about
@@ -43,13 +43,16 @@ from torch import nn
 from dynsr.degrade.degradation_map import PCA_DIM, kernel_from_code
 from dynsr.models.blocks import ResidualBlock, conv3x3
 
-__all__ = ["DegradationEstimate", "DegradationEstimator", "TARGET_SCALE", "estimator_loss"]
+__all__ = ["DegradationEstimate", "DegradationEstimator", "estimator_loss"]
 
-# Network outputs are the map times these: code values are ~0.01-0.3, sigma/255 is 0-0.3.
-CODE_SCALE = 10.0
-NOISE_SCALE = 255.0 / 25.0
 MAP_CHANNELS = PCA_DIM + 1
-TARGET_SCALE = torch.tensor([CODE_SCALE] * PCA_DIM + [NOISE_SCALE])
+# Difference-of-Gaussian bands between these smoothing widths (LR pixels) and the window
+# (sigma, LR pixels) of their local energy: the hand-made part of the input (band_energies).
+BAND_SIGMAS = (0.6, 1.2, 2.4, 4.8)
+ENERGY_WINDOW = 3.0
+# Floor of a channel's spread when standardising targets: the smallest code components vary
+# by ~1e-3 and would otherwise dominate the loss with what is noise in kernel terms.
+MIN_SPREAD = 0.01
 
 
 class DegradationEstimate:
@@ -86,7 +89,7 @@ class DegradationEstimator(nn.Module):
         super().__init__()
         self.scale = scale
         self.stride = stride
-        self.head = conv3x3(3 * stride * stride, channels)
+        self.head = conv3x3(3 * stride * stride + len(BAND_SIGMAS), channels)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.fuse = conv3x3(channels, channels)
         self.tail = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True),
@@ -96,7 +99,12 @@ class DegradationEstimator(nn.Module):
         # in 2,000 iterations while the noise was).
         self.confidence = nn.Sequential(conv3x3(channels, channels // 2), nn.ReLU(inplace=True),
                                         nn.Conv2d(channels // 2, 2, 1))
-        self.register_buffer("target_scale", TARGET_SCALE.clone(), persistent=False)
+        # The map is predicted standardised, (map - mean) / spread per channel, with the
+        # statistics of the training degradations (set_target_statistics; stored with the
+        # weights). Unstandardised, the output bias had to crawl to code values of ~1-10 at
+        # Adam's step size, and for 2,000 iterations the estimate was the prior's median.
+        self.register_buffer("map_mean", torch.zeros(MAP_CHANNELS))
+        self.register_buffer("map_spread", torch.ones(MAP_CHANNELS))
 
     @property
     def min_size(self) -> int:
@@ -113,11 +121,26 @@ class DegradationEstimator(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        features = self.head(F.pixel_unshuffle(x, s))
+        bands = F.avg_pool2d(band_energies(x), s)
+        features = self.head(torch.cat([F.pixel_unshuffle(x, s), bands], dim=1))
         features = features + self.fuse(self.body(features))
         out = torch.cat([self.tail(features), self.confidence(features.detach())], dim=1)
         out = F.interpolate(out, scale_factor=s, mode="bilinear", align_corners=False)
         return out[..., :height, :width]
+
+    @torch.no_grad()
+    def set_target_statistics(self, maps: torch.Tensor) -> None:
+        """Standardise the outputs with the per-channel mean and spread (std, at least
+        :data:`MIN_SPREAD` for the code channels) of training maps (N, 16, h, w)."""
+        flat = maps.transpose(0, 1).reshape(MAP_CHANNELS, -1).double()
+        self.map_mean.copy_(flat.mean(1))
+        spread = flat.std(1)
+        spread[:PCA_DIM] = spread[:PCA_DIM].clamp_min(MIN_SPREAD)
+        self.map_spread.copy_(spread.clamp_min(1e-6))
+
+    def standardise(self, dmap: torch.Tensor) -> torch.Tensor:
+        """A degradation map (B, 16, h, w) in the network's output units."""
+        return (dmap - self.map_mean[:, None, None]) / self.map_spread[:, None, None]
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Network output → (normalised map (B, 16, h, w), log-scales (B, 2, h, w))."""
@@ -132,7 +155,7 @@ class DegradationEstimator(nn.Module):
             raise ValueError(f"image of {lr.shape[-2]}×{lr.shape[-1]} pixels is too small "
                              f"for the degradation estimator (needs {self.min_size} per side)")
         normalised, log_scale = self.split(self(lr.float()))
-        dmap = normalised / self.target_scale[:, None, None]
+        dmap = normalised * self.map_spread[:, None, None] + self.map_mean[:, None, None]
         # Inverse-variance weights of a Laplace scale b: 1 / b² (per kernel / noise group).
         weights = torch.exp(-2.0 * log_scale.clamp(-10.0, 10.0))
         weights = torch.cat([weights[:, :1].expand(-1, PCA_DIM, -1, -1), weights[:, 1:]], 1)
@@ -145,6 +168,31 @@ class DegradationEstimator(nn.Module):
                                                                                    smoothing)
         dmap = torch.cat([dmap[:, :PCA_DIM], dmap[:, PCA_DIM:].clamp_min(0.0)], dim=1)
         return DegradationEstimate(dmap, log_scale)
+
+
+def _reflect_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (B, 1, H, W) with mirrored borders."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    taps = torch.exp(-0.5 * (taps / sigma) ** 2)
+    taps = taps / taps.sum()
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode=mode), taps.reshape(1, 1, -1, 1))
+    return F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=mode), taps.reshape(1, 1, 1, -1))
+
+
+def band_energies(x: torch.Tensor) -> torch.Tensor:
+    """Log local energies (B, 4, H, W) of the grey image's difference-of-Gaussian bands at
+    :data:`BAND_SIGMAS`: how much detail each scale holds around a pixel. Blur shows as the
+    fine bands losing energy against the coarse ones, noise as the finest band gaining it;
+    their differences are the classic blur and noise measures, which a ReLU network only
+    slowly learns to form itself from raw pixels (a ratio of energies). The input's
+    brightness offset does not matter (band-pass)."""
+    grey = x.mean(1, keepdim=True).float()
+    levels = [grey] + [_reflect_smooth(grey, sigma) for sigma in BAND_SIGMAS]
+    bands = [fine - coarse for fine, coarse in zip(levels[:-1], levels[1:], strict=True)]
+    energies = [torch.log(_reflect_smooth(band * band, ENERGY_WINDOW) + 1e-6) for band in bands]
+    return torch.cat(energies, dim=1).to(x.dtype)
 
 
 def _gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -168,7 +216,7 @@ def estimator_loss(model: DegradationEstimator, out: torch.Tensor,
     summed over the 15 code values,
     noise error). Returns the loss and its parts (code L1, noise L1 in sigma units)."""
     normalised, log_scale = model.split(out)
-    target = dmap * model.target_scale[:, None, None]
+    target = model.standardise(dmap)
     error = (normalised - target).abs()
     # The kernel (15 values) and the noise (1) weigh alike: a plain mean over the 16
     # channels gave the noise a sixteenth of the gradient, and it lagged far behind.
@@ -179,6 +227,7 @@ def estimator_loss(model: DegradationEstimator, out: torch.Tensor,
     nll = (kernel_error * torch.exp(-b_kernel) + PCA_DIM * b_kernel
            + noise_error * torch.exp(-b_noise) + b_noise).mean() / MAP_CHANNELS
     error = error.detach()
-    parts = {"code_l1": float(error[:, :PCA_DIM].mean()) / CODE_SCALE,
-             "sigma_l1": float(error[:, PCA_DIM:].mean()) * 255.0 / NOISE_SCALE}
+    spread = model.map_spread[:, None, None]
+    parts = {"code_l1": float((error[:, :PCA_DIM] * spread[:PCA_DIM]).mean()),
+             "sigma_l1": float((error[:, PCA_DIM:] * spread[PCA_DIM:]).mean()) * 255.0}
     return l1 + nll, parts

@@ -41,6 +41,8 @@ from dynsr.upscale.weights import add_manifest_entry, default_weights_dir, load_
 
 __all__ = ["train_estimator", "validate"]
 
+STAT_SAMPLES = 256
+
 DEFAULTS = {
     "model": {"channels": 64, "num_blocks": 8, "init": None},
     "data": {"patch_size": 192, "cache": True, "degradation_options": {}},
@@ -157,6 +159,12 @@ def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
     loader = DataLoader(data, batch_size=t["batch_size"],
                         sampler=SampleIndexSampler(t["batch_size"], start_iteration=start,
                                                    iterations=t["iterations"]))
+    if start == 0 and not cfg["model"]["init"]:
+        # Output standardisation from the training degradations themselves (samples far
+        # beyond any the run draws); fine-tuned runs keep their start's statistics.
+        maps = torch.stack([data.sample(10**9 + n)["dmap"] for n in range(STAT_SAMPLES)])
+        model.set_target_statistics(maps)
+        ema.module.set_target_statistics(maps)
     val_samples = _validation_set(cfg) if cfg["val"]["hr"] else []
     log_path = out / "log.csv"
     if start == 0 or not log_path.exists():
