@@ -9,7 +9,7 @@ Measured in one run, on this machine (its CPU model and flags are recorded):
   learned estimator (default) and with ``--blind-method kernelgan`` (today's path before the
   estimator, 3,000 KernelGAN iterations): their ratio is the speed-up.
 
-    python benchmarks/blind_speed.py [--threads 2] [--skip-kernelgan] [--out results/blind/speed.json]
+    python benchmarks/blind_speed.py [--threads 2] [--skip-kernelgan] [--out FILE.json]
 """
 
 from __future__ import annotations
