@@ -499,7 +499,9 @@ PATH_KEYS = (("model", "init"), ("data.train", "paths"), ("data.train", "hr"),
              ("data.val", "kernel"))
 
 
-def _resolve_path(value: Any, base: Path) -> Any:
+def resolve_path(value: Any, base: Path) -> Any:
+    """``value`` made absolute against ``base``, or against the package for ``dynsr:PATH``
+    (non-strings and empty strings pass through)."""
     if not isinstance(value, str) or not value:
         return value
     if value.startswith(PACKAGE_PREFIX):
@@ -520,8 +522,8 @@ def resolve_paths(data: Any, base: str | Path) -> Any:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and key in node:
             value = node[key]
-            node[key] = ([_resolve_path(v, base) for v in value] if isinstance(value, list)
-                         else _resolve_path(value, base))
+            node[key] = ([resolve_path(v, base) for v in value] if isinstance(value, list)
+                         else resolve_path(value, base))
     return result
 
 

@@ -35,6 +35,7 @@ from dynsr.blind import ESTIMATOR_NAME
 from dynsr.hardware import describe_cpu
 from dynsr.io import atomic_write_bytes, atomic_write_json, atomic_write_text, list_images
 from dynsr.models.degradation_estimator import DegradationEstimator, estimator_loss
+from dynsr.train.config import resolve_path
 from dynsr.train.datasets import HRFolderDataset, SampleIndexSampler
 from dynsr.train.ema import EMA
 from dynsr.upscale.weights import add_manifest_entry, default_weights_dir, load_state_dict
@@ -72,12 +73,11 @@ def load_estimator_config(path: Path, overrides: list[str] | None = None) -> dic
         if section not in DEFAULTS or (name not in DEFAULTS[section] and name != "paths"):
             raise ValueError(f"override {item!r}: unknown key")
         cfg[section][name] = yaml.safe_load(value)
+    # As dynsr train's recipes: relative to the file, or inside the package (dynsr:PATH).
     base = Path(path).resolve().parent
-    cfg["data"]["paths"] = [str((base / p).resolve()) for p in cfg["data"]["paths"]]
-    if cfg["val"]["hr"] is not None:
-        cfg["val"]["hr"] = str((base / cfg["val"]["hr"]).resolve())
-    if cfg["model"]["init"] is not None:
-        cfg["model"]["init"] = str((base / cfg["model"]["init"]).resolve())
+    cfg["data"]["paths"] = [resolve_path(str(p), base) for p in cfg["data"]["paths"]]
+    cfg["val"]["hr"] = resolve_path(cfg["val"]["hr"], base)
+    cfg["model"]["init"] = resolve_path(cfg["model"]["init"], base)
     return cfg
 
 
