@@ -221,9 +221,11 @@ class Upscaler:
         (module doc). ``blur`` / ``noise``: the degradation, for UDVD only (a width, a
         kernel tensor or per-pixel maps on the LR grid; noise on the 0..255 scale).
 
-        ``blind`` (UDVD only, instead of ``blur`` / ``noise``): ``True`` or ``"learned"``
-        reads the degradation off the image with the shipped estimator (``blind_smoothing``:
-        None for one degradation per image, or the LR-pixel radius of local estimates),
+        ``blind`` (UDVD only, instead of ``blur`` / ``noise``): ``True`` (``"auto"``: the
+        learned estimator where its weights ship for the scale, else KernelGAN) or
+        ``"learned"`` reads the degradation off the image with the shipped estimator
+        (``blind_smoothing``: None for one degradation per image, or the LR-pixel radius of
+        local estimates),
         ``"kernelgan"`` runs KernelGAN on it (minutes), or give a ready
         :class:`~dynsr.blind.BlindDegradation`. The estimate used is kept in
         :attr:`last_degradation`."""
@@ -233,7 +235,7 @@ class Upscaler:
             if not self.needs_degradation:
                 raise ValueError(f"blind= estimates the degradation for non-blind models "
                                  f"(udvd, udvd-lite); {self.name} needs none")
-            method = "learned" if blind is True else blind
+            method = "auto" if blind is True else blind
             if isinstance(image, (str, os.PathLike)):
                 loaded = read_image(image)
                 estimate = self.estimate_degradation(loaded.pixels, method, blind_smoothing)
@@ -254,7 +256,7 @@ class Upscaler:
 
         return upscale_in_memory(image, planes)
 
-    def estimate_degradation(self, lr: torch.Tensor, method: str | BlindDegradation = "learned",
+    def estimate_degradation(self, lr: torch.Tensor, method: str | BlindDegradation = "auto",
                              smoothing: float | None = None, **options) -> BlindDegradation:
         """The degradation of one LR image (C, h, w) in [0, 1] at this upscaler's scale
         (:func:`dynsr.blind.estimate_blind_degradation`; ``options``: its keyword arguments),

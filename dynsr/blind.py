@@ -3,8 +3,9 @@
 UDVD (and SRMD) must be told the blur and the noise that made the LR image; its paper notes
 that any degradation estimator can be put in front of it. dynsr offers two:
 
-* ``"learned"`` (the default): :class:`dynsr.models.degradation_estimator.DegradationEstimator`
-  with its shipped weights reads UDVD's degradation map off the image in a fraction of a
+* ``"learned"`` (what ``"auto"``, the default, picks wherever its weights ship):
+  :class:`dynsr.models.degradation_estimator.DegradationEstimator` with its shipped weights
+  reads UDVD's degradation map off the image in a fraction of a
   second; per pixel, aggregated over the whole image (``smoothing=None``) or smoothed locally
   (``smoothing=σ`` LR pixels) for blur and noise that vary across the image;
 * ``"kernelgan"``: KernelGAN trained on the image itself (thousands of iterations, minutes
@@ -44,10 +45,11 @@ __all__ = [
     "estimate_blind_degradation",
     "kernel_width",
     "load_estimator",
+    "resolve_blind_method",
     "save_degradation",
 ]
 
-BLIND_METHODS = ("learned", "kernelgan")
+BLIND_METHODS = ("auto", "learned", "kernelgan")
 ESTIMATOR_NAME = "degradation-estimator"
 # Noise maps are written with sigma 75 (the top of UDVD's range) as white.
 NOISE_PICTURE_MAX = 75.0
@@ -129,10 +131,24 @@ def load_estimator(scale: int, weights: str | Path | None = None) -> Degradation
                              str(default_weights_dir()))
 
 
+def resolve_blind_method(method: str, scale: int) -> str:
+    """``"learned"`` or ``"kernelgan"``: ``"auto"`` is the learned estimator where weights for
+    ``scale`` ship, else KernelGAN (x2 and x4); ``ValueError`` when neither can run."""
+    if method not in BLIND_METHODS:
+        raise ValueError(f"blind method must be one of {', '.join(BLIND_METHODS)}, "
+                         f"got {method!r}")
+    if method == "auto":
+        method = "learned" if find_weights(ESTIMATOR_NAME, scale) is not None else "kernelgan"
+    if method == "kernelgan" and scale not in (2, 4):
+        raise ValueError(f"KernelGAN estimates x2 and x4 kernels only, and no "
+                         f"degradation-estimator weights ship for x{scale}")
+    return method
+
+
 def estimate_blind_degradation(
     lr: torch.Tensor,
     scale: int,
-    method: str = "learned",
+    method: str = "auto",
     *,
     smoothing: float | None = None,
     estimator_weights: str | Path | None = None,
@@ -141,14 +157,14 @@ def estimate_blind_degradation(
 ) -> BlindDegradation:
     """The degradation of one LR image ``lr`` (C, h, w) in [0, 1] at ``scale``.
 
+    ``method="auto"``: ``"learned"`` where estimator weights ship for ``scale``, else
+    ``"kernelgan"`` (:func:`resolve_blind_method`).
     ``method="learned"``: the shipped estimator (or ``estimator_weights``), one map per image
     (``smoothing=None``) or smoothed per-pixel estimates (``smoothing`` in LR pixels).
     ``method="kernelgan"``: KernelGAN (``kernelgan_iterations``, ``seed``) and the patch-PCA
     noise level, one kernel and one sigma per image.
     """
-    if method not in BLIND_METHODS:
-        raise ValueError(f"blind method must be one of {', '.join(BLIND_METHODS)}, "
-                         f"got {method!r}")
+    method = resolve_blind_method(method, scale)
     if lr.dim() != 3:
         raise ValueError(f"expected one (C, h, w) image, got shape {tuple(lr.shape)}")
     height, width = lr.shape[-2:]

@@ -89,8 +89,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="udvd models are not told --blur/--noise (which, with --from-hr, still "
                         "make the LR): each image's degradation is estimated (dynsr.blind), and "
                         "the estimated kernel and noise map are shown")
-    b.add_argument("--blind-method", choices=BLIND_METHODS, default="learned",
-                   help="learned (default, a fraction of a second) or kernelgan (minutes)")
+    b.add_argument("--blind-method", choices=BLIND_METHODS, default="auto",
+                   help="learned (a fraction of a second), kernelgan (minutes), or auto "
+                        "(default: learned where its weights ship for the scale)")
     b.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
                    help="learned: local estimates smoothed over SIGMA LR pixels")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile, preview_size=args.preview_size, crop=_parse_crop(args.crop),
         figure=args.figure, overwrite=args.overwrite, blind=args.blind,
         blind_method=args.blind_method, blind_smoothing=args.blind_smoothing)
-    if not args.blind and (args.blind_smoothing is not None or args.blind_method != "learned"):
+    if not args.blind and (args.blind_smoothing is not None or args.blind_method != "auto"):
         raise ValueError("--blind-method and --blind-smoothing go with --blind")
     if args.blind and not args.from_hr and (args.blur is not None or args.kernel is not None
                                             or args.noise is not None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dynsr.blind import BLIND_METHODS
+from dynsr.blind import BLIND_METHODS, resolve_blind_method
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
 
 
@@ -66,10 +66,11 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
     group.add_argument("--blind", action="store_true",
                        help="non-blind models (udvd): read each LR image's blur and noise off "
                             "the image (--blind-method) instead of being told them")
-    group.add_argument("--blind-method", choices=BLIND_METHODS, default="learned",
+    group.add_argument("--blind-method", choices=BLIND_METHODS, default="auto",
                        help="learned: the shipped degradation estimator (a fraction of a "
-                            "second; default); kernelgan: KernelGAN trained on the image and "
-                            "patch-PCA noise (minutes, x2 and x4)")
+                            "second); kernelgan: KernelGAN trained on the image and patch-PCA "
+                            "noise (minutes, x2 and x4); auto (default): learned where its "
+                            "weights ship for the scale, else kernelgan")
     group.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
                        help="learned: local estimates smoothed over SIGMA LR pixels, for blur "
                             "and noise that vary across the image (default: one estimate per "
@@ -94,9 +95,8 @@ def check_blind_args(args: argparse.Namespace, scale: int) -> None:
         raise ValueError(f"{used[0]} goes with --blind")
     if not args.blind:
         return
+    args.blind_method = resolve_blind_method(args.blind_method, scale)
     if args.blind_method == "kernelgan":
-        if scale not in (2, 4):
-            raise ValueError("--blind-method kernelgan estimates x2 and x4 kernels only")
         if args.blind_smoothing is not None or args.estimator_weights is not None:
             raise ValueError("--blind-smoothing and --estimator-weights are for "
                              "--blind-method learned")

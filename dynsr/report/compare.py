@@ -117,7 +117,7 @@ class CompareOptions:
     #: Non-blind models read the degradation off each LR image (dynsr.blind) instead of
     #: being told ``blur`` / ``noise`` (which, with ``from_hr``, still make the LR).
     blind: bool = False
-    blind_method: str = "learned"
+    blind_method: str = "auto"
     blind_smoothing: float | None = None
     recursive: bool = False
     device: str = "auto"
