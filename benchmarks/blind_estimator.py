@@ -93,7 +93,9 @@ def regenerated_psnr(hr: torch.Tensor, scale: int, k_true: torch.Tensor,
 def measure(hr: torch.Tensor, scale: int, case: dict, method: str) -> dict:
     lr = case["lr"]
     start = time.perf_counter()
-    found = estimate_blind_degradation(lr, scale, method)
+    # The reading itself: one estimate per image, the kernel as read (not --blind's local,
+    # isotropic defaults, which serve UDVD rather than describe the blur).
+    found = estimate_blind_degradation(lr, scale, method, smoothing=None, isotropic=False)
     seconds = time.perf_counter() - start
     k_est = found.kernel().double()
     k_true = case["udvd_kernel"].double()

@@ -27,8 +27,10 @@ it) once every image is done:
   patch-PCA noise level of each LR image (2nd category: a kernel estimator in front of a
   non-blind network);
 * ``udvd-learned``: UDVD told what dynsr's learned degradation estimator reads off each LR
-  image (``--blind``, one estimate per image); ``udvd-learned-local``: the same with local
-  estimates (``--blind-smoothing 16``);
+  image, with ``--blind``'s defaults (local estimates smoothed over 8 LR pixels, the nearest
+  isotropic kernel); ``-image``: one estimate per image; ``-local16``: smoothing 16;
+  ``-full``: the kernel as read; ``-iso``: its nearest isotropic kernel. The variants were
+  compared on the DIV2KRK-style Set5 (validation) to choose the defaults;
 * ``udvd-gt``: UDVD told each image's true kernel (3rd category; made on the fly with the
   same flags, which give the same LR images).
 
@@ -75,9 +77,15 @@ ROWS = {
     "no-backward-cycle": ["--model", "dualsr", "--ablation", "no-backward-cycle"],
     "dualsr-reference": ["--model", "dualsr", "--iterations", "3000", "--precision", "fp32"],
     "dualsr-3000": ["--model", "dualsr", "--iterations", "3000"],
-    "udvd-blind": ["--model", "udvd-lite", "--blind", "--blind-method", "kernelgan"],
+    "udvd-blind": ["--model", "udvd-lite", "--blind", "--blind-method", "kernelgan",
+                   "--blind-kernel", "full"],
     "udvd-learned": ["--model", "udvd-lite", "--blind"],
-    "udvd-learned-local": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "16"],
+    "udvd-learned-image-full": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "image",
+                                "--blind-kernel", "full"],
+    "udvd-learned-image-iso": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "image"],
+    "udvd-learned-local16-full": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "16",
+                                  "--blind-kernel", "full"],
+    "udvd-learned-local16-iso": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "16"],
     "udvd-gt": ["--model", "udvd-lite"],
 }
 # The paper's figures on DIV2KRK, x2 (PSNR-Y, SSIM-Y): Table 1 rows and Table 2 ablations,

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynsr.blind import BlindDegradation, estimate_blind_degradation
+from dynsr.blind import BLIND_SMOOTHING, BlindDegradation, estimate_blind_degradation
 from dynsr.hardware import cpu_supports_bf16
 from dynsr.io import (
     PNG_COMPRESSION,
@@ -215,7 +215,8 @@ class Upscaler:
     # public
 
     def upscale(self, image: ImageLike, *, blur: Condition = None, noise: Condition = None,
-                blind: bool | str | BlindDegradation = False, blind_smoothing: float | None = None,
+                blind: bool | str | BlindDegradation = False,
+                blind_smoothing: float | None = BLIND_SMOOTHING,
                 progress: bool = False) -> ImageLike | UpscaledImage:
         """Upscale ``image`` (path, PIL image, NumPy array or tensor); returns the same kind
         (module doc). ``blur`` / ``noise``: the degradation, for UDVD only (a width, a
@@ -257,7 +258,8 @@ class Upscaler:
         return upscale_in_memory(image, planes)
 
     def estimate_degradation(self, lr: torch.Tensor, method: str | BlindDegradation = "auto",
-                             smoothing: float | None = None, **options) -> BlindDegradation:
+                             smoothing: float | None = BLIND_SMOOTHING,
+                             **options) -> BlindDegradation:
         """The degradation of one LR image (C, h, w) in [0, 1] at this upscaler's scale
         (:func:`dynsr.blind.estimate_blind_degradation`; ``options``: its keyword arguments),
         kept in :attr:`last_degradation`. A given estimate is passed through."""

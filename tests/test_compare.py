@@ -207,3 +207,23 @@ def test_existing_output_is_kept_unless_overwrite_and_failures_leave_it(hr_dir, 
     assert [r["key"] for r in _report(out)["pages"][0]["results"]] == ["lr", "bicubic",
                                                                       "dyconvsr"]
     assert not _leftovers(tmp_path)
+
+
+def test_blind_udvd_shows_the_estimated_kernel_and_noise(hr_dir, tmp_path):
+    # HR inputs made noisy (sigma 20): blind UDVD is not told that and reads it off the LR.
+    out = tmp_path / "cmp"
+    assert main(["compare", str(hr_dir / "coffee.png"), "--from-hr", "--models",
+                 "udvd-lite,dyconvsr", "--noise", "20", "--blind", "--precision", "fp32",
+                 "-o", str(out)]) == 0
+    results = _report(out)["pages"][0]["results"]
+    udvd = next(r for r in results if r["key"] == "udvd-lite")
+    other = next(r for r in results if r["key"] == "dyconvsr")
+    captions = [f["caption"] for f in udvd["figures"]]
+    assert len(captions) == 2 and "estimated kernel" in captions[0]
+    assert "noise" in captions[1] and other["figures"] == []
+    sigma = float(captions[1].split("σ ")[1].split()[0])
+    assert sigma == pytest.approx(20.0, abs=5.0)
+    for figure in udvd["figures"]:
+        assert Image.open(out / figure["path"]).size[0] > 0
+    assert main(["compare", str(hr_dir / "coffee.png"), "--models", "udvd-lite", "--blind",
+                 "--noise", "5", "-o", str(tmp_path / "bad")]) == 1

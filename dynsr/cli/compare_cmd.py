@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 from dynsr.api import DEVICES
-from dynsr.blind import BLIND_METHODS
+from dynsr.blind import BLIND_METHODS, BLIND_SMOOTHING
+from dynsr.cli.options import smoothing_value
 from dynsr.cli.upscale_cmd import _map_argument
 from dynsr.degrade import load_kernel
 from dynsr.models.inference import PRECISIONS
@@ -92,8 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--blind-method", choices=BLIND_METHODS, default="auto",
                    help="learned (a fraction of a second), kernelgan (minutes), or auto "
                         "(default: learned where its weights ship for the scale)")
-    b.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
-                   help="learned: local estimates smoothed over SIGMA LR pixels")
+    b.add_argument("--blind-smoothing", type=smoothing_value, metavar="SIGMA|image",
+                   default=BLIND_SMOOTHING,
+                   help=f"learned: local estimates smoothed over SIGMA LR pixels (default "
+                        f"{BLIND_SMOOTHING:g}), or 'image' for one estimate per image")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
     p.set_defaults(run=run)
@@ -127,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile, preview_size=args.preview_size, crop=_parse_crop(args.crop),
         figure=args.figure, overwrite=args.overwrite, blind=args.blind,
         blind_method=args.blind_method, blind_smoothing=args.blind_smoothing)
-    if not args.blind and (args.blind_smoothing is not None or args.blind_method != "auto"):
-        raise ValueError("--blind-method and --blind-smoothing go with --blind")
+    if not args.blind and args.blind_method != "auto":
+        raise ValueError("--blind-method goes with --blind")
     if args.blind and not args.from_hr and (args.blur is not None or args.kernel is not None
                                             or args.noise is not None):
         raise ValueError("--blind estimates the degradation: --blur/--kernel/--noise only "

@@ -174,11 +174,12 @@ def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
 def _blind_settings(args: argparse.Namespace) -> dict:
     if args.blind_method == "kernelgan":
         return {"method": "kernelgan", "kernel": "KernelGAN (dynsr.zeroshot.blind)",
-                "iterations": args.kernelgan_iterations, "noise": "patch PCA"}
+                "iterations": args.kernelgan_iterations, "noise": "patch PCA",
+                "told": args.blind_kernel}
     weights = args.estimator_weights
     return {"method": "learned", "estimator": "dynsr.models.degradation_estimator",
             "weights": str(weights) if weights else "shipped",
-            "smoothing": args.blind_smoothing}
+            "smoothing": args.blind_smoothing, "told": args.blind_kernel}
 
 
 def _zeroshot_config(args: argparse.Namespace) -> DualSRConfig:
@@ -199,6 +200,7 @@ def _evaluate_model(args: argparse.Namespace, degradation: Degradation, hr_paths
     conditions: Conditions = (
         blind_conditions(degradation, args.lr, method=args.blind_method,
                          smoothing=args.blind_smoothing,
+                         isotropic=args.blind_kernel == "isotropic",
                          estimator_weights=args.estimator_weights,
                          iterations=args.kernelgan_iterations,
                          save_dir=args.save_degradation, kernel_errors=kernel_errors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dynsr.blind import BLIND_METHODS, resolve_blind_method
+from dynsr.blind import BLIND_KERNEL, BLIND_METHODS, BLIND_SMOOTHING, resolve_blind_method
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
 
 
@@ -71,10 +71,14 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
                             "second); kernelgan: KernelGAN trained on the image and patch-PCA "
                             "noise (minutes, x2 and x4); auto (default): learned where its "
                             "weights ship for the scale, else kernelgan")
-    group.add_argument("--blind-smoothing", type=float, metavar="SIGMA",
-                       help="learned: local estimates smoothed over SIGMA LR pixels, for blur "
-                            "and noise that vary across the image (default: one estimate per "
-                            "image)")
+    group.add_argument("--blind-smoothing", type=smoothing_value, metavar="SIGMA|image",
+                       default=BLIND_SMOOTHING,
+                       help="learned: local estimates smoothed over SIGMA LR pixels (default "
+                            f"{BLIND_SMOOTHING:g}), or 'image' for one estimate per image")
+    group.add_argument("--blind-kernel", choices=("full", "isotropic"), default=BLIND_KERNEL,
+                       help="what UDVD is told: the kernel as read (full) or the nearest "
+                            "isotropic Gaussian, the only kind UDVD's shipped weights learnt "
+                            f"(default {BLIND_KERNEL})")
     group.add_argument("--estimator-weights", type=Path, metavar="FILE",
                        help="learned: estimator weights instead of the shipped ones")
     group.add_argument("--save-degradation", type=Path, metavar="DIR",
@@ -85,10 +89,19 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
                            help="kernelgan: KernelGAN iterations per image (default 3000)")
 
 
+def smoothing_value(text: str) -> float | None:
+    """``--blind-smoothing``: a number of LR pixels, or ``image`` (one estimate per image)."""
+    if text == "image":
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'image', got {text}")
+    return value
+
+
 def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     """``ValueError`` naming the flag when the blind options do not fit together."""
-    used = [flag for flag, value in (("--blind-smoothing", args.blind_smoothing),
-                                      ("--estimator-weights", args.estimator_weights),
+    used = [flag for flag, value in (("--estimator-weights", args.estimator_weights),
                                       ("--save-degradation", args.save_degradation))
             if value is not None]
     if used and not args.blind:
@@ -96,9 +109,5 @@ def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     if not args.blind:
         return
     args.blind_method = resolve_blind_method(args.blind_method, scale)
-    if args.blind_method == "kernelgan":
-        if args.blind_smoothing is not None or args.estimator_weights is not None:
-            raise ValueError("--blind-smoothing and --estimator-weights are for "
-                             "--blind-method learned")
-    if args.blind_smoothing is not None and args.blind_smoothing < 0:
-        raise ValueError(f"--blind-smoothing must be >= 0, got {args.blind_smoothing}")
+    if args.blind_method == "kernelgan" and args.estimator_weights is not None:
+        raise ValueError("--estimator-weights is for --blind-method learned")

@@ -218,8 +218,8 @@ def _estimated_conditions(args: argparse.Namespace, image: LoadedImage, path: Pa
     """--blind: the degradation read off ``image``, reported (and saved if asked)."""
     estimate = estimate_blind_degradation(
         image.pixels, args.scale, args.blind_method,
-        smoothing=args.blind_smoothing, estimator_weights=args.estimator_weights,
-        kernelgan_iterations=args.blind_iterations)
+        smoothing=args.blind_smoothing, isotropic=args.blind_kernel == "isotropic",
+        estimator_weights=args.estimator_weights, kernelgan_iterations=args.blind_iterations)
     noise = estimate.noise_map
     spread = (f" ({float(noise.min()):.1f} to {float(noise.max()):.1f})"
               if estimate.varies else "")

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from dynsr import __version__
-from dynsr.blind import estimate_blind_degradation, save_degradation
+from dynsr.blind import BLIND_SMOOTHING, estimate_blind_degradation, save_degradation
 from dynsr.degrade import load_kernel, pad_kernel, udvd_kernel_from_direct
 from dynsr.degrade.degradation_map import PCA_KERNEL_SIZE
 from dynsr.evaluation.degradation import Degradation, modcrop
@@ -178,8 +178,9 @@ def true_kernel(hr_path: Path, degradation: Degradation,
     return load_kernel(path) if path.is_file() else None
 
 
-def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: str = "learned",
-                     smoothing: float | None = None, estimator_weights: Path | None = None,
+def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: str = "auto",
+                     smoothing: float | None = BLIND_SMOOTHING, isotropic: bool = True,
+                     estimator_weights: Path | None = None,
                      iterations: int = 3000, save_dir: Path | None = None,
                      kernel_errors: dict[str, dict]) -> Callable[[Path, torch.Tensor], dict]:
     """:data:`Conditions` estimated from each LR image (:func:`dynsr.blind.
@@ -192,7 +193,7 @@ def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: s
     ``save_dir``, the pictures of each estimate (:func:`dynsr.blind.save_degradation`)."""
     def estimated(path: Path, lr: torch.Tensor) -> dict:
         estimate = estimate_blind_degradation(lr.float(), degradation.scale, method,
-                                              smoothing=smoothing,
+                                              smoothing=smoothing, isotropic=isotropic,
                                               estimator_weights=estimator_weights,
                                               kernelgan_iterations=iterations)
         record = {"estimate_seconds": round(estimate.seconds, 3),

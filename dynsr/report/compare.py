@@ -46,7 +46,7 @@ from PIL import Image
 
 from dynsr import __version__
 from dynsr.api import Upscaler, load
-from dynsr.blind import estimate_blind_degradation, save_degradation
+from dynsr.blind import BLIND_SMOOTHING, estimate_blind_degradation, save_degradation
 from dynsr.degrade import degrade, isotropic_gaussian
 from dynsr.io import ImageReadError, LoadedImage, list_images, read_image, write_image
 from dynsr.metrics import MetricSettings, evaluate_pair
@@ -118,7 +118,7 @@ class CompareOptions:
     #: being told ``blur`` / ``noise`` (which, with ``from_hr``, still make the LR).
     blind: bool = False
     blind_method: str = "auto"
-    blind_smoothing: float | None = None
+    blind_smoothing: float | None = BLIND_SMOOTHING
     recursive: bool = False
     device: str = "auto"
     precision: str | None = None
