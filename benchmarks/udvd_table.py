@@ -9,7 +9,7 @@ again. MATLAB bicubic on the same LR images (OUT/bicubic_xS_SET_bW_nN.json) is t
 Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: Table 2 gives no
 SSIM).
 
-    python benchmarks/udvd_table.py --data ../shared/data/test [--scales 2 3 4]
+    python benchmarks/udvd_table.py --data ../shared/data/test [--scales 2 3 4] [--blind]
         [--weights 2=training/udvd_x2_cpu/best.safetensors]
 """
 
@@ -45,13 +45,15 @@ PAPER = {
 
 
 def evaluate(data: Path, out: Path, name: str, scale: int, width: float, noise: float,
-             weights: Path | None, model: str = "udvd-lite") -> dict:
-    """One cell: the JSON of ``dynsr eval`` (run unless it exists)."""
-    prefix = "" if model == "udvd-lite" else f"{model}_"
+             weights: Path | None, model: str = "udvd-lite", blind: bool = False) -> dict:
+    """One cell: the JSON of ``dynsr eval`` (run unless it exists); ``blind``: UDVD is not
+    told the degradation but reads it off each LR (``--blind``, its defaults)."""
+    prefix = ("" if model == "udvd-lite" else f"{model}_") + ("blind_" if blind else "")
     return cached_eval(out / f"{prefix}x{scale}_{name}_b{width}_n{noise:g}.json",
                        ["--model", model, "--scale", str(scale), "--hr",
                         str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
-                        *(["--weights", str(weights)] if weights else [])])
+                        *(["--weights", str(weights)] if weights else []),
+                        *(["--blind"] if blind else [])])
 
 
 def main() -> int:
@@ -63,12 +65,16 @@ def main() -> int:
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--weights", nargs="+", default=[], metavar="S=FILE",
                         help="weights per scale instead of the shipped ones")
+    parser.add_argument("--blind", action="store_true",
+                        help="also run UDVD blind (--blind: the degradation read off each LR) "
+                             "and print its cells beside the told ones")
     args = parser.parse_args()
     weights = {int(s): Path(f) for s, f in (w.split("=", 1) for w in args.weights)}
 
-    lines = ["| width | noise | scale | Set5 dynsr | bicubic | SRMD | UDVD "
-             "| Set14 dynsr | bicubic | SRMD | UDVD |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    blind_head = "blind (vs told) | " if args.blind else ""
+    lines = [f"| width | noise | scale | Set5 {blind_head}dynsr | bicubic | SRMD | UDVD "
+             f"| Set14 {blind_head}dynsr | bicubic | SRMD | UDVD |",
+             "|---|---|---|" + "---|" * (4 + bool(args.blind)) * 2]
     for width, noise in CONDITIONS:
         for scale in args.scales:
             cells = []
@@ -77,6 +83,10 @@ def main() -> int:
                              weights.get(scale))
                 b = evaluate(args.data, args.out, name, scale, width, noise, None, "bicubic")
                 srmd, udvd = PAPER[(width, noise)][(name, scale)]
+                if args.blind:
+                    blind = evaluate(args.data, args.out, name, scale, width, noise,
+                                     weights.get(scale), blind=True)
+                    cells.append(f"{blind['psnr_y']:.2f} ({blind['psnr_y'] - r['psnr_y']:+.2f})")
                 cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
                              f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f} | {srmd:.2f} | "
                              f"{udvd:.2f}")
