@@ -453,6 +453,9 @@ def load(
     """
     name = DEFAULT_MODEL if name is None else name
     spec = get_spec(name)
+    if spec.task != "upscale":
+        raise ValueError(f"{name} does not upscale: it reads the degradation of an LR image "
+                         f"for a non-blind model (udvd-lite ... --blind)")
     device = resolve_device(device)
     if precision is None:
         precision = default_precision(device)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from dynsr.degrade.degradation_map import PCA_DIM, PCA_KERNEL_SIZE, kernel_code, kernel_from_code
 from dynsr.degrade.kernels import isotropic_gaussian
 from dynsr.io import atomic_write_json, write_image
+from dynsr.models import create
 from dynsr.models.degradation_estimator import DegradationEstimator
 from dynsr.upscale.weights import (
     WeightsError,
@@ -155,10 +156,10 @@ def _cached_estimator(scale: int, weights: str | None, folder: str) -> Degradati
         if entry is None:
             raise WeightsError(f"no shipped degradation-estimator weights for x{scale} "
                                f"(use --blind-method kernelgan, x2 and x4)")
-        model = DegradationEstimator(scale, **entry.config)
+        model = create(ESTIMATOR_NAME, scale, **entry.config)
         return load_state_dict(model, entry.path, entry.sha256).eval()
     config = weights_model_config(weights, ESTIMATOR_NAME, scale)
-    return load_state_dict(DegradationEstimator(scale, **config), weights).eval()
+    return load_state_dict(create(ESTIMATOR_NAME, scale, **config), weights).eval()
 
 
 def load_estimator(scale: int, weights: str | Path | None = None) -> DegradationEstimator:

@@ -201,3 +201,18 @@ def test_estimator_recipes_load_and_build_their_data(tmp_path):
         sample = data.sample(0)
         lr_side = cfg["data"]["patch_size"] // cfg["scale"]
         assert sample["dmap"].shape == (16, lr_side, lr_side)
+
+
+def test_the_estimator_is_registered_but_not_an_upscaler(capsys):
+    from dynsr import load
+    from dynsr.cli.main import main
+    from dynsr.models import available, create, get_spec
+
+    assert get_spec("degradation-estimator").task == "estimate-degradation"
+    assert "degradation-estimator" not in [s.name for s in available()]
+    assert "degradation-estimator" in [s.name for s in available(task=None)]
+    assert isinstance(create("degradation-estimator", scale=2), DegradationEstimator)
+    with pytest.raises(ValueError, match="does not upscale"):
+        load("degradation-estimator", 2)
+    assert main(["upscale", "x.png", "--model", "degradation-estimator"]) != 0
+    assert "does not upscale" in capsys.readouterr().err

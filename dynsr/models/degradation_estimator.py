@@ -42,6 +42,7 @@ from torch import nn
 
 from dynsr.degrade.degradation_map import PCA_DIM, kernel_from_code
 from dynsr.models.blocks import ResidualBlock, conv3x3
+from dynsr.models.registry import register
 
 __all__ = ["DegradationEstimate", "DegradationEstimator", "estimator_loss"]
 
@@ -231,3 +232,10 @@ def estimator_loss(model: DegradationEstimator, out: torch.Tensor,
     parts = {"code_l1": float((error[:, :PCA_DIM] * spread[:PCA_DIM]).mean()),
              "sigma_l1": float((error[:, PCA_DIM:] * spread[PCA_DIM:]).mean()) * 255.0}
     return l1 + nll, parts
+
+
+@register("degradation-estimator", scales=(2, 3, 4), task="estimate-degradation",
+          summary="learned blind degradation estimator for UDVD (blur code + noise per pixel)",
+          paper="dynsr's own; UDVD (Xu et al., CVPR 2020) Sec. 3.1 defines the map it reads")
+def degradation_estimator(scale: int, **config) -> nn.Module:
+    return DegradationEstimator(scale, **config)

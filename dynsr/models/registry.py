@@ -35,6 +35,8 @@ class ModelSpec:
 
     ``needs_degradation``: the model is non-blind (UDVD): its forward takes ``blur=`` and
     ``noise=`` keyword arguments describing how the LR image was made.
+    ``task``: ``"upscale"`` (LR image → SR image, every command's models) or
+    ``"estimate-degradation"`` (LR image → UDVD's degradation map, what ``--blind`` runs).
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelSpec:
     paper: str = ""
     needs_degradation: bool = False
     defaults: dict = field(default_factory=dict)
+    task: str = "upscale"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -55,6 +58,7 @@ def register(
     summary: str,
     paper: str = "",
     needs_degradation: bool = False,
+    task: str = "upscale",
     **defaults,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder ``f(scale=..., **config) -> nn.Module`` under ``name``.
@@ -67,7 +71,7 @@ def register(
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(name, builder, tuple(scales), summary, paper,
-                                    needs_degradation, defaults)
+                                    needs_degradation, defaults, task)
         return builder
 
     return add
@@ -91,8 +95,9 @@ def create(name: str, scale: int, **config) -> nn.Module:
     return spec.builder(scale=scale, **{**spec.defaults, **config})
 
 
-def available() -> list[ModelSpec]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+def available(task: str | None = "upscale") -> list[ModelSpec]:
+    """The registered models of ``task`` (``None``: all), by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY) if task is None or _REGISTRY[k].task == task]
 
 
 # --------------------------------------------------------------------------------------------
