@@ -125,108 +125,139 @@ def _weights_bytes(model: DegradationEstimator, cfg: dict, extra: dict) -> bytes
     return save_safetensors(state, metadata=metadata)
 
 
+class _EstimatorRun:
+    """One training run's model, optimiser, EMA and record, resumed from ``OUT/state.pt``."""
+
+    def __init__(self, cfg: dict, out: Path, resume: bool) -> None:
+        t = cfg["train"]
+        self.cfg, self.out, self.state_path = cfg, out, out / "state.pt"
+        architecture = {k: v for k, v in cfg["model"].items() if k != "init"}
+        self.model = DegradationEstimator(cfg["scale"], **architecture)
+        resuming = resume and self.state_path.exists()
+        if cfg["model"]["init"] and not resuming:
+            # Fine-tuning another scale's estimator: the architecture does not depend on s.
+            load_state_dict(self.model, cfg["model"]["init"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"])
+        self.ema = EMA(self.model, t["ema_decay"])
+        self.start, self.wall, self.history, self.best = 0, 0.0, [], None
+        if resuming:
+            state = torch.load(self.state_path, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.ema.module.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start, self.wall = state["iteration"], state["wall_time_s"]
+            self.history, self.best = state["history"], state["best"]
+        self.session_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.wall + time.perf_counter() - self.session_start
+
+    def step(self, batch: dict, iteration: int) -> tuple[float, dict, float]:
+        """One optimiser step; returns the loss, its parts and the learning rate."""
+        lr_now = _lr_at(self.cfg, iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
+        with torch.autocast("cpu", dtype=torch.bfloat16,
+                            enabled=self.cfg["train"]["precision"] == "bf16"):
+            out_map = self.model(batch["lr"])
+        loss, parts = estimator_loss(self.model, out_map.float(), batch["dmap"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["train"]["grad_clip"])
+        self.optimizer.step()
+        self.ema.update(self.model, iteration)
+        return float(loss.detach()), parts, lr_now
+
+    def validate(self, samples: list[dict], iteration: int) -> dict:
+        """Score the EMA weights; keep them as best.safetensors when they are the best."""
+        scores = validate(self.ema.module, samples)
+        self.model.train()
+        self.history.append({"iteration": iteration, **scores})
+        if self.best is None or scores["code_l2"] < self.best["code_l2"]:
+            self.best = {"iteration": iteration, **scores}
+            atomic_write_bytes(self.out / "best.safetensors",
+                               _weights_bytes(self.ema.module, self.cfg,
+                                              {"validation": self.best}))
+        print(f"estimator x{self.cfg['scale']} it {iteration}: val kernel-code L2 "
+              f"{scores['code_l2']:.4f}, sigma error {scores['sigma_abs']:.2f}", flush=True)
+        return scores
+
+    def save_state(self, iteration: int) -> None:
+        buffer = io.BytesIO()
+        torch.save({"model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "iteration": iteration,
+                    "wall_time_s": self.elapsed(), "history": self.history,
+                    "best": self.best}, buffer)
+        atomic_write_bytes(self.state_path, buffer.getvalue())
+
+    def summary(self, iteration: int) -> dict:
+        cfg = self.cfg
+        return {"name": cfg["name"], "model": "degradation-estimator", "scale": cfg["scale"],
+                "iteration": iteration, "iterations": cfg["train"]["iterations"],
+                "completed": iteration >= cfg["train"]["iterations"],
+                "wall_time_s": round(self.elapsed(), 1), "best": self.best,
+                "validation": self.history, "machine": describe_cpu(),
+                "torch_version": torch.__version__}
+
+
+def _training_data(cfg: dict) -> HRFolderDataset:
+    # No flips or rotations of the LR: they would turn an anisotropic kernel while its code
+    # target stays (the sampler's random kernels cover every orientation already).
+    return HRFolderDataset(list_images([Path(p) for p in cfg["data"]["paths"]]),
+                           scale=cfg["scale"], seed=cfg["train"]["seed"],
+                           patch_size=cfg["data"]["patch_size"], augment=False,
+                           cache=cfg["data"]["cache"], degradation="blind",
+                           degradation_options=cfg["data"]["degradation_options"])
+
+
 def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
     """Train (or resume) the estimator described by ``cfg``; results in ``out``."""
-    t, scale = cfg["train"], cfg["scale"]
+    t = cfg["train"]
     if t["threads"]:
         torch.set_num_threads(int(t["threads"]))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t["seed"])
-    state_path = out / "state.pt"
-    architecture = {k: v for k, v in cfg["model"].items() if k != "init"}
-    model = DegradationEstimator(scale, **architecture)
-    if cfg["model"]["init"] and not (resume and state_path.exists()):
-        # Fine-tuning another scale's estimator: the architecture does not depend on s.
-        load_state_dict(model, cfg["model"]["init"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"])
-    ema = EMA(model, t["ema_decay"])
-    start, wall, history, best = 0, 0.0, [], None
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.module.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, wall = state["iteration"], state["wall_time_s"]
-        history, best = state["history"], state["best"]
+    run = _EstimatorRun(cfg, out, resume)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    paths = list_images([Path(p) for p in cfg["data"]["paths"]])
-    # No flips or rotations of the LR: they would turn an anisotropic kernel while its code
-    # target stays (the sampler's random kernels cover every orientation already).
-    data = HRFolderDataset(paths, scale=scale, seed=t["seed"],
-                           patch_size=cfg["data"]["patch_size"], augment=False,
-                           cache=cfg["data"]["cache"], degradation="blind",
-                           degradation_options=cfg["data"]["degradation_options"])
+    data = _training_data(cfg)
     loader = DataLoader(data, batch_size=t["batch_size"],
-                        sampler=SampleIndexSampler(t["batch_size"], start_iteration=start,
+                        sampler=SampleIndexSampler(t["batch_size"], start_iteration=run.start,
                                                    iterations=t["iterations"]))
-    if start == 0 and not cfg["model"]["init"]:
+    if run.start == 0 and not cfg["model"]["init"]:
         # Output standardisation from the training degradations themselves (samples far
         # beyond any the run draws); fine-tuned runs keep their start's statistics.
         maps = torch.stack([data.sample(10**9 + n)["dmap"] for n in range(STAT_SAMPLES)])
-        model.set_target_statistics(maps)
-        ema.module.set_target_statistics(maps)
+        run.model.set_target_statistics(maps)
+        run.ema.module.set_target_statistics(maps)
     val_samples = _validation_set(cfg) if cfg["val"]["hr"] else []
     log_path = out / "log.csv"
-    if start == 0 or not log_path.exists():
+    if run.start == 0 or not log_path.exists():
         atomic_write_text(log_path, "iteration,loss,code_l1,sigma_l1,lr,it_per_s,time_s,"
                                     "val_code_l2,val_sigma_abs\n")
-    autocast = t["precision"] == "bf16"
-    iteration, tick, tick_it = start, time.perf_counter(), start
-    session_start = time.perf_counter()
-    model.train()
+    iteration, tick, tick_it = run.start, time.perf_counter(), run.start
+    run.model.train()
     for batch in loader:
-        lr_now = _lr_at(cfg, iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out_map = model(batch["lr"])
-        loss, parts = estimator_loss(model, out_map.float(), batch["dmap"])
-        loss_value = float(loss.detach())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-        optimizer.step()
-        ema.update(model, iteration)
+        loss, parts, lr_now = run.step(batch, iteration)
         iteration += 1
-        elapsed = wall + time.perf_counter() - session_start
-        row = None
-        if iteration % cfg["log"]["every"] == 0 or iteration == t["iterations"]:
-            now = time.perf_counter()
-            speed = (iteration - tick_it) / (now - tick)
-            tick, tick_it = now, iteration
-            row = [iteration, f"{loss_value:.5f}", f"{parts['code_l1']:.5f}",
-                   f"{parts['sigma_l1']:.3f}", f"{lr_now:.3g}", f"{speed:.3f}",
-                   f"{elapsed:.1f}", "", ""]
-        if val_samples and (iteration % cfg["val"]["every"] == 0
-                            or iteration == t["iterations"]):
-            scores = validate(ema.module, val_samples)
-            model.train()
-            history.append({"iteration": iteration, **scores})
-            if best is None or scores["code_l2"] < best["code_l2"]:
-                best = {"iteration": iteration, **scores}
-                atomic_write_bytes(out / "best.safetensors",
-                                   _weights_bytes(ema.module, cfg, {"validation": best}))
-            row = row or [iteration, f"{loss_value:.5f}", f"{parts['code_l1']:.5f}",
-                          f"{parts['sigma_l1']:.3f}", f"{lr_now:.3g}", "", f"{elapsed:.1f}",
-                          "", ""]
-            row[7:9] = [f"{scores['code_l2']:.5f}", f"{scores['sigma_abs']:.3f}"]
-            print(f"estimator x{scale} it {iteration}: val kernel-code L2 "
-                  f"{scores['code_l2']:.4f}, sigma error {scores['sigma_abs']:.2f}", flush=True)
-        if row is not None:
+        last = iteration == t["iterations"]
+        logged = iteration % cfg["log"]["every"] == 0 or last
+        validated = bool(val_samples) and (iteration % cfg["val"]["every"] == 0 or last)
+        if logged or validated:
+            speed = ""
+            if logged:
+                now = time.perf_counter()
+                speed, tick, tick_it = f"{(iteration - tick_it) / (now - tick):.3f}", now, \
+                    iteration
+            scores = run.validate(val_samples, iteration) if validated else None
+            row = [iteration, f"{loss:.5f}", f"{parts['code_l1']:.5f}",
+                   f"{parts['sigma_l1']:.3f}", f"{lr_now:.3g}", speed, f"{run.elapsed():.1f}",
+                   f"{scores['code_l2']:.5f}" if scores else "",
+                   f"{scores['sigma_abs']:.3f}" if scores else ""]
             with open(log_path, "a") as log:
                 log.write(",".join(map(str, row)) + "\n")
-        if iteration % cfg["checkpoint"]["every"] == 0 or iteration == t["iterations"]:
-            buffer = io.BytesIO()
-            torch.save({"model": model.state_dict(), "ema": ema.module.state_dict(),
-                        "optimizer": optimizer.state_dict(), "iteration": iteration,
-                        "wall_time_s": elapsed, "history": history, "best": best}, buffer)
-            atomic_write_bytes(state_path, buffer.getvalue())
-    elapsed = wall + time.perf_counter() - session_start
-    summary = {"name": cfg["name"], "model": "degradation-estimator", "scale": scale,
-               "iteration": iteration, "iterations": t["iterations"],
-               "completed": iteration >= t["iterations"], "wall_time_s": round(elapsed, 1),
-               "best": best, "validation": history, "machine": describe_cpu(),
-               "torch_version": torch.__version__}
+        if iteration % cfg["checkpoint"]["every"] == 0 or last:
+            run.save_state(iteration)
+    summary = run.summary(iteration)
     atomic_write_json(out / "summary.json", summary)
     return summary
 
