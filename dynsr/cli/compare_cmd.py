@@ -25,7 +25,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from dynsr.api import DEVICES
 from dynsr.blind import BLIND_METHODS, BLIND_SMOOTHING
 from dynsr.cli.options import smoothing_value
 from dynsr.cli.upscale_cmd import _map_argument
@@ -67,8 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview-size", type=int, default=PREVIEW_SIZE, metavar="PX",
                    help=f"longer side of the before/after previews (default {PREVIEW_SIZE}; "
                         "the zoom always shows full resolution)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto (default): cuda, else mps, else cpu")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (default): cuda, else mps, else cpu; or cpu, cuda, cuda:N, mps")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="as dynsr upscale (default: bf16 where the CPU or GPU has it, else "
                         "fp32); scores of bf16 runs can differ from dynsr eval's fp32 by "
