@@ -523,3 +523,15 @@ def test_noise_level_estimate_recovers_added_gaussian_noise(name):
         assert estimate_noise_level(noisy) == pytest.approx(sigma, rel=0.07 if sigma == 5 else 0.02)
     with pytest.raises(ValueError, match="too small"):
         estimate_noise_level(image[..., :10, :10])
+
+
+def test_isotropic_gaussian_field_is_isotropic_gaussian_per_pixel():
+    from dynsr.degrade import isotropic_gaussian, isotropic_gaussian_field
+
+    widths = torch.tensor([[0.0, 0.2, 0.7], [1.3, 2.6, 3.0]], dtype=torch.float64)
+    field = isotropic_gaussian_field(widths[None, None], 15)  # (1, 225, 2, 3)
+    assert field.shape == (1, 225, 2, 3)
+    for i in range(2):
+        for j in range(3):
+            direct = isotropic_gaussian(15, widths[i, j:j + 1], dtype=torch.float64)[0]
+            assert torch.allclose(field[0, :, i, j].reshape(15, 15), direct, atol=1e-14)

@@ -177,13 +177,13 @@ def test_spatially_variant_maps_vary_and_drive_the_noise(flat):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_returned_blur_map_is_the_lr_grid_version_of_the_blur_applied(flat, monkeypatch, scale):
     used = []
-    original = samplers.per_pixel_gaussians
+    original = samplers.isotropic_gaussian_field
 
     def capture(width, size):
         used.append(width)
         return original(width, size)
 
-    monkeypatch.setattr(samplers, "per_pixel_gaussians", capture)
+    monkeypatch.setattr(samplers, "isotropic_gaussian_field", capture)
     cfg = _hr_cfg(flat, "variational", patch_size=48, augment=False,
                   degradation_options={"spatially_variant": 1.0})
     ds = build_dataset(cfg, scale, seed=2)

@@ -34,7 +34,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dynsr.degrade.kernels import GeneratorLike, isotropic_gaussian, make_generator
+from dynsr.degrade.kernels import (
+    GeneratorLike,
+    isotropic_gaussian,
+    isotropic_gaussian_field,
+    make_generator,
+)
 from dynsr.ops import dynamic_filter, imresize
 from dynsr.ops import quantize as quantize_8bit
 
@@ -204,9 +209,8 @@ def _gaussian_blur_map(xb: torch.Tensor, width_map: torch.Tensor, size: int, pad
     bands = []
     for top in range(0, height, rows_per_band):
         rows = min(rows_per_band, height - top)
-        widths = width_map[:, 0, top:top + rows]  # (Bw, rows, W)
-        kernels = isotropic_gaussian(size, widths, dtype=xb.dtype)  # (Bw, rows, W, k, k)
-        kernels = kernels.reshape(*widths.shape, size * size).permute(0, 3, 1, 2)
+        widths = width_map[:, :, top:top + rows].to(xb.dtype)  # (Bw, 1, rows, W)
+        kernels = isotropic_gaussian_field(widths, size)  # (Bw, k*k, rows, W)
         band = dynamic_filter(xp[:, :, top:top + rows + 2 * pad], _pad_kernels(kernels, batch, pad))
         bands.append(band[..., pad:pad + rows, pad:pad + width])
     return torch.cat(bands, dim=-2)
