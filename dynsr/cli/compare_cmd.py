@@ -25,10 +25,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from dynsr.blind import BLIND_METHODS, BLIND_SMOOTHING
-from dynsr.cli.options import smoothing_value
-from dynsr.cli.upscale_cmd import _map_argument
-from dynsr.degrade import load_kernel
+from dynsr.cli.options import (
+    add_blind_args,
+    add_told_degradation_args,
+    check_blind_args,
+    told_degradation,
+)
 from dynsr.models.inference import PRECISIONS
 from dynsr.report.compare import PREVIEW_SIZE, CompareOptions, compare, parse_models
 
@@ -73,29 +75,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "fp32); scores of bf16 runs can differ from dynsr eval's fp32 by "
                         "up to 0.1 dB")
     p.add_argument("--tile", type=int, metavar="N", help="tile side in LR pixels, as upscale")
-    g = p.add_argument_group("degradation (non-blind models: udvd, udvd-lite; with --from-hr "
-                             "also how the LR is made)")
-    blur = g.add_mutually_exclusive_group()
-    blur.add_argument("--blur", metavar="WIDTH|FILE",
-                      help="Gaussian blur width (sigma, HR pixels), or a per-pixel width map "
-                           "of the LR's size (.npy, or an image of 10 × the width), as "
-                           "dynsr upscale")
-    blur.add_argument("--kernel", type=Path, metavar="FILE",
-                      help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
-    g.add_argument("--noise", metavar="LEVEL|FILE",
-                   help="noise level (0..255 scale) or a per-pixel level map, as dynsr upscale")
-    b = p.add_argument_group("blind SR (non-blind models read the degradation off each image)")
-    b.add_argument("--blind", action="store_true",
-                   help="udvd models are not told --blur/--noise (which, with --from-hr, still "
-                        "make the LR): each image's degradation is estimated (dynsr.blind), and "
-                        "the estimated kernel and noise map are shown")
-    b.add_argument("--blind-method", choices=BLIND_METHODS, default="auto",
-                   help="learned (a fraction of a second), kernelgan (minutes), or auto "
-                        "(default: learned where its weights ship for the scale)")
-    b.add_argument("--blind-smoothing", type=smoothing_value, metavar="SIGMA|image",
-                   default=BLIND_SMOOTHING,
-                   help=f"learned: local estimates smoothed over SIGMA LR pixels (default "
-                        f"{BLIND_SMOOTHING:g}), or 'image' for one estimate per image")
+    add_told_degradation_args(p.add_argument_group(
+        "degradation (non-blind models: udvd, udvd-lite; with --from-hr also how the LR is "
+        "made)"))
+    add_blind_args(p.add_argument_group("blind SR (non-blind models read the degradation off "
+                                        "each image; its kernel and noise map are shown)"),
+                   kernelgan_iterations_flag=False, pictures_flag=False)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
     p.set_defaults(run=run)
@@ -120,17 +105,17 @@ def run(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     if args.tile is not None and args.tile < 16:
         raise ValueError(f"--tile must be at least 16, got {args.tile}")
-    blur = (load_kernel(args.kernel) if args.kernel is not None
-            else _map_argument(args.blur, "--blur", 10.0))
+    check_blind_args(args, args.scale)
+    blur, noise = told_degradation(args)
     options = CompareOptions(
         scale=args.scale, hr_dir=args.hr, from_hr=args.from_hr, blur=blur,
-        noise=_map_argument(args.noise, "--noise", 1.0), kernels=args.kernels,
+        noise=noise, kernels=args.kernels,
         recursive=args.recursive, device=args.device, precision=args.precision,
         tile=args.tile, preview_size=args.preview_size, crop=_parse_crop(args.crop),
         figure=args.figure, overwrite=args.overwrite, blind=args.blind,
-        blind_method=args.blind_method, blind_smoothing=args.blind_smoothing)
-    if not args.blind and args.blind_method != "auto":
-        raise ValueError("--blind-method goes with --blind")
+        blind_method=args.blind_method, blind_smoothing=args.blind_smoothing,
+        blind_isotropic=args.blind_kernel == "isotropic",
+        estimator_weights=args.estimator_weights)
     if args.blind and not args.from_hr and (args.blur is not None or args.kernel is not None
                                             or args.noise is not None):
         raise ValueError("--blind estimates the degradation: --blur/--kernel/--noise only "

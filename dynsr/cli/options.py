@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from dynsr.blind import BLIND_KERNEL, BLIND_METHODS, BLIND_SMOOTHING, resolve_blind_method
+from dynsr.degrade import load_kernel
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
+from dynsr.io import read_image
 
 
 def add_degradation_args(parser: argparse.ArgumentParser,
@@ -61,7 +66,8 @@ def degradation_from_args(args: argparse.Namespace) -> Degradation:
                        args.downsample, args.seed, random_kernel, realistic_lr)
 
 
-def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag: bool) -> None:
+def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag: bool,
+                   pictures_flag: bool = True) -> None:
     """``--blind`` and its options, for commands that run non-blind models (udvd)."""
     group.add_argument("--blind", action="store_true",
                        help="non-blind models (udvd): read each LR image's blur and noise off "
@@ -81,9 +87,11 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
                             f"(default {BLIND_KERNEL})")
     group.add_argument("--estimator-weights", type=Path, metavar="FILE",
                        help="learned: estimator weights instead of the shipped ones")
-    group.add_argument("--save-degradation", type=Path, metavar="DIR",
-                       help="write what was estimated, per image: NAME_kernel.png (enlarged), "
-                            "NAME_noise.png (sigma map, white = 75) and NAME_degradation.json")
+    if pictures_flag:
+        group.add_argument("--save-degradation", type=Path, metavar="DIR",
+                           help="write what was estimated, per image: NAME_kernel.png "
+                                "(enlarged), NAME_noise.png (sigma map, white = 75) and "
+                                "NAME_degradation.json")
     if kernelgan_iterations_flag:
         group.add_argument("--blind-iterations", type=int, default=3000, metavar="N",
                            help="kernelgan: KernelGAN iterations per image (default 3000)")
@@ -101,9 +109,11 @@ def smoothing_value(text: str) -> float | None:
 
 def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     """``ValueError`` naming the flag when the blind options do not fit together."""
+    pictures = getattr(args, "save_degradation", None)  # not every command has the flag
     used = [flag for flag, value in (("--estimator-weights", args.estimator_weights),
-                                      ("--save-degradation", args.save_degradation))
-            if value is not None]
+                                      ("--save-degradation", pictures)) if value is not None]
+    if not args.blind and args.blind_method != "auto":
+        used.insert(0, "--blind-method")
     if used and not args.blind:
         raise ValueError(f"{used[0]} goes with --blind")
     if not args.blind:
@@ -111,3 +121,60 @@ def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     args.blind_method = resolve_blind_method(args.blind_method, scale)
     if args.blind_method == "kernelgan" and args.estimator_weights is not None:
         raise ValueError("--estimator-weights is for --blind-method learned")
+
+
+def add_told_degradation_args(group: argparse._ArgumentGroup) -> None:
+    """``--blur`` / ``--kernel`` / ``--noise``: the degradation non-blind models (udvd) are
+    told, for commands that upscale given LR images (upscale, compare)."""
+    blur = group.add_mutually_exclusive_group()
+    blur.add_argument("--blur", metavar="WIDTH|FILE",
+                      help="isotropic Gaussian blur width (sigma, HR pixels) of the input, or "
+                           "a per-pixel width map of the input's size: .npy of widths, or an "
+                           "image whose pixel values are 10 × the width (2 → 0.2, 30 → 3.0)")
+    blur.add_argument("--kernel", type=Path, metavar="FILE",
+                      help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
+    group.add_argument("--noise", metavar="LEVEL|FILE",
+                       help="noise level of the input on the 0..255 scale, or a per-pixel "
+                            "level map of the input's size: .npy of levels, or an image whose "
+                            "pixel values (0..255) are the levels")
+
+
+def told_degradation(args: argparse.Namespace) -> tuple:
+    """(blur, noise) of ``--blur``/``--kernel`` and ``--noise``: a width, a kernel or a
+    per-pixel map (1, 1, h, w), and a level or a map; None where not given."""
+    blur = (load_kernel(args.kernel) if args.kernel is not None
+            else map_argument(args.blur, "--blur", 10.0))
+    return blur, map_argument(args.noise, "--noise", 1.0)
+
+
+def map_argument(value: str | None, option: str, per_unit: float) -> float | torch.Tensor | None:
+    """A number, or a per-pixel map (1, 1, h, w) on the input's grid read by :func:`_read_map`."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return _read_map(Path(value), option, per_unit)
+    if not number >= 0:
+        raise ValueError(f"{option} must be >= 0, got {value}")
+    return number
+
+
+def _read_map(path: Path, option: str, per_unit: float) -> torch.Tensor:
+    """``.npy``: the values themselves; an image file: each pixel value (0..255, colour
+    averaged) is ``per_unit`` × the value."""
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable .npy map ({err})") from err
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"{path}: {option} map must be a 2-D numeric array, got "
+                             f"{array.dtype} of shape {array.shape}")
+        values = torch.from_numpy(array.astype(np.float32))
+    else:
+        image = read_image(path)  # ImageReadError names the file
+        values = image.pixels.mean(dim=0) * 255.0 / per_unit
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(f"{path}: {option} map values must be finite and >= 0")
+    return values[None, None]

@@ -30,14 +30,16 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from dynsr.api import DEFAULT_MODEL, Upscaler, load
 from dynsr.blind import estimate_blind_degradation, kernel_width, save_degradation
-from dynsr.cli.options import add_blind_args, check_blind_args
-from dynsr.degrade import load_kernel
+from dynsr.cli.options import (
+    add_blind_args,
+    add_told_degradation_args,
+    check_blind_args,
+    told_degradation,
+)
 from dynsr.io import (
     PNG_COMPRESSION,
     SIXTEEN_BIT_SUFFIXES,
@@ -93,57 +95,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="default: bf16 on CPUs with native bf16 (AVX-512 BF16/AMX) and on "
                         "CUDA GPUs that support it, else fp32; fp16 only on GPUs")
-    g = p.add_argument_group("degradation (non-blind models: udvd, udvd-lite)")
-    blur = g.add_mutually_exclusive_group()
-    blur.add_argument("--blur", metavar="WIDTH|FILE",
-                      help="isotropic Gaussian blur width (sigma, HR pixels) of the input, or "
-                           "a per-pixel width map of the input's size: .npy of widths, or an "
-                           "image whose pixel values are 10 × the width (2 → 0.2, 30 → 3.0)")
-    blur.add_argument("--kernel", type=Path, metavar="FILE",
-                      help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
-    g.add_argument("--noise", metavar="LEVEL|FILE",
-                   help="noise level of the input on the 0..255 scale, or a per-pixel level "
-                        "map of the input's size: .npy of levels, or an image whose pixel "
-                        "values (0..255) are the levels")
+    add_told_degradation_args(p.add_argument_group(
+        "degradation (non-blind models: udvd, udvd-lite)"))
     add_blind_args(p.add_argument_group("blind SR with non-blind models (udvd, udvd-lite)"),
                    kernelgan_iterations_flag=True)
     # SUPPRESS: only set when given here, so `dynsr --debug upscale` keeps working.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
     p.set_defaults(run=run)
-
-
-def _map_argument(value: str | None, option: str, per_unit: float) -> float | torch.Tensor | None:
-    """A number, or a per-pixel map (1, 1, h, w) on the input's grid read by :func:`_read_map`."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return _read_map(Path(value), option, per_unit)
-    if not number >= 0:
-        raise ValueError(f"{option} must be >= 0, got {value}")
-    return number
-
-
-def _read_map(path: Path, option: str, per_unit: float) -> torch.Tensor:
-    """``.npy``: the values themselves; an image file: each pixel value (0..255, colour
-    averaged) is ``per_unit`` × the value."""
-    if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable .npy map ({err})") from err
-        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-            raise ValueError(f"{path}: {option} map must be a 2-D numeric array, got "
-                             f"{array.dtype} of shape {array.shape}")
-        values = torch.from_numpy(array.astype(np.float32))
-    else:
-        image = read_image(path)  # ImageReadError names the file
-        values = image.pixels.mean(dim=0) * 255.0 / per_unit
-    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
-        raise ValueError(f"{path}: {option} map values must be finite and >= 0")
-    return values[None, None]
 
 
 def _relative_name(path: Path, roots: list[Path]) -> Path:
@@ -203,9 +162,7 @@ def _given_conditions(args: argparse.Namespace, upscaler: Upscaler) -> dict:
     if args.blind_iterations < 1:
         raise ValueError(f"--blind-iterations must be positive, got {args.blind_iterations}")
     if upscaler.needs_degradation and not args.blind:
-        blur = (load_kernel(args.kernel) if args.kernel is not None
-                else _map_argument(args.blur, "--blur", 10.0))
-        return upscaler.conditions(blur, _map_argument(args.noise, "--noise", 1.0))
+        return upscaler.conditions(*told_degradation(args))
     if not upscaler.needs_degradation and (args.blur is not None or args.kernel is not None
                                            or args.noise is not None):
         raise ValueError(f"--blur/--kernel/--noise describe the input's degradation for "

@@ -46,7 +46,12 @@ from PIL import Image
 
 from dynsr import __version__
 from dynsr.api import Upscaler, load
-from dynsr.blind import BLIND_SMOOTHING, estimate_blind_degradation, save_degradation
+from dynsr.blind import (
+    BLIND_KERNEL,
+    BLIND_SMOOTHING,
+    estimate_blind_degradation,
+    save_degradation,
+)
 from dynsr.degrade import degrade, isotropic_gaussian
 from dynsr.io import ImageReadError, LoadedImage, list_images, read_image, write_image
 from dynsr.metrics import MetricSettings, evaluate_pair
@@ -119,6 +124,8 @@ class CompareOptions:
     blind: bool = False
     blind_method: str = "auto"
     blind_smoothing: float | None = BLIND_SMOOTHING
+    blind_isotropic: bool = BLIND_KERNEL == "isotropic"
+    estimator_weights: Path | None = None
     recursive: bool = False
     device: str = "auto"
     precision: str | None = None
@@ -314,8 +321,10 @@ def _page(path: Path, name: str, slug: str, file: str, folder: Path,
         blind = options.blind and upscaler.needs_degradation
         if blind:
             if estimate is None:
-                estimate = estimate_blind_degradation(lr.pixels, scale, options.blind_method,
-                                                      smoothing=options.blind_smoothing)
+                estimate = estimate_blind_degradation(
+                    lr.pixels, scale, options.blind_method, smoothing=options.blind_smoothing,
+                    isotropic=options.blind_isotropic,
+                    estimator_weights=options.estimator_weights)
             conditions = estimate.conditions()
         sr = upscaler.upscale_loaded(lr, conditions)
         # The model's time includes the estimate it needed (the first such model pays it).
