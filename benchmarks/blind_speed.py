@@ -27,15 +27,8 @@ import skimage.data
 import torch
 
 from dynsr.blind import load_estimator
-from dynsr.hardware import describe_cpu
+from dynsr.hardware import cpu_flags, describe_cpu
 from dynsr.io import atomic_write_json, write_image
-
-
-def cpu_flags() -> list[str]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
 
 
 def time_estimator(threads: int) -> dict:

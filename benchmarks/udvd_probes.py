@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from dynsr.hardware import cpu_flags, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "udvd_x2_cpu.yaml"
@@ -45,27 +46,6 @@ PROBES: dict[str, tuple[list[str], str]] = {
                   "no spatially variant samples"),
     "no_augment": (["data.train.augment=false"], "no flips / rotations"),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
-    except OSError:
-        pass
-    return []
 
 
 def run_probe(name: str, threads: int) -> None:
@@ -103,7 +83,7 @@ def table() -> dict:
             row["delta_db"] = round(row["set5_psnr_y"] - base, 4)
     return {"protocol": "configs/udvd_x2_cpu.yaml + " + " ".join(BUDGET)
             + "; Set5 PSNR-Y / SSIM-Y (crop 2) at blur 1.3 / noise 15, EMA weights at 3,000",
-            "cpu": cpu_name(), "flags": cpu_flags(), "probes": rows}
+            "cpu": describe_cpu(), "flags": cpu_flags(), "probes": rows}
 
 
 def main() -> int:

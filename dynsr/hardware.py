@@ -40,6 +40,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of the instruction sets that decide dynsr's speed (:data:`SPEED_FLAGS`) the CPU
+    lists in ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [flag for flag in SPEED_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
 def describe_cpu() -> dict[str, object]:
     """The machine a timing was taken on: model, logical CPUs, PyTorch's SIMD level, bf16."""
     return {"model": cpu_model(), "logical_cpus": os.cpu_count(),
