@@ -1,9 +1,9 @@
 """The `dynsr compare` report in a real browser: headless Chromium driven by selenium.
 
 Chromium and chromedriver come from Debian's packages (`apt-get install chromium
-chromium-driver`, done by .ci/run); without them the tests fail, they never skip. The reports are made from 48x48 crops of
-scikit-image's photos (grey, transparent and 16-bit ones too) with bicubic, DyConvSR and
-UDVD-lite, so the file runs in seconds.
+chromium-driver`, done by .ci/run); without them the tests fail, they never skip. The
+reports are made from 48x48 crops of scikit-image's photos (grey, transparent and 16-bit
+ones too) with bicubic, DyConvSR and UDVD-lite, so the file runs in seconds.
 """
 
 import math
