@@ -79,6 +79,7 @@ from dynsr.ops.resize import cubic
 __all__ = [
     "PCA_DIM",
     "bicubic_filter",
+    "is_blur_kernel",
     "udvd_kernel_from_direct",
     "PCA_KERNEL_SIZE",
     "compute_pca_basis",
@@ -400,11 +401,17 @@ def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     target = pad_kernel(kernel, size).reshape(-1, 1)
     code = torch.linalg.lstsq(design, target).solution[:, 0]
     fitted = kernel_from_code(code, basis)
-    if float(fitted.min()) >= -0.5 * float(fitted.max()):
+    if is_blur_kernel(fitted):
         return fitted
     # Normalised: a kernel wider than 15×15 loses its tails in the fit, not its brightness.
     fit = _nonnegative_fit(kernel, b)
     return kernel_from_code(kernel_code(fit / fit.sum()), basis)
+
+
+def is_blur_kernel(kernel: torch.Tensor) -> bool:
+    """No tap below −½ of the peak: what :func:`udvd_kernel_from_direct` accepts from the
+    least-squares fit (module doc)."""
+    return float(kernel.min()) >= -0.5 * float(kernel.max())
 
 
 def _nonnegative_fit(kernel: torch.Tensor, b: torch.Tensor, steps: int = 3000) -> torch.Tensor:

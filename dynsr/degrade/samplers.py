@@ -47,6 +47,7 @@ from dynsr.degrade import realistic
 from dynsr.degrade.degradation_map import (
     PCA_KERNEL_SIZE,
     bicubic_filter,
+    is_blur_kernel,
     kernel_code,
     load_pca_basis,
     udvd_kernel_from_direct,
@@ -364,7 +365,7 @@ class BlindSampler:
         operator = _direct_code_operator(scale, (scale - 1) / 2, kernel.shape[-1])
         code = operator @ kernel.reshape(-1)
         told = code @ load_pca_basis().to(torch.float64)
-        if float(told.min()) < -0.5 * float(told.max()):
+        if not is_blur_kernel(told):
             # Not a blur kernel: udvd_kernel_from_direct's non-negative fit instead (x4).
             code = kernel_code(udvd_kernel_from_direct(kernel, scale))
         return kernel.float(), code
