@@ -1,4 +1,5 @@
-"""DualSR on a DIV2KRK-style Set14: the paper's Table 1 rows and Table 2 ablations, x2.
+"""DualSR on a DIV2KRK-style Set14: the paper's Table 1 rows and Table 2 ablations, x2;
+the blind-SR rows at x4 too (``--scale 4``).
 
 The benchmark set: Set14's HR images, each blurred by its own random DIV2KRK kernel
 (``dynsr degrade --random-kernel div2krk --downsample direct --seed 0``: 11x11 anisotropic
@@ -42,6 +43,12 @@ be set against the reference's (how much the fast row's 1000 iterations lose to 
 
     python benchmarks/dualsr_table.py --data ../shared/data/test/Set14/HR --out results/dualsr
         [--rows bicubic dualsr ...] [--iterations 1000] [--precision bf16]
+    python benchmarks/dualsr_table.py --scale 4 --data ../shared/data/test/Set14/HR
+        --out results/blind/div2krk_x4 --rows bicubic udvd-learned udvd-gt ...
+
+At x4 (DIV2KRK's x4 kernels: the 11x11 kernel applied twice, 31x31; every 4th pixel) the
+rows are those that do not train DualSR (DualSR's x4 is two x2 stages, hours per image on
+this CPU), and no paper figures are printed (the paper's are x2); crop 4.
 
 It prints the rows as a Markdown table beside the paper's DIV2KRK figures (Tables 1 and 2;
 another image set, so compare gains over bicubic); a row still being built shows the mean
@@ -88,6 +95,9 @@ ROWS = {
     "udvd-learned-local16-iso": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "16"],
     "udvd-gt": ["--model", "udvd-lite"],
 }
+# Rows that need no DualSR training: the ones run at x4.
+X4_ROWS = ("bicubic", "dyconvsr", "udvd-blind", "udvd-learned", "udvd-learned-corrected",
+           "udvd-learned-image-iso", "udvd-gt")
 # The paper's figures on DIV2KRK, x2 (PSNR-Y, SSIM-Y): Table 1 rows and Table 2 ablations,
 # beside the row that plays their part here ("KernelGAN + ZSSR (masked interp)" for
 # kernelgan-gup). Another image set: their gains over bicubic compare, not their values.
@@ -112,7 +122,7 @@ def dynsr(*args: str) -> None:
 
 
 def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
-              precision: str) -> None:
+              precision: str, scale: int) -> None:
     """One ``dynsr eval`` of ``row`` on one image, its JSON written to ``target``."""
     flags = ROWS[row]
     # --iterations is DualSR's; KernelGAN (--blind, --kernelgan-kernel) keeps its own 3000.
@@ -129,7 +139,7 @@ def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
         # alone in a folder gets the kernel it gets among the others.
         single = Path(folder) / hr.name
         single.symlink_to(hr.resolve())
-        dynsr("eval", *flags, "--hr", str(single), *source, "--scale", "2", *options,
+        dynsr("eval", *flags, "--hr", str(single), *source, "--scale", str(scale), *options,
               "--json", str(target))
 
 
@@ -200,9 +210,9 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     return points
 
 
-def print_table(out: Path, names: list[str]) -> None:
-    """The rows as a Markdown table beside the paper's. A row still being built shows the
-    mean of its images done so far, with bicubic's and DualSR's on the same images."""
+def print_table(out: Path, names: list[str], scale: int) -> None:
+    """The rows as a Markdown table beside the paper's (x2). A row still being built shows
+    the mean of its images done so far, with bicubic's and DualSR's on the same images."""
     scores = {row: {name: json.loads(path.read_text()) for name in names
                     if (path := out / row / f"{name}.json").exists()} for row in ROWS}
     bicubic = scores["bicubic"]
@@ -219,7 +229,7 @@ def print_table(out: Path, names: list[str]) -> None:
         same = f"{base:.2f}"
         if len(done) < len(names) and all(n in scores["dualsr"] for n in done):
             same += f" / {mean_of([scores['dualsr'][n] for n in done], 'psnr_y'):.2f}"
-        paper = PAPER.get(row)
+        paper = PAPER.get(row) if scale == 2 else None
         cells = [row, f"{len(done)}/{len(names)}", f"{psnr:.2f} / {ssim:.4f}",
                  f"{psnr - base:+.2f}", same if len(done) < len(names) else "",
                  "" if kernel is None else f"{kernel:.4f}",
@@ -259,17 +269,24 @@ def main() -> int:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    parser.add_argument("--scale", type=int, choices=(2, 4), default=2)
     args = parser.parse_args()
+    if args.scale == 4 and (other := [r for r in args.rows if r not in X4_ROWS]):
+        if args.rows != list(ROWS):
+            parser.error(f"at x4 the rows are {', '.join(X4_ROWS)}; not {', '.join(other)}")
+        args.rows = list(X4_ROWS)
     lr_dir = args.out / "lr"
     if not (lr_dir / "kernels").is_dir():
-        dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", "2", *DIV2KRK_FLAGS)
+        dynsr("degrade", str(args.data), "-o", str(lr_dir), "--scale", str(args.scale),
+              *DIV2KRK_FLAGS)
     hr_images = list_images([args.data])
     for row in args.rows:
         parts = [args.out / row / f"{hr.stem}.json" for hr in hr_images]
         for hr, part in zip(hr_images, parts, strict=True):
             if not part.exists() and claim(part):
                 try:
-                    run_image(row, hr, lr_dir, part, args.iterations, args.precision)
+                    run_image(row, hr, lr_dir, part, args.iterations, args.precision,
+                              args.scale)
                 finally:
                     part.with_suffix(".running").unlink()
         done = sum(part.exists() for part in parts)
@@ -277,7 +294,7 @@ def main() -> int:
             combine(row, parts, args.out / f"{row}.json", args.data)
         else:
             print(f"{row}: {done} of {len(parts)} images done (the rest run elsewhere)")
-    print_table(args.out, [hr.stem for hr in hr_images])
+    print_table(args.out, [hr.stem for hr in hr_images], args.scale)
     against_reference(args.out, [hr.stem for hr in hr_images])
     for row in ROWS:
         path = args.out / f"{row}.json"

@@ -217,6 +217,7 @@ class Upscaler:
     def upscale(self, image: ImageLike, *, blur: Condition = None, noise: Condition = None,
                 blind: bool | str | BlindDegradation = False,
                 blind_smoothing: float | None = BLIND_SMOOTHING,
+                blind_correction: int | None = None,
                 progress: bool = False) -> ImageLike | UpscaledImage:
         """Upscale ``image`` (path, PIL image, NumPy array or tensor); returns the same kind
         (module doc). ``blur`` / ``noise``: the degradation, for UDVD only (a width, a
@@ -226,7 +227,8 @@ class Upscaler:
         learned estimator where its weights ship for the scale, else KernelGAN) or
         ``"learned"`` reads the degradation off the image with the shipped estimator
         (``blind_smoothing``: None for one degradation per image, or the LR-pixel radius of
-        local estimates),
+        local estimates; ``blind_correction``: steps of
+        :func:`dynsr.blind.correct_degradation` by this model, None for the default),
         ``"kernelgan"`` runs KernelGAN on it (minutes), or give a ready
         :class:`~dynsr.blind.BlindDegradation`. The estimate used is kept in
         :attr:`last_degradation`."""
@@ -239,11 +241,13 @@ class Upscaler:
             method = "auto" if blind is True else blind
             if isinstance(image, (str, os.PathLike)):
                 loaded = read_image(image)
-                estimate = self.estimate_degradation(loaded.pixels, method, blind_smoothing)
+                estimate = self.estimate_degradation(loaded.pixels, method, blind_smoothing,
+                                                     correction=blind_correction)
                 return self.upscale_loaded(loaded, estimate.conditions(), progress=progress)
 
             def blind_planes(colour: torch.Tensor, alpha: torch.Tensor | None) -> PlanePair:
-                estimate = self.estimate_degradation(colour, method, blind_smoothing)
+                estimate = self.estimate_degradation(colour, method, blind_smoothing,
+                                                     correction=blind_correction)
                 return self.upscale_planes(colour, alpha, estimate.conditions(),
                                            progress=progress)
 
@@ -261,14 +265,16 @@ class Upscaler:
                              smoothing: float | None = BLIND_SMOOTHING,
                              **options) -> BlindDegradation:
         """The degradation of one LR image (C, h, w) in [0, 1] at this upscaler's scale
-        (:func:`dynsr.blind.estimate_blind_degradation`; ``options``: its keyword arguments),
-        kept in :attr:`last_degradation`. A given estimate is passed through."""
+        (:func:`dynsr.blind.estimate_blind_degradation`; ``options``: its keyword arguments;
+        the correction, if any, runs this upscaler), kept in :attr:`last_degradation`. A given
+        estimate is passed through."""
         if isinstance(method, BlindDegradation):
             estimate = method
         else:
-            estimate = estimate_blind_degradation(lr.detach().to("cpu", torch.float32),
-                                                  self.scale, method, smoothing=smoothing,
-                                                  **options)
+            lr = lr.detach().to("cpu", torch.float32)
+            estimate = estimate_blind_degradation(
+                lr, self.scale, method, smoothing=smoothing,
+                restore=lambda conditions: self._run(lr, conditions, False), **options)
         self.last_degradation = estimate
         return estimate
 

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         figure=args.figure, overwrite=args.overwrite, blind=args.blind,
         blind_method=args.blind_method, blind_smoothing=args.blind_smoothing,
         blind_isotropic=args.blind_kernel == "isotropic",
-        estimator_weights=args.estimator_weights)
+        blind_correction=args.blind_correction, estimator_weights=args.estimator_weights)
     if args.blind and not args.from_hr and (args.blur is not None or args.kernel is not None
                                             or args.noise is not None):
         raise ValueError("--blind estimates the degradation: --blur/--kernel/--noise only "

@@ -24,6 +24,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from dynsr.blind import BLIND_CORRECTION
 from dynsr.cli.options import (
     add_blind_args,
     add_degradation_args,
@@ -47,7 +48,7 @@ from dynsr.evaluation import (
 )
 from dynsr.io import atomic_write_json, list_images
 from dynsr.models import get_spec
-from dynsr.models.inference import compute_dtype, prepare_model
+from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
 from dynsr.zeroshot.dualsr import DualSRConfig
 from dynsr.zeroshot.kernelgan import CROP_SAMPLING
 
@@ -179,7 +180,9 @@ def _blind_settings(args: argparse.Namespace) -> dict:
     weights = args.estimator_weights
     return {"method": "learned", "estimator": "dynsr.models.degradation_estimator",
             "weights": str(weights) if weights else "shipped",
-            "smoothing": args.blind_smoothing, "told": args.blind_kernel}
+            "smoothing": args.blind_smoothing, "told": args.blind_kernel,
+            "correction": (args.blind_correction if args.blind_correction is not None
+                           else BLIND_CORRECTION if args.blind_kernel == "isotropic" else 0)}
 
 
 def _zeroshot_config(args: argparse.Namespace) -> DualSRConfig:
@@ -203,7 +206,11 @@ def _evaluate_model(args: argparse.Namespace, degradation: Degradation, hr_paths
                          isotropic=args.blind_kernel == "isotropic",
                          estimator_weights=args.estimator_weights,
                          iterations=args.kernelgan_iterations,
-                         save_dir=args.save_degradation, kernel_errors=kernel_errors)
+                         save_dir=args.save_degradation, kernel_errors=kernel_errors,
+                         restore_with=lambda lr, told: upscale_batch(
+                             model, lr[None], precision=args.precision, channels_last=fast,
+                             **told)[0].clamp(0.0, 1.0),
+                         correction=args.blind_correction)
         if args.blind else model_conditions(args.model, degradation))
     result = evaluate_images(model, hr_paths, degradation, lr_dir=args.lr, crop=crop,
                              precision=args.precision, channels_last=fast,

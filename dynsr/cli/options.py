@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynsr.blind import BLIND_KERNEL, BLIND_METHODS, BLIND_SMOOTHING, resolve_blind_method
+from dynsr.blind import (
+    BLIND_CORRECTION,
+    BLIND_KERNEL,
+    BLIND_METHODS,
+    BLIND_SMOOTHING,
+    resolve_blind_method,
+)
 from dynsr.degrade import load_kernel
 from dynsr.evaluation import RANDOM_KERNELS, Degradation
 from dynsr.io import read_image
@@ -85,6 +91,11 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
                        help="what UDVD is told: the kernel as read (full) or the nearest "
                             "isotropic Gaussian, the only kind UDVD's shipped weights learnt "
                             f"(default {BLIND_KERNEL})")
+    group.add_argument("--blind-correction", type=int, metavar="N",
+                       help="learned, isotropic: N rounds in which UDVD's output, degraded "
+                            "again as UDVD was told, shows the estimator its own bias on this "
+                            f"image (default {BLIND_CORRECTION}; 0: none; each round is one "
+                            "more UDVD pass)")
     group.add_argument("--estimator-weights", type=Path, metavar="FILE",
                        help="learned: estimator weights instead of the shipped ones")
     if pictures_flag:
@@ -111,6 +122,7 @@ def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     """``ValueError`` naming the flag when the blind options do not fit together."""
     pictures = getattr(args, "save_degradation", None)  # not every command has the flag
     used = [flag for flag, value in (("--estimator-weights", args.estimator_weights),
+                                      ("--blind-correction", args.blind_correction),
                                       ("--save-degradation", pictures)) if value is not None]
     if not args.blind and args.blind_method != "auto":
         used.insert(0, "--blind-method")
@@ -121,6 +133,14 @@ def check_blind_args(args: argparse.Namespace, scale: int) -> None:
     args.blind_method = resolve_blind_method(args.blind_method, scale)
     if args.blind_method == "kernelgan" and args.estimator_weights is not None:
         raise ValueError("--estimator-weights is for --blind-method learned")
+    if args.blind_correction:
+        if args.blind_correction < 0:
+            raise ValueError(f"--blind-correction must be 0 or more, got "
+                             f"{args.blind_correction}")
+        if args.blind_method == "kernelgan" or args.blind_kernel != "isotropic":
+            raise ValueError("--blind-correction goes with the learned estimator told as "
+                             "isotropic kernels (--blind-method learned, --blind-kernel "
+                             "isotropic)")
 
 
 def add_told_degradation_args(group: argparse._ArgumentGroup) -> None:

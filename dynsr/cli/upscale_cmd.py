@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from dynsr.api import DEFAULT_MODEL, Upscaler, load
@@ -170,13 +171,20 @@ def _given_conditions(args: argparse.Namespace, upscaler: Upscaler) -> dict:
     return {}
 
 
-def _estimated_conditions(args: argparse.Namespace, image: LoadedImage, path: Path,
-                          report: Callable[[str], None]) -> dict:
-    """--blind: the degradation read off ``image``, reported (and saved if asked)."""
+def _estimated_conditions(args: argparse.Namespace, upscaler: Upscaler, image: LoadedImage,
+                          path: Path, report: Callable[[str], None]) -> dict:
+    """--blind: the degradation read off ``image`` (corrected by ``upscaler``), reported (and
+    saved if asked)."""
+    pixels = image.pixels.to(torch.float32)
+
+    def restore(conditions: dict) -> torch.Tensor:
+        return upscaler.upscale_planes(pixels, None, conditions)[0]
+
     estimate = estimate_blind_degradation(
         image.pixels, args.scale, args.blind_method,
         smoothing=args.blind_smoothing, isotropic=args.blind_kernel == "isotropic",
-        estimator_weights=args.estimator_weights, kernelgan_iterations=args.blind_iterations)
+        estimator_weights=args.estimator_weights, kernelgan_iterations=args.blind_iterations,
+        restore=restore, correction=args.blind_correction)
     noise = estimate.noise_map
     spread = (f" ({float(noise.min()):.1f} to {float(noise.max()):.1f})"
               if estimate.varies else "")
@@ -224,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             image = read_image(path)
             if args.blind:
-                conditions = _estimated_conditions(args, image, path, report)
+                conditions = _estimated_conditions(args, upscaler, image, path, report)
             result = upscaler.upscale_loaded(image, conditions, progress=True)
             if result.bit_depth == 16 and target.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
                 report(f"{path}: 16-bit image written as 8-bit {target.suffix} (use --ext "

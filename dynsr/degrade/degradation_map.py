@@ -404,7 +404,7 @@ def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     if is_blur_kernel(fitted):
         return fitted
     # Normalised: a kernel wider than 15×15 loses its tails in the fit, not its brightness.
-    fit = _nonnegative_fit(kernel, b)
+    fit = _nonnegative_fit(kernel, scale, (float(offset[0]), float(offset[1])))
     return kernel_from_code(kernel_code(fit / fit.sum()), basis)
 
 
@@ -414,18 +414,38 @@ def is_blur_kernel(kernel: torch.Tensor) -> bool:
     return float(kernel.min()) >= -0.5 * float(kernel.max())
 
 
-def _nonnegative_fit(kernel: torch.Tensor, b: torch.Tensor, steps: int = 3000) -> torch.Tensor:
-    """The 15×15 kernel k ≥ 0 minimising ‖k * b − kernel‖² (accelerated projected gradient,
-    FISTA, float64; the problem is convex, 3,000 steps take ~40 ms)."""
-    eye = torch.eye(PCA_KERNEL_SIZE**2, dtype=torch.float64).reshape(-1, 1, PCA_KERNEL_SIZE,
-                                                                      PCA_KERNEL_SIZE)
-    blurred = F.conv2d(eye, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
-    size = max(blurred.shape[-1], kernel.shape[-1])
-    operator = pad_kernel(blurred, size).reshape(eye.shape[0], -1).T  # (size², 225)
-    gram = operator.T @ operator
-    rhs = operator.T @ pad_kernel(kernel, size).reshape(-1)
+@functools.lru_cache(maxsize=16)
+def _nonnegative_system(scale: int, offset: tuple[float, float], size: int
+                        ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """For :func:`_nonnegative_fit`: the operator k ↦ k * b (b the bicubic filter at
+    ``offset``) on a ``size``-wide grid, its Gram matrix and the gradient step. Built once
+    per grid (the estimator's sampler asks for it on every DIV2KRK x4 kernel)."""
+    b = bicubic_filter(scale, offset)
+    n, m = PCA_KERNEL_SIZE, b.shape[-1]
+    # Tap (i, j) of k contributes b placed at (i, j) of the full convolution's grid: the
+    # columns are written directly (a float64 conv2d of the 225 unit kernels took ~0.3 s).
+    blurred = torch.zeros(n, n, n + m - 1, n + m - 1, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            blurred[i, j, i:i + m, j:j + m] = b
+    full = max(blurred.shape[-1], size)
+    operator = pad_kernel(blurred.reshape(n * n, n + m - 1, n + m - 1), full
+                          ).reshape(n * n, -1).T  # (full², 225)
     step = 1.0 / float(torch.linalg.matrix_norm(operator, 2)) ** 2
-    x = torch.zeros(eye.shape[0], dtype=torch.float64)
+    return operator, operator.T @ operator, step
+
+
+def _nonnegative_fit(kernel: torch.Tensor, scale: int, offset: tuple[float, float],
+                     steps: int = 3000) -> torch.Tensor:
+    """The 15×15 kernel k ≥ 0 minimising ‖k * b − kernel‖², b the bicubic filter at
+    ``offset`` (accelerated projected gradient, FISTA, float64; the problem is convex, 3,000
+    steps take ~40 ms)."""
+    # Offsets equal up to float rounding share one system (DIV2KRK's are all (s−1)/2).
+    key = (round(offset[0], 9), round(offset[1], 9))
+    operator, gram, step = _nonnegative_system(scale, key, kernel.shape[-1])
+    full = math.isqrt(operator.shape[0])
+    rhs = operator.T @ pad_kernel(kernel, full).reshape(-1)
+    x = torch.zeros(operator.shape[1], dtype=torch.float64)
     y, momentum = x.clone(), 1.0
     for _ in range(steps):
         x_next = (y - step * (gram @ y - rhs)).clamp_min(0.0)

@@ -17,6 +17,7 @@ scores the LR itself.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import sys
 import time
@@ -182,6 +183,8 @@ def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: s
                      smoothing: float | None = BLIND_SMOOTHING, isotropic: bool = True,
                      estimator_weights: Path | None = None,
                      iterations: int = 3000, save_dir: Path | None = None,
+                     restore_with: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
+                     correction: int | None = None,
                      kernel_errors: dict[str, dict]) -> Callable[[Path, torch.Tensor], dict]:
     """:data:`Conditions` estimated from each LR image (:func:`dynsr.blind.
     estimate_blind_degradation`: ``method`` ``"learned"`` or ``"kernelgan"``). Per image,
@@ -190,12 +193,17 @@ def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: s
     is told from the one it should be told (the true kernel; for direct downsampling its
     least-squares UDVD equivalent, as the GT-kernel evaluation tells UDVD); KernelGAN's own
     kernel is also scored against the truth (``kernel_sse``, ``kernel_psnr``). With
-    ``save_dir``, the pictures of each estimate (:func:`dynsr.blind.save_degradation`)."""
+    ``save_dir``, the pictures of each estimate (:func:`dynsr.blind.save_degradation`).
+    ``restore_with(lr, conditions)``: the model evaluated, for ``correction`` steps of
+    :func:`dynsr.blind.correct_degradation` (None: the default)."""
     def estimated(path: Path, lr: torch.Tensor) -> dict:
         estimate = estimate_blind_degradation(lr.float(), degradation.scale, method,
                                               smoothing=smoothing, isotropic=isotropic,
                                               estimator_weights=estimator_weights,
-                                              kernelgan_iterations=iterations)
+                                              kernelgan_iterations=iterations,
+                                              restore=None if restore_with is None else
+                                              functools.partial(restore_with, lr.float()),
+                                              correction=correction)
         record = {"estimate_seconds": round(estimate.seconds, 3),
                   "noise_estimate": round(estimate.noise, 3)}
         truth = true_kernel(path, degradation, lr_dir)

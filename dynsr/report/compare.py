@@ -33,6 +33,7 @@ nothing is written.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import time
 import zlib
@@ -125,6 +126,7 @@ class CompareOptions:
     blind_method: str = "auto"
     blind_smoothing: float | None = BLIND_SMOOTHING
     blind_isotropic: bool = BLIND_KERNEL == "isotropic"
+    blind_correction: int | None = None  # None: dynsr.blind's default
     estimator_weights: Path | None = None
     recursive: bool = False
     device: str = "auto"
@@ -251,6 +253,12 @@ def _load_models(choices: list[ModelChoice], options: CompareOptions,
     return loaded
 
 
+def _restore(upscaler: Upscaler, lr: torch.Tensor, conditions: dict) -> torch.Tensor:
+    """The SR of ``lr`` by a non-blind ``upscaler`` told ``conditions`` (for the correction
+    of a blind estimate)."""
+    return upscaler.upscale_planes(lr, None, conditions)[0]
+
+
 def _conditions(upscaler: Upscaler, options: CompareOptions) -> dict:
     if upscaler.needs_degradation:
         return upscaler.conditions(options.blur, options.noise)
@@ -321,10 +329,13 @@ def _page(path: Path, name: str, slug: str, file: str, folder: Path,
         blind = options.blind and upscaler.needs_degradation
         if blind:
             if estimate is None:
+                # Corrected (if at all) by the first non-blind model, shared by the rest.
                 estimate = estimate_blind_degradation(
                     lr.pixels, scale, options.blind_method, smoothing=options.blind_smoothing,
                     isotropic=options.blind_isotropic,
-                    estimator_weights=options.estimator_weights)
+                    estimator_weights=options.estimator_weights,
+                    restore=functools.partial(_restore, upscaler, lr.pixels.float()),
+                    correction=options.blind_correction)
             conditions = estimate.conditions()
         sr = upscaler.upscale_loaded(lr, conditions)
         # The model's time includes the estimate it needed (the first such model pays it).
