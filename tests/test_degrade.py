@@ -1,5 +1,6 @@
 """Synthetic degradations: kernels, blur/downsample/noise pipeline, PCA degradation maps."""
 
+import importlib
 import math
 
 import numpy as np
@@ -535,3 +536,20 @@ def test_isotropic_gaussian_field_is_isotropic_gaussian_per_pixel():
         for j in range(3):
             direct = isotropic_gaussian(15, widths[i, j:j + 1], dtype=torch.float64)[0]
             assert torch.allclose(field[0, :, i, j].reshape(15, 15), direct, atol=1e-14)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_float64_blur_with_a_large_kernel_sums_shifts_to_the_same_bytes(monkeypatch, per_image):
+    # Float64 convolution would unfold the image k² times (GBs for DIV2KRK's 31x31 x4
+    # kernels); past a size, blur sums shifted images instead. Forced here on a small image.
+    pipeline = importlib.import_module("dynsr.degrade.pipeline")
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 40, 44, generator=gen, dtype=torch.float64)
+    shape = (2, 31, 31) if per_image else (31, 31)
+    kernel = torch.rand(*shape, generator=gen, dtype=torch.float64)
+    reference = pipeline.blur(x, kernel)
+    reference32 = pipeline.blur(x.float(), kernel.float())
+    monkeypatch.setattr(pipeline, "_UNFOLD_BYTES", 0)
+    assert torch.equal(pipeline.blur(x, kernel), reference)
+    # Float32 (oneDNN, which does not unfold) keeps its convolution.
+    assert torch.equal(pipeline.blur(x.float(), kernel.float()), reference32)
