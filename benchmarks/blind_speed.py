@@ -6,8 +6,9 @@ Measured in one run, on this machine (its CPU model and flags are recorded):
   fp32, median of 5 after a warm-up;
 * ``dynsr upscale --model udvd-lite --blind --precision fp32`` on a 384×384 LR at x2, the
   whole command as a user runs it (process start, loading, estimate, UDVD, writing), with the
-  learned estimator (default) and with ``--blind-method kernelgan`` (today's path before the
-  estimator, 3,000 KernelGAN iterations): their ratio is the speed-up.
+  learned estimator (default: its estimate corrected by two more UDVD passes), the learned
+  estimator without correction (``--blind-correction 0``), and ``--blind-method kernelgan``
+  (the path before the estimator, 3,000 KernelGAN iterations): the ratios are the speed-ups.
 
     python benchmarks/blind_speed.py [--threads 2] [--skip-kernelgan] [--out FILE.json]
 """
@@ -45,7 +46,7 @@ def time_estimator(threads: int) -> dict:
             "runs_s": [round(t, 4) for t in times]}
 
 
-def time_command(method: str, threads: int, folder: Path) -> float:
+def time_command(method: str, threads: int, folder: Path, *flags: str) -> float:
     photo = torch.from_numpy(skimage.data.coffee()[:384, 100:484].copy())
     source = folder / "in" / "coffee384.png"
     if not source.exists():
@@ -53,7 +54,7 @@ def time_command(method: str, threads: int, folder: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "dynsr", "upscale", str(source), "-o",
                str(folder / method), "--model", "udvd-lite", "--scale", "2", "--blind",
-               "--blind-method", method, "--precision", "fp32", "--overwrite"]
+               "--blind-method", method, "--precision", "fp32", "--overwrite", *flags]
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.perf_counter() - start
@@ -73,6 +74,9 @@ def main() -> int:
         learned = time_command("learned", args.threads, Path(folder))
         result["upscale_blind_384_x2_learned_s"] = round(learned, 2)
         print(f"dynsr upscale --blind (learned), 384x384 x2: {learned:.1f} s")
+        plain = time_command("learned", args.threads, Path(folder), "--blind-correction", "0")
+        result["upscale_blind_384_x2_learned_no_correction_s"] = round(plain, 2)
+        print(f"dynsr upscale --blind --blind-correction 0: {plain:.1f} s")
         if not args.skip_kernelgan:
             kernelgan = time_command("kernelgan", args.threads, Path(folder))
             result["upscale_blind_384_x2_kernelgan_s"] = round(kernelgan, 2)

@@ -45,15 +45,20 @@ PAPER = {
 
 
 def evaluate(data: Path, out: Path, name: str, scale: int, width: float, noise: float,
-             weights: Path | None, model: str = "udvd-lite", blind: bool = False) -> dict:
+             weights: Path | None, model: str = "udvd-lite", blind: bool = False,
+             correction: int | None = None) -> dict:
     """One cell: the JSON of ``dynsr eval`` (run unless it exists); ``blind``: UDVD is not
-    told the degradation but reads it off each LR (``--blind``, its defaults)."""
-    prefix = ("" if model == "udvd-lite" else f"{model}_") + ("blind_" if blind else "")
+    told the degradation but reads it off each LR (``--blind``, its defaults, or
+    ``correction`` rounds of correction: files ``blind-cN_...``)."""
+    blind_name = "blind_" if correction is None else f"blind-c{correction}_"
+    prefix = ("" if model == "udvd-lite" else f"{model}_") + (blind_name if blind else "")
     return cached_eval(out / f"{prefix}x{scale}_{name}_b{width}_n{noise:g}.json",
                        ["--model", model, "--scale", str(scale), "--hr",
                         str(data / name / "HR"), "--blur", str(width), "--noise", str(noise),
                         *(["--weights", str(weights)] if weights else []),
-                        *(["--blind"] if blind else [])])
+                        *(["--blind"] if blind else []),
+                        *(["--blind-correction", str(correction)]
+                          if blind and correction is not None else [])])
 
 
 def main() -> int:
@@ -68,6 +73,8 @@ def main() -> int:
     parser.add_argument("--blind", action="store_true",
                         help="also run UDVD blind (--blind: the degradation read off each LR) "
                              "and print its cells beside the told ones")
+    parser.add_argument("--blind-correction", type=int, metavar="N",
+                        help="blind with N rounds of correction instead of the default")
     args = parser.parse_args()
     weights = {int(s): Path(f) for s, f in (w.split("=", 1) for w in args.weights)}
 
@@ -85,7 +92,8 @@ def main() -> int:
                 srmd, udvd = PAPER[(width, noise)][(name, scale)]
                 if args.blind:
                     blind = evaluate(args.data, args.out, name, scale, width, noise,
-                                     weights.get(scale), blind=True)
+                                     weights.get(scale), blind=True,
+                                     correction=args.blind_correction)
                     cells.append(f"{blind['psnr_y']:.2f} ({blind['psnr_y'] - r['psnr_y']:+.2f})")
                 cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
                              f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f} | {srmd:.2f} | "

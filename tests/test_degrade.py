@@ -553,3 +553,17 @@ def test_float64_blur_with_a_large_kernel_sums_shifts_to_the_same_bytes(monkeypa
     assert torch.equal(pipeline.blur(x, kernel), reference)
     # Float32 (oneDNN, which does not unfold) keeps its convolution.
     assert torch.equal(pipeline.blur(x.float(), kernel.float()), reference32)
+
+
+def test_separable_blur_is_blur_by_the_outer_product():
+    from dynsr.degrade import separable_blur
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 30, 41, generator=gen, dtype=torch.float64)
+    taps = torch.rand(7, generator=gen, dtype=torch.float64)
+    for padding in ("replicate", "reflect"):
+        full = blur(x, taps[:, None] * taps[None, :], padding)
+        assert torch.allclose(separable_blur(x, taps, padding), full, atol=1e-12)
+        assert torch.allclose(separable_blur(x[0], taps, padding), full[0], atol=1e-12)
+    with pytest.raises(ValueError, match="odd length"):
+        separable_blur(x, taps[:6])

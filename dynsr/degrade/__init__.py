@@ -45,6 +45,7 @@ from dynsr.degrade.pipeline import (
     blur,
     degrade,
     gaussian_blur,
+    separable_blur,
     subsample,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "div2krk_kernel",
     "downsample_map",
     "gaussian_blur",
+    "separable_blur",
     "horizontal_ramp",
     "isotropic_gaussian",
     "isotropic_gaussian_field",

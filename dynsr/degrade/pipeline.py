@@ -50,6 +50,7 @@ __all__ = [
     "blur",
     "degrade",
     "gaussian_blur",
+    "separable_blur",
     "subsample",
 ]
 
@@ -194,6 +195,26 @@ def _correlate(planes: torch.Tensor, weight: torch.Tensor, groups: int) -> torch
         for v in range(kw):
             out.addcmul_(planes[..., u:u + rows, v:v + cols], taps[:, u, v, None, None])
     return out
+
+
+def separable_blur(x: torch.Tensor, taps: torch.Tensor, padding: str = "replicate"
+                   ) -> torch.Tensor:
+    """Blur each channel of ``x`` (C, H, W) or (B, C, H, W) by the outer product of the 1-D
+    ``taps`` (odd length) with itself: :func:`blur` with ``taps[:, None] * taps[None, :]``,
+    as two 1-D passes (float rounding aside). Runs as grouped channels_last convolutions:
+    oneDNN's single-channel path is ~8× slower for such thin kernels (15 taps, 3×768²,
+    2 threads: 6 against 53 ms a pass)."""
+    xb, was_3d = _as_batch(x)
+    size = taps.shape[-1]
+    if taps.dim() != 1 or size % 2 == 0:
+        raise ValueError(f"taps must be 1-D of odd length, got shape {tuple(taps.shape)}")
+    channels, pad = xb.shape[1], size // 2
+    taps = taps.to(device=xb.device, dtype=xb.dtype)
+    xp = _pad(xb, pad, pad, pad, pad, padding).contiguous(memory_format=torch.channels_last)
+    rows = taps.reshape(1, 1, size, 1).expand(channels, 1, size, 1).contiguous()
+    out = F.conv2d(F.conv2d(xp, rows, groups=channels), rows.transpose(-2, -1).contiguous(),
+                   groups=channels).contiguous()
+    return out[0] if was_3d else out
 
 
 def gaussian_blur(

@@ -306,11 +306,12 @@ class DynamicBlock(nn.Module):
 
     def predict_kernels(self, joint: torch.Tensor) -> torch.Tensor:
         """Per-pixel kernels (B, k²·rate², H, W), contiguous, tap-major then sub-pixel."""
-        # A conv with a channels_last input or weight gives channels_last kernels, which the
-        # dynamic ops must transpose tap by tap (slower than the filtering itself). Contiguous
-        # input and weight give contiguous kernels; the weight copy is small.
-        head = self.kernel_head
-        kernels = F.conv2d(joint.contiguous(), head.weight.contiguous(), head.bias, padding=1)
+        # A conv with a channels_last input gives channels_last kernels, which the dynamic ops
+        # must transpose tap by tap (slower than the filtering itself): the kernels are made
+        # contiguous. Converting them (k²·rate² channels) rather than the joint features
+        # (96) before the conv: 0.22 instead of 0.73 s per call for a 768² x2 output (Xeon,
+        # AVX-512, 2 threads, fp32).
+        kernels = self.kernel_head(joint).contiguous()
         if self.kernel_normalization == "softmax":
             b, _, h, w = kernels.shape
             taps = self.kernel_size * self.kernel_size
