@@ -275,6 +275,22 @@ def test_published_training_output_loads_by_name(tmp_path, capsys):
     for key, value in result.model.state_dict().items():
         assert torch.equal(upscaler.model.state_dict()[key], value), key
 
+    # --storage fp16: half the bytes, the metadata kept, loaded back as float32 (the values
+    # rounded to float16), and the storage named in the manifest.
+    half = tmp_path / "half"
+    assert main(["publish-weights", str(tmp_path / "run" / "model.safetensors"),
+                 "--weights-dir", str(half), "--storage", "fp16"]) == 0
+    entry16 = json.loads((half / "manifest.json").read_text())["models"]["dyconvsr"]["2"]
+    assert entry16["storage"] == "fp16" and "storage" not in entry
+    assert entry16["training"] == entry["training"]
+    size16, size32 = ((d / "dyconvsr_x2.safetensors").stat().st_size for d in (half, shipped))
+    assert size16 < 0.6 * size32
+    loaded = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32", weights_dir=half)
+    for key, value in result.model.state_dict().items():
+        got = loaded.model.state_dict()[key]
+        assert got.dtype == value.dtype
+        assert torch.equal(got, value.half().to(value.dtype)), key
+
     # A damaged copy is refused with the file named; a file without metadata is not published.
     blob = bytearray((shipped / entry["file"]).read_bytes())
     blob[-1] ^= 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dynsr.upscale.weights import publish_weights
+from dynsr.upscale.weights import STORAGE_DTYPES, publish_weights
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="safetensors files written by dynsr train")
     p.add_argument("--weights-dir", type=Path, metavar="DIR",
                    help="target folder (default: the package's dynsr/weights)")
+    p.add_argument("--storage", choices=tuple(STORAGE_DTYPES), default="fp32",
+                   help="fp16: store the tensors in float16, half the size (loaded back "
+                        "in the model's dtype); default fp32, as trained")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     for path in args.files:
-        entry = publish_weights(path, args.weights_dir)  # WeightsError is a ValueError
+        entry = publish_weights(path, args.weights_dir, args.storage)  # a ValueError
         print(f"{entry.name} x{entry.scale}: {entry.path} sha256 {entry.sha256}")
     return 0

@@ -38,7 +38,13 @@ from dynsr.models.degradation_estimator import DegradationEstimator, estimator_l
 from dynsr.train.config import resolve_path
 from dynsr.train.datasets import HRFolderDataset, SampleIndexSampler
 from dynsr.train.ema import EMA
-from dynsr.upscale.weights import add_manifest_entry, default_weights_dir, load_state_dict
+from dynsr.upscale.weights import (
+    STORAGE_DTYPES,
+    add_manifest_entry,
+    default_weights_dir,
+    load_state_dict,
+    stored_bytes,
+)
 
 __all__ = ["train_estimator", "validate"]
 
@@ -262,13 +268,14 @@ def train_estimator(cfg: dict, out: Path, resume: bool = False) -> dict:
     return summary
 
 
-def publish_estimator(run: Path, weights_dir: Path | None = None) -> Path:
+def publish_estimator(run: Path, weights_dir: Path | None = None,
+                      storage: str = "fp32") -> Path:
     """Ship a finished run's best (EMA) weights: ``degradation-estimator_xS.safetensors`` in
-    the weights folder, with a manifest entry (sha256, architecture, training and
-    validation)."""
+    the weights folder (``storage``: :func:`dynsr.upscale.weights.stored_bytes`), with a
+    manifest entry (sha256, architecture, training and validation)."""
     summary = json.loads((run / "summary.json").read_text())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    data = (run / "best.safetensors").read_bytes()
+    data = stored_bytes(run / "best.safetensors", storage)
     scale = int(summary["scale"])
     folder = weights_dir or default_weights_dir()
     name = f"degradation-estimator_x{scale}.safetensors"
@@ -280,6 +287,7 @@ def publish_estimator(run: Path, weights_dir: Path | None = None) -> Path:
     entry = {
         "file": name,
         "sha256": hashlib.sha256(data).hexdigest(),
+        **({"storage": storage} if storage != "fp32" else {}),
         "config": {k: v for k, v in cfg["model"].items() if k != "init"},
         "training": {
             "run": cfg["name"],
@@ -311,11 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--publish", action="store_true",
                     help="ship the finished run in --out (its best weights) into dynsr/weights")
+    ap.add_argument("--storage", choices=tuple(STORAGE_DTYPES), default="fp32",
+                    help="--publish: fp16 stores the weights in float16 (half the size)")
     args = ap.parse_args(argv)
     cfg = load_estimator_config(args.config, args.overrides)
     out = args.out or Path("runs") / cfg["name"]
     if args.publish:
-        print(publish_estimator(out))
+        print(publish_estimator(out, storage=args.storage))
         return 0
     train_estimator(cfg, out, resume=args.resume)
     return 0

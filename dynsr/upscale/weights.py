@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from dynsr.io import atomic_write_bytes, atomic_write_json
@@ -208,13 +208,34 @@ def _init_stages(init: str | None) -> list[dict]:
     return [*_init_stages(run["model"].get("init")), _stage_record(meta, run)]
 
 
+STORAGE_DTYPES = {"fp32": None, "fp16": torch.float16}
+
+
+def stored_bytes(source: str | os.PathLike[str], storage: str = "fp32") -> bytes:
+    """The bytes of a safetensors file as it ships: as it is (``"fp32"``), or with every
+    floating tensor rounded to float16 (``"fp16"``, half the size; the metadata kept).
+    :func:`load_state_dict` brings stored tensors back to the model's dtype."""
+    if storage not in STORAGE_DTYPES:
+        raise WeightsError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, "
+                           f"got {storage!r}")
+    source = Path(source)
+    if STORAGE_DTYPES[storage] is None:
+        return source.read_bytes()
+    meta = _read_metadata(source)
+    tensors = load_file(str(source))
+    return save({k: v.to(STORAGE_DTYPES[storage]) if v.is_floating_point() else v
+                 for k, v in tensors.items()}, metadata=meta)
+
+
 def publish_weights(source: str | os.PathLike[str],
-                    weights_dir: str | os.PathLike[str] | None = None) -> WeightsEntry:
+                    weights_dir: str | os.PathLike[str] | None = None,
+                    storage: str = "fp32") -> WeightsEntry:
     """Copy a trained weights file into ``weights_dir`` as ``NAME_xS.safetensors`` and list it.
 
     The file must carry ``dynsr train``'s metadata (model, scale, model_config, config,
     iterations, wall_time_s). An existing entry for the same model and scale is replaced.
-    The copy and the manifest are written atomically; the entry records the sha256.
+    The copy and the manifest are written atomically; the entry records the sha256, and
+    ``storage`` (:func:`stored_bytes`) when it is not fp32.
     """
     source = Path(source)
     meta = _read_metadata(source)
@@ -228,7 +249,7 @@ def publish_weights(source: str | os.PathLike[str],
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     file_name = f"{name}_x{scale}.safetensors"
-    data = source.read_bytes()
+    data = stored_bytes(source, storage)
     atomic_write_bytes(folder / file_name, data)
     digest = hashlib.sha256(data).hexdigest()
     train_data = dict(run["data"]["train"])
@@ -238,6 +259,7 @@ def publish_weights(source: str | os.PathLike[str],
     entry = {
         "file": file_name,
         "sha256": digest,
+        **({"storage": storage} if storage != "fp32" else {}),
         "config": json.loads(meta["model_config"]),
         "training": {
             **_stage_record(meta, run),
