@@ -81,6 +81,9 @@ BLIND_CORRECTION = 1
 # Isotropic widths UDVD learnt (0.20, 0.21, ..., 3.00): what ``isotropic`` snaps to.
 ISOTROPIC_WIDTHS = torch.linspace(0.2, 3.0, 281, dtype=torch.float64)
 # The second LR's noise is drawn from this seed: the same image gives the same estimate.
+# Added to both sigmas (/255) of the correction's noise ratio, so that a near-noiseless
+# reading is not divided by almost nothing: one grey level.
+NOISE_RATIO_FLOOR = 1.0 / 255.0
 # Widths between which the correction blends Gaussian blurs (:func:`_degrade_as_told`).
 CORRECTION_ANCHORS = torch.linspace(0.2, 3.0, 15, dtype=torch.float64)
 CORRECTION_SEED = 1
@@ -294,8 +297,9 @@ def correct_degradation(scale: int, reading: BlindDegradation, restore: Restorer
     self-calibration (module doc). Each round: UDVD told the current estimate's nearest
     isotropic kernels and its noise upscales the LR (``restore``); the SR is degraded again
     with the estimate's widths and noise (:func:`_degrade_as_told`); the estimator reads
-    this second LR (same smoothing), and what it reads minus what made it is its bias,
-    subtracted from the first reading. Returns the corrected raw estimate (the caller snaps
+    this second LR (same smoothing): what it reads of the kernel minus what made it is its
+    bias, subtracted from the first reading; the noise is scaled by what made it over what
+    was read. Returns the corrected raw estimate (the caller snaps
     it to isotropic kernels as usual). Each round costs one UDVD pass and one estimate.
     Measured: docs/blind.md."""
     smoothing = reading.settings.get("smoothing")
@@ -308,8 +312,15 @@ def correct_degradation(scale: int, reading: BlindDegradation, restore: Restorer
         sr = restore(told.conditions()).float()[None]
         again, truth = _degrade_as_told(sr, estimate, scale, generator)
         reread = estimator.estimate(again, smoothing=smoothing).dmap
-        dmap = first - (reread - truth)
-        dmap = torch.cat([dmap[:, :PCA_DIM], dmap[:, PCA_DIM:].clamp_min(0.0)], dim=1)
+        codes = first[:, :PCA_DIM] - (reread[:, :PCA_DIM] - truth[:, :PCA_DIM])
+        # Noise is misread by a factor, not an offset (a grey image, its noise the same in
+        # the three channels the estimator reads, reads ~1.67x its sigma): the correction is
+        # the ratio of what made the second LR to what was read off it. (An offset gave
+        # sigma 15 -> 25 -> 11 on grey Set5, and lost 10 dB.)
+        ratio = (truth[:, PCA_DIM:] + NOISE_RATIO_FLOOR) / (reread[:, PCA_DIM:]
+                                                           + NOISE_RATIO_FLOOR)
+        noise = first[:, PCA_DIM:] * ratio
+        dmap = torch.cat([codes, noise.clamp_min(0.0)], dim=1)
         estimate = BlindDegradation(dmap, reading.method, 0.0,
                                     settings={**reading.settings, "correction": steps})
     return estimate

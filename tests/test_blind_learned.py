@@ -21,6 +21,7 @@ from dynsr.cli.main import main
 from dynsr.degrade import degrade
 from dynsr.io import read_image, write_image
 from dynsr.metrics import evaluate_pair
+from dynsr.models.inference import upscale_batch
 
 
 def _photo(name: str, size: int = 256) -> torch.Tensor:
@@ -166,3 +167,22 @@ def test_correction_is_the_default_where_it_can_run_and_refused_where_not(tmp_pa
     assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out2"),
                  "--model", "udvd-lite", "--blind-correction", "1"]) != 0
     assert "--blind-correction goes with --blind" in capsys.readouterr().err
+
+
+def test_grey_photos_are_told_and_read_on_the_colour_networks_scale():
+    # A grey image runs through UDVD and the estimator as three equal channels: the same
+    # noise in each, which they learnt as independent. UDVD must be told √3 σ (done for the
+    # caller) and the estimator's reading divided by √3. Scikit-image's camera, x2.
+    camera = torch.from_numpy(skimage.data.camera()[:256, :256].copy()).float()[None] / 255
+    lr = degrade(camera, 2, width=1.3, noise=15.0, seed=3)
+    upscaler = load("udvd-lite", 2, precision="fp32")
+    told = upscaler.upscale(lr, blur=1.3, noise=15.0)
+    unscaled = upscale_batch(upscaler.model, lr.expand(3, -1, -1)[None], blur=1.3,
+                             noise=15.0)[0].mean(0, keepdim=True)
+    score = {name: evaluate_pair(sr.double().clamp(0, 1), camera.double(), 2)["psnr_y"]
+             for name, sr in (("told", told), ("unscaled", unscaled))}
+    assert score["told"] > score["unscaled"] + 3.0  # measured 30.48 against 24.16
+    clean = estimate_blind_degradation(degrade(camera, 2, seed=3).clamp(0, 1), 2)
+    noisy = estimate_blind_degradation(degrade(camera, 2, noise=25.0, seed=3).clamp(0, 1), 2)
+    assert clean.noise < 5.0
+    assert noisy.noise == pytest.approx(25.0, abs=5.0)  # measured 22.4

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynsr.degrade.degradation_map import PCA_DIM, kernel_from_code
+from dynsr.degrade.noise_level import GREY_NOISE_GAIN
 from dynsr.models.blocks import ResidualBlock, conv3x3
 from dynsr.models.registry import register
 
@@ -167,8 +168,10 @@ class DegradationEstimator(nn.Module):
         elif smoothing > 0:
             dmap = _gaussian_smooth(weights * dmap, smoothing) / _gaussian_smooth(weights,
                                                                                    smoothing)
-        dmap = torch.cat([dmap[:, :PCA_DIM], dmap[:, PCA_DIM:].clamp_min(0.0)], dim=1)
-        return DegradationEstimate(dmap, log_scale)
+        noise = dmap[:, PCA_DIM:].clamp_min(0.0)
+        if lr.shape[1] == 1:
+            noise = noise / GREY_NOISE_GAIN  # read off three equal channels (GREY_NOISE_GAIN)
+        return DegradationEstimate(torch.cat([dmap[:, :PCA_DIM], noise], dim=1), log_scale)
 
 
 def _reflect_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:

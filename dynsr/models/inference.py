@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dynsr.degrade.noise_level import GREY_NOISE_GAIN
+
 __all__ = ["PRECISIONS", "compute_dtype", "prepare_model", "upscale_batch"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -52,6 +54,9 @@ def upscale_batch(
     dtype = compute_dtype(model)
     gray = lr.shape[1] == 1
     x = lr.to(dtype).expand(-1, 3, -1, -1) if gray else lr.to(dtype)
+    if gray and conditions.get("noise") is not None:
+        # The same noise in three channels: told √3 σ to remove it (GREY_NOISE_GAIN).
+        conditions["noise"] = conditions["noise"] * GREY_NOISE_GAIN
     x = x.contiguous(memory_format=torch.channels_last if channels_last else
                      torch.contiguous_format)
     if precision == "fp16" and x.device.type == "cpu":
