@@ -128,7 +128,7 @@ def test_correction_by_udvd_sharpens_a_sharp_photo(name):
     # The estimator pulls extreme widths towards the middle of its range: a nearly sharp LR
     # is read too blurred. The default round of correction (UDVD's output degraded again as
     # told, read again) must recover a measurable part of what that costs (measured: +0.54
-    # and +0.43 dB; scikit-image's coffee loses 0.2 dB, docs/blind.md).
+    # and +0.39 dB; scikit-image's coffee loses 0.23 dB, docs/blind.md).
     hr = _photo(name, 256)
     lr = _lr(hr, width=0.3)
     upscaler = load("udvd-lite", 2, precision="fp32")
