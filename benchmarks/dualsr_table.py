@@ -29,7 +29,8 @@ it) once every image is done:
   non-blind network);
 * ``udvd-learned``: UDVD told what dynsr's learned degradation estimator reads off each LR
   image, with ``--blind``'s defaults (local estimates smoothed over 8 LR pixels, the nearest
-  isotropic kernel, one round of correction by UDVD); ``-cN``: N rounds of correction
+  isotropic kernel, the correction rounds of ``dynsr.blind.default_correction``: one at
+  x2, none at x4); ``-cN``: N rounds of correction
   (``-c0``: none, the default before the correction); ``-image``: one estimate per image
   (no correction in these variants: they were run before it); ``-local16``: smoothing 16;
   ``-full``: the kernel as read; ``-iso``: its nearest isotropic kernel. The variants were
@@ -90,6 +91,7 @@ ROWS = {
                    "--blind-kernel", "full"],
     "udvd-learned": ["--model", "udvd-lite", "--blind"],
     "udvd-learned-c0": ["--model", "udvd-lite", "--blind", "--blind-correction", "0"],
+    "udvd-learned-c1": ["--model", "udvd-lite", "--blind", "--blind-correction", "1"],
     "udvd-learned-c2": ["--model", "udvd-lite", "--blind", "--blind-correction", "2"],
     "udvd-learned-c3": ["--model", "udvd-lite", "--blind", "--blind-correction", "3"],
     "udvd-learned-image-full": ["--model", "udvd-lite", "--blind", "--blind-smoothing", "image",
@@ -102,7 +104,7 @@ ROWS = {
 }
 # Rows that need no DualSR training: the ones run at x4.
 X4_ROWS = ("bicubic", "dyconvsr", "udvd-blind", "udvd-learned", "udvd-learned-c0",
-           "udvd-learned-c2", "udvd-gt")
+           "udvd-learned-c1", "udvd-learned-c2", "udvd-gt")
 # The paper's figures on DIV2KRK, x2 (PSNR-Y, SSIM-Y): Table 1 rows and Table 2 ablations,
 # beside the row that plays their part here ("KernelGAN + ZSSR (masked interp)" for
 # kernelgan-gup). Another image set: their gains over bicubic compare, not their values.

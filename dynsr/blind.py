@@ -54,6 +54,7 @@ __all__ = [
     "BLIND_KERNEL",
     "BLIND_METHODS",
     "BLIND_SMOOTHING",
+    "default_correction",
     "ESTIMATOR_NAME",
     "BlindDegradation",
     "Restorer",
@@ -73,11 +74,12 @@ BLIND_KERNEL = "isotropic"
 # Default smoothing of the learned estimator's local estimates (LR pixels; None = one
 # estimate per image), chosen on the same validation set.
 BLIND_SMOOTHING = 8.0
-# Default correction steps of the learned estimate (module doc). On the same validation
-# set: 31.06 dB with none, 31.35 with one, 31.52 with two; each costs one more UDVD pass
-# (+3.4 s for a 384² LR at x2, fp32, 2 threads), and one keeps `dynsr upscale --blind`
-# of such an image within 10 s (docs/blind.md).
-BLIND_CORRECTION = 1
+# Default correction rounds of the learned estimate (module doc), per scale, chosen on the
+# DIV2KRK-style Set5 (validation). x2: 31.06 dB with none, 31.33 with one, 31.49 with two;
+# each costs one more UDVD pass (+3 s for a 384² LR, fp32, 2 threads), and one keeps
+# `dynsr upscale --blind` of such an image within 10 s. x4: 26.22 with none, 26.21 with
+# one, 26.19 with two: none. x3 (no DIV2KRK kernels): as x2. docs/blind.md.
+BLIND_CORRECTION = {2: 1, 3: 1, 4: 0}
 # Isotropic widths UDVD learnt (0.20, 0.21, ..., 3.00): what ``isotropic`` snaps to.
 ISOTROPIC_WIDTHS = torch.linspace(0.2, 3.0, 281, dtype=torch.float64)
 # The second LR's noise is drawn from this seed: the same image gives the same estimate.
@@ -239,10 +241,10 @@ def estimate_blind_degradation(
     noise level, one kernel and one sigma per image.
     ``restore``: the UDVD the estimate is for, as a :data:`Restorer`; given, the learned
     estimate told as isotropic kernels gets ``correction`` steps of
-    :func:`correct_degradation` (None: :data:`BLIND_CORRECTION`; 0: none).
+    :func:`correct_degradation` (None: :func:`default_correction`; 0: none).
     """
     method = resolve_blind_method(method, scale)
-    steps = _correction_steps(correction, restore, method, isotropic)
+    steps = _correction_steps(correction, restore, method, isotropic, scale)
     if lr.dim() != 3:
         raise ValueError(f"expected one (C, h, w) image, got shape {tuple(lr.shape)}")
     height, width = lr.shape[-2:]
@@ -270,13 +272,19 @@ def estimate_blind_degradation(
     return estimate
 
 
+def default_correction(scale: int) -> int:
+    """The rounds of correction ``--blind`` runs by default at ``scale``
+    (:data:`BLIND_CORRECTION`)."""
+    return BLIND_CORRECTION.get(scale, 0)
+
+
 def _correction_steps(correction: int | None, restore: Restorer | None, method: str,
-                      isotropic: bool) -> int:
+                      isotropic: bool, scale: int) -> int:
     """How many correction steps run: the default only where they can, ``ValueError`` when
     ones asked for cannot."""
     if correction is None:
-        return BLIND_CORRECTION if restore is not None and method == "learned" and isotropic \
-            else 0
+        return default_correction(scale) if restore is not None and method == "learned" \
+            and isotropic else 0
     if correction < 0:
         raise ValueError(f"correction steps must be 0 or more, got {correction}")
     if correction and method != "learned":
@@ -291,7 +299,7 @@ def _correction_steps(correction: int | None, restore: Restorer | None, method: 
 
 
 def correct_degradation(scale: int, reading: BlindDegradation, restore: Restorer,
-                        steps: int = BLIND_CORRECTION,
+                        steps: int = 1,
                         estimator_weights: str | Path | None = None) -> BlindDegradation:
     """The learned ``reading`` of an LR image corrected by ``steps`` rounds of
     self-calibration (module doc). Each round: UDVD told the current estimate's nearest

@@ -11,7 +11,7 @@ import torch
 
 from dynsr import load
 from dynsr.blind import (
-    BLIND_CORRECTION,
+    default_correction,
     estimate_blind_degradation,
     kernel_width,
     resolve_blind_method,
@@ -133,19 +133,24 @@ def test_correction_by_udvd_sharpens_a_sharp_photo(name):
     lr = _lr(hr, width=0.3)
     upscaler = load("udvd-lite", 2, precision="fp32")
     scores = {}
-    for steps in (0, BLIND_CORRECTION):
+    default = default_correction(2)
+    for steps in (0, default):
         sr = upscaler.upscale(lr, blind=True, blind_correction=steps)
         assert upscaler.last_degradation.settings.get("correction", 0) == steps
         scores[steps] = evaluate_pair(sr.double().clamp(0, 1), hr.double(), 2)["psnr_y"]
-    assert BLIND_CORRECTION > 0
-    assert scores[BLIND_CORRECTION] > scores[0] + 0.2
+    assert default > 0
+    assert scores[default] > scores[0] + 0.2
 
 
 def test_correction_is_the_default_where_it_can_run_and_refused_where_not(tmp_path, capsys):
     lr = _lr(_photo("coffee", 96), noise=10.0)
     upscaler = load("udvd-lite", 2, precision="fp32")
     upscaler.upscale(lr, blind=True)
-    assert upscaler.last_degradation.settings["correction"] == BLIND_CORRECTION
+    assert upscaler.last_degradation.settings["correction"] == default_correction(2)
+    # At x4 none by default (validation: no gain).
+    x4 = load("udvd-lite", 4, precision="fp32")
+    x4.upscale(lr, blind=True)
+    assert default_correction(4) == 0 and "correction" not in x4.last_degradation.settings
     # No restorer (the estimate alone): nothing to correct with.
     assert "correction" not in estimate_blind_degradation(lr, 2).settings
     with pytest.raises(ValueError, match="isotropic"):

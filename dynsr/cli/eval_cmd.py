@@ -24,7 +24,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dynsr.blind import BLIND_CORRECTION
+from dynsr.blind import default_correction
 from dynsr.cli.options import (
     add_blind_args,
     add_degradation_args,
@@ -182,7 +182,8 @@ def _blind_settings(args: argparse.Namespace) -> dict:
             "weights": str(weights) if weights else "shipped",
             "smoothing": args.blind_smoothing, "told": args.blind_kernel,
             "correction": (args.blind_correction if args.blind_correction is not None
-                           else BLIND_CORRECTION if args.blind_kernel == "isotropic" else 0)}
+                           else default_correction(args.scale)
+                           if args.blind_kernel == "isotropic" else 0)}
 
 
 def _zeroshot_config(args: argparse.Namespace) -> DualSRConfig:

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from dynsr.blind import (
-    BLIND_CORRECTION,
     BLIND_KERNEL,
     BLIND_METHODS,
     BLIND_SMOOTHING,
@@ -94,8 +93,8 @@ def add_blind_args(group: argparse._ArgumentGroup, *, kernelgan_iterations_flag:
     group.add_argument("--blind-correction", type=int, metavar="N",
                        help="learned, isotropic: N rounds in which UDVD's output, degraded "
                             "again as UDVD was told, shows the estimator its own bias on this "
-                            f"image (default {BLIND_CORRECTION}; 0: none; each round is one "
-                            "more UDVD pass)")
+                            "image (default: one at x2 and x3, none at x4, as chosen on "
+                            "validation; 0: none; each round is one more UDVD pass)")
     group.add_argument("--estimator-weights", type=Path, metavar="FILE",
                        help="learned: estimator weights instead of the shipped ones")
     if pictures_flag:
