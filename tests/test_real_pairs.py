@@ -383,3 +383,24 @@ def test_upscale_pre_upscales_by_the_scale_then_restores(pairs, tmp_path):
     assert result.shape == (3, 2 * photo.shape[1], 2 * photo.shape[2])
     assert (result - expected).abs().max() <= 1 / 255 + 1e-9  # float32 rounding ties
     assert (result - expected).abs().mean() < 1e-3
+
+
+def test_upscale_at_scale_1_restores_a_photo_at_its_own_size(pairs, tmp_path, capsys):
+    model = _seeded("kpn7-real", 1, **SMALL)
+    weights = tmp_path / "kpn7-real_x1.safetensors"
+    _weights_file(weights, "kpn7-real", 1, model)
+    photo = pairs["002"][0]
+    write_image(tmp_path / "photo.png", photo)
+    assert main(["upscale", str(tmp_path / "photo.png"), "--model", "kpn7-real", "--scale",
+                 "1", "--weights", str(weights), "--precision", "fp32", "-o",
+                 str(tmp_path / "out")]) == 0
+    result = load_tensor(tmp_path / "out" / "photo_x1.png")
+    with torch.no_grad():
+        expected = quantize(model(photo.float()[None])[0].double())
+    assert result.shape == photo.shape
+    assert (result - expected).abs().max() <= 1 / 255 + 1e-9
+    # A model without x1 says so in one line and writes nothing.
+    assert main(["upscale", str(tmp_path / "photo.png"), "--model", "bicubic", "--scale", "1",
+                 "-o", str(tmp_path / "none")]) != 0
+    assert "supports scales 2, 3, 4, not 1" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())

@@ -18,6 +18,7 @@ Examples:
   dynsr upscale scan.png --model udvd --scale 4 --blur 1.2 --noise 5
   dynsr upscale huge.tif --tile 256 --ext same    less memory; same format out
   dynsr upscale photo.jpg --model ddet-real --scale 3
+  dynsr upscale photo.jpg --model ddet-real --scale 1     restored at its own size
                                                   real-pair model: bicubic x3, then restored
 """
 
@@ -65,9 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output folder (created if missing); default: next to each input")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model name (see `dynsr models`; default {DEFAULT_MODEL})")
-    p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4),
+    p.add_argument("--scale", type=int, default=2, choices=(1, 2, 3, 4),
                    help="upscaling factor (default 2); the -real models (ddet-real) "
-                        "bicubic-upscale by it, then restore the result")
+                        "bicubic-upscale by it, then restore the result, and at 1 restore "
+                        "the photo at its own size")
     p.add_argument("--weights", type=Path, metavar="FILE",
                    help="safetensors weights to use instead of the shipped ones (e.g. a "
                         "`dynsr train` result: its model configuration comes with it)")
