@@ -6,10 +6,13 @@ script opens the trained network on the iPhone X validation pairs (never the hel
 and measures, per image, on the Y channel (0..255):
 
 * ``cdm_mean_abs``: the mean |I_Rev − I_LR|, what CDM changes; ``cdm_over_1``: the share of
-  pixels it changes by more than one grey level;
+  pixels it changes by more than one grey level; ``cdm_mean``: the signed mean of I_Rev − I_LR
+  (a shift of the whole image) and ``cdm_varying``: the mean |I_Rev − I_LR − cdm_mean|, what
+  CDM changes beyond that shift;
 * per kernel size k: ``dc``, the mean sum of the taps (how much of the pixel the size passes
   through), and ``detail``, the mean |g(I_Rev | K_k) − dc_k(x) · I_Rev(x)|: what the size
-  adds beyond scaling the pixel (its sharpening or smoothing);
+  adds beyond scaling the pixel (its sharpening or smoothing); ``dc_total``: the sum of the
+  sizes' dc, how much of I_Rev the three sizes pass through together;
 * ``out_minus_kpn``: the mean |DDet − KPN| of the two final outputs, beside the PSNR-Y of
   each (crop 8), to see whether the parts change the output where it matters.
 
@@ -90,10 +93,12 @@ def main() -> int:
         found = parts(ddet, luma)
         with torch.no_grad():
             sr_ddet, sr_kpn = ddet(lr), kpn(lr)
+        change = (found["revealed"] - luma) * 255
         record = {"name": hr_path.stem,
-                  "cdm_mean_abs": float((found["revealed"] - luma).abs().mean() * 255),
-                  "cdm_over_1": float(((found["revealed"] - luma).abs() * 255 > 1).float()
-                                      .mean()),
+                  "cdm_mean_abs": float(change.abs().mean()),
+                  "cdm_mean": float(change.mean()),
+                  "cdm_varying": float((change - change.mean()).abs().mean()),
+                  "cdm_over_1": float((change.abs() > 1).float().mean()),
                   "out_minus_kpn": float((rgb_to_ycbcr(sr_ddet)[:, :1]
                                           - rgb_to_ycbcr(sr_kpn)[:, :1]).abs().mean()),
                   "psnr_y_ddet": evaluate_pair(sr_ddet[0].double(), hr[0].double(), 8)["psnr_y"],
@@ -101,6 +106,7 @@ def main() -> int:
         for size in ddet.core.kernel_sizes:
             record[f"dc_{size}"] = float(found[f"dc{size}"].mean())
             record[f"detail_{size}"] = float(found[f"detail{size}"].mean() * 255)
+        record["dc_total"] = sum(record[f"dc_{size}"] for size in ddet.core.kernel_sizes)
         records.append(record)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                           for k, v in record.items()}), flush=True)

@@ -71,12 +71,13 @@ MAX_RAMP = 16
 #: ddet-rgb: 26.75 / 18.67 / 13.88 at x2 / x3 / x4); the others' stays within half a pixel.
 #: At 1e-4 instead of 1e-6 (a fortieth of an 8-bit step) trained ddet-rgb x2 reaches 24.25.
 #: The ``-real`` models are largest at x1, where an LR pixel is an HR pixel (random, 176 × 176
-#: LR: ddet-real, kpn7-real and kpn7-pr-real 42.0, ddet-rgb-real 53.0); they take trained
-#: ddet-rgb's reach on the HR grid, 2 · 36.75 = 73.5.
+#: LR: ddet-real, kpn7-real and kpn7-pr-real 42.0, ddet-rgb-real 53.0). With their City100
+#: weights ddet-real and kpn7-real reach 42.0 too (x1, 176 × 176); the unshipped ones take
+#: trained ddet-rgb's reach on the HR grid, 2 · 36.75 = 73.5.
 RECEPTIVE_RADIUS: dict[str, int] = {
     "bicubic": 3,
     "ddet": 37,
-    "ddet-real": 74,
+    "ddet-real": 42,
     "ddet-release": 37,
     "ddet-rgb": 37,
     "ddet-rgb-real": 74,
@@ -86,7 +87,7 @@ RECEPTIVE_RADIUS: dict[str, int] = {
     "kpn7-pr-cdm": 37,
     "kpn7-pr-cdm-real": 74,
     "kpn7-pr-real": 74,
-    "kpn7-real": 74,
+    "kpn7-real": 42,
     "udvd": 18,
     "udvd-lite": 16,
 }
