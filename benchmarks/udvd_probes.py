@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,9 @@ from dynsr.hardware import cpu_flags, describe_cpu
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "udvd_x2_cpu.yaml"
 OUT = ROOT / "runs" / "udvd_probes"
+# Each finished probe's summary.json and log.csv are kept here (tracked), because runs/ is a
+# per-machine scratch folder and the probes span sessions.
+KEPT = ROOT / "training" / "udvd_probes"
 RESULT = ROOT / "results" / "udvd" / "probes.json"
 
 BUDGET = ["train.iterations=3000", "train.warmup=300", "data.val.every=1000",
@@ -46,6 +51,9 @@ PROBES: dict[str, tuple[list[str], str]] = {
     "l2": (["train.loss=l2"], "L2 loss from the start"),
     "invariant": (["data.train.degradation_options.spatially_variant=0.0"],
                   "no spatially variant samples"),
+    "noise0_50": (["data.train.degradation_options.noise_range=[0, 50]"],
+                  "noise sampled from 0-50 instead of 0-75 (Table 2's levels are 15 and 50)"),
+    "no_multistage": (["train.multistage=false"], "loss on the final output only"),
     "no_augment": (["data.train.augment=false"], "no flips / rotations"),
 }
 
@@ -59,16 +67,31 @@ def run_probe(name: str, threads: int) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def keep_finished(name: str) -> None:
+    """Copy a completed probe's summary and log to the tracked ``training/udvd_probes``."""
+    summary_path = OUT / name / "summary.json"
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("completed"):
+        (KEPT / name).mkdir(parents=True, exist_ok=True)
+        for file in ("summary.json", "log.csv", "config.yaml"):
+            if (OUT / name / file).exists():
+                shutil.copyfile(OUT / name / file, KEPT / name / file)
+
+
 def table() -> dict:
+    """The finished probes: from their kept summaries, else the rows already in the JSON
+    (probes whose summaries predate ``training/udvd_probes``)."""
+    earlier = json.loads(RESULT.read_text())["probes"] if RESULT.exists() else {}
     rows = {}
     base = None
     for name, (overrides, what) in PROBES.items():
-        summary_path = OUT / name / "summary.json"
+        summary_path = KEPT / name / "summary.json"
         if not summary_path.exists():
+            if name in earlier:
+                rows[name] = earlier[name]
+                if name == "base":
+                    base = earlier[name]["set5_psnr_y"]
             continue
         summary = json.loads(summary_path.read_text())
-        if not summary.get("completed"):
-            continue
         final = summary["validation"][-1]
         rows[name] = {"lever": what, "overrides": overrides,
                       "set5_psnr_y": round(final["psnr_y"], 4),
@@ -89,6 +112,14 @@ def table() -> dict:
             "cpu": describe_cpu(), "flags": cpu_flags(), "probes": rows}
 
 
+def write_result(result: dict) -> None:
+    """Write the table atomically (two probe workers may finish close together)."""
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULT.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, RESULT)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,11 +130,10 @@ def main() -> int:
     if not args.table:
         for name in args.only or list(PROBES):
             run_probe(name, args.threads)
-            RESULT.parent.mkdir(parents=True, exist_ok=True)
-            RESULT.write_text(json.dumps(table(), indent=1) + "\n")
+            keep_finished(name)
+            write_result(table())
     result = table()
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(result)
     print("| probe | lever | Set5 PSNR-Y | Δ vs base | hours | it/s |")
     print("|---|---|---|---|---|---|")
     for name, row in result["probes"].items():
