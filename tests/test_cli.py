@@ -266,3 +266,56 @@ def test_commands_keep_freed_memory_on_glibc():
 
     on_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is on_glibc
+
+
+def test_eval_ramp_of_blur_and_noise_tells_udvd_per_pixel(hr_dir, tmp_path):
+    """UDVD's Table 3 degradation (width 0.2 -> 2, noise 5 -> 50, left to right): the LR is
+    sharp and clean on the left, soft and noisy on the right, and UDVD told the ramps does
+    better than UDVD told the mean level everywhere."""
+    from dynsr.evaluation import Degradation
+    from dynsr.evaluation.protocol import model_conditions
+
+    hr = load_tensor(hr_dir / "astronaut.png").double()[:, :96, :129]
+    ramp = Degradation(3, (0.2, 2.0), noise=(5.0, 50.0))
+    lr = ramp.apply(hr, "astronaut.png")
+    clean = Degradation(3, (0.2, 2.0)).apply(hr, "astronaut.png")
+    sharp = Degradation(3, 0.2).apply(hr, "astronaut.png")
+    soft = Degradation(3, 2.0).apply(hr, "astronaut.png")
+    left, right = (..., slice(2, 8)), (..., slice(-8, -2))
+    assert (clean[left] - sharp[left]).abs().mean() < 0.2 * (clean[left] - soft[left]).abs().mean()
+    assert (clean[right] - soft[right]).abs().mean() < 0.2 * (
+        clean[right] - sharp[right]).abs().mean()
+    residual = (lr - clean) * 255
+    assert 4 < residual[..., :4].std() < 8 and 44 < residual[..., -4:].std() < 54
+    told = model_conditions("udvd-lite", ramp)(hr_dir / "astronaut.png", lr)
+    assert told["blur"].shape == told["noise"].shape == (1, 1, 32, 43)
+    assert told["blur"][0, 0, 0, 0] == pytest.approx(0.2 + 1.8 * 1 / 128, abs=1e-6)
+    assert told["noise"][0, 0, 0, -1] == 50
+
+    flags = ["--model", "udvd-lite", "--scale", "3", "--hr", str(hr_dir)]
+    ramp_flags = ["--blur", "0.2:2", "--noise", "5:50"]
+    on_the_fly = tmp_path / "on_the_fly.json"
+    assert main(["eval", *flags, *ramp_flags, "--json", str(on_the_fly)]) == 0
+    res = json.loads(on_the_fly.read_text())
+    assert res["settings"]["degradation"]["noise_sigma_255"] == [5.0, 50.0]
+    assert "rising linearly" in res["settings"]["degradation"]["blur"]
+    # The same LR files, UDVD told the ramps or a constant (their mean) everywhere.
+    lr_dir = tmp_path / "lr"
+    assert main(["degrade", str(hr_dir), "-o", str(lr_dir), "--scale", "3", *ramp_flags]) == 0
+    assert load_tensor(lr_dir / "camera.png").shape[-2:] == (33, 50)
+    ramps, levels = tmp_path / "ramps.json", tmp_path / "levels.json"
+    assert main(["eval", *flags, "--lr", str(lr_dir), *ramp_flags, "--json", str(ramps)]) == 0
+    assert main(["eval", *flags, "--lr", str(lr_dir), "--blur", "1.1", "--noise", "27.5",
+                 "--json", str(levels)]) == 0
+    assert json.loads(ramps.read_text())["psnr_y"] > json.loads(levels.read_text())["psnr_y"]
+
+
+def test_eval_ramp_flag_errors_in_one_line(hr_dir, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr_dir),
+              "--blur", "0.2:2:3"])
+    assert "LEFT:RIGHT" in capsys.readouterr().err
+    assert main(["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr_dir),
+                 "--noise", "5:50", "--downsample", "direct"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bicubic downsampling" in err[0]

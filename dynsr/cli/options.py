@@ -26,8 +26,10 @@ def add_degradation_args(parser: argparse.ArgumentParser,
     g.add_argument("--scale", type=int, required=scale_help is None, choices=(2, 3, 4),
                    help=scale_help or "downscaling factor")
     blur = g.add_mutually_exclusive_group()
-    blur.add_argument("--blur", type=float, metavar="WIDTH",
-                      help="isotropic Gaussian blur of this width (sigma, HR pixels) first")
+    blur.add_argument("--blur", type=level_or_ramp, metavar="WIDTH|LEFT:RIGHT",
+                      help="isotropic Gaussian blur of this width (sigma, HR pixels) first; "
+                           "LEFT:RIGHT: the width rises linearly across the image (UDVD's "
+                           "Table 3: 0.2:2)")
     blur.add_argument("--kernel", type=Path, metavar="FILE",
                       help="blur kernel file (.npy, .npz, .txt, .csv; square, odd size)")
     blur.add_argument("--realistic", action="store_true",
@@ -42,22 +44,42 @@ def add_degradation_args(parser: argparse.ArgumentParser,
                            "composition); use with --downsample direct, as DIV2KRK")
     g.add_argument("--kernel-size", type=int, default=15, metavar="K",
                    help="size of the --blur kernel (default 15, as SRMD/UDVD)")
-    g.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+    g.add_argument("--noise", type=level_or_ramp, default=0.0, metavar="SIGMA|LEFT:RIGHT",
                    help="Gaussian noise level on the 0..255 scale, added after 8-bit "
-                        "quantisation (default 0)")
+                        "quantisation (default 0); LEFT:RIGHT: rising linearly across the "
+                        "image (UDVD's Table 3: 5:50)")
     g.add_argument("--downsample", choices=("bicubic", "direct"), default="bicubic",
                    help="bicubic: MATLAB imresize(1/s) (default); direct: keep every s-th "
                         "pixel after the blur (DIV2KRK/KernelGAN style)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
 
 
+def level_or_ramp(text: str) -> float | tuple[float, float]:
+    """A number, or ``LEFT:RIGHT``: a value rising linearly from the left to the right
+    column (argparse type)."""
+    try:
+        if ":" in text:
+            left, right = text.split(":")
+            return float(left), float(right)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or LEFT:RIGHT (two numbers), got {text!r}") from None
+
+
 def degradation_from_args(args: argparse.Namespace) -> Degradation:
     """The :class:`~dynsr.evaluation.Degradation` the flags describe (``ValueError`` naming
     the flag when they do not fit together)."""
-    if args.noise < 0:
+    noises = args.noise if isinstance(args.noise, tuple) else (args.noise,)
+    if min(noises) < 0:
         raise ValueError(f"--noise must be >= 0, got {args.noise}")
-    if args.blur is not None and args.blur <= 0:
+    widths = args.blur if isinstance(args.blur, tuple) else (args.blur,)
+    if args.blur is not None and min(widths) <= 0:
         raise ValueError(f"--blur must be > 0, got {args.blur}")
+    if (isinstance(args.blur, tuple) or isinstance(args.noise, tuple)) \
+            and args.downsample != "bicubic":
+        raise ValueError("--blur / --noise ramps (LEFT:RIGHT) are made with bicubic "
+                         "downsampling: leave out --downsample direct")
     if args.kernel_size < 1 or args.kernel_size % 2 == 0:
         raise ValueError(f"--kernel-size must be odd and positive, got {args.kernel_size}")
     random_kernel = getattr(args, "random_kernel", None)

@@ -224,10 +224,11 @@ def blind_conditions(degradation: Degradation, lr_dir: Path | None, *, method: s
 
 def model_conditions(name: str, degradation: Degradation) -> Conditions:
     """What model ``name`` is told about ``degradation``: nothing for blind models; the blur
-    and noise for non-blind ones (per image when the kernel differs per image)."""
+    and noise for non-blind ones (per image when the kernel differs per image or the
+    degradation varies across the image)."""
     if not get_spec(name).needs_degradation:
         return {}
-    if degradation.per_image:
+    if degradation.per_image or degradation.varies_in_space:
         return degradation.conditions_of_file
     return degradation.model_conditions()
 
