@@ -53,7 +53,12 @@ from dynsr.io import (
 from dynsr.models import create, get_spec
 from dynsr.models.bicubic import Bicubic
 from dynsr.models.inference import PRECISIONS, prepare_model
-from dynsr.upscale.tiling import DEFAULT_TILE, default_overlap, upscale_tiled, upscale_with_retry
+from dynsr.upscale.tiling import (
+    default_overlap,
+    default_tile,
+    upscale_tiled,
+    upscale_with_retry,
+)
 from dynsr.upscale.weights import (
     find_weights,
     load_state_dict,
@@ -174,7 +179,7 @@ class Upscaler:
         *,
         device: torch.device,
         precision: str,
-        tile: int = DEFAULT_TILE,
+        tile: int | None = None,
         overlap: int | None = None,
         trained: bool = False,
         notify: Callable[[str], None] | None = None,
@@ -184,7 +189,7 @@ class Upscaler:
         self.scale = scale
         self.device = device
         self.precision = precision
-        self.tile = tile
+        self.tile = tile = default_tile(name) if tile is None else tile
         self.overlap = default_overlap(name) if overlap is None else overlap
         if overlap is None and self.overlap > tile // 2:
             # Small tiles asked for: keep them useful rather than refuse; say what it costs.
@@ -255,6 +260,17 @@ class Upscaler:
         conditions = self.conditions(blur, noise)
         if isinstance(image, (str, os.PathLike)):
             return self.upscale_loaded(read_image(image), conditions, progress=progress)
+        if _opaque_samples(image):
+            # 8/16-bit samples without alpha: straight back to samples, as files are written
+            # (upscale_loaded), without a float copy of the result.
+            array = image if image.ndim == 3 else image[:, :, None]
+            maxval = float(np.iinfo(array.dtype).max)
+            samples_in = torch.from_numpy(array if array.flags.writeable else array.copy())
+            colour = samples_in.permute(2, 0, 1).to(torch.float32).div_(maxval)
+            out_dtype = torch.uint8 if array.dtype == np.uint8 else torch.uint16
+            samples = self._run(colour, conditions, progress, out_dtype=out_dtype)
+            result = samples.permute(1, 2, 0).contiguous().numpy()
+            return result[:, :, 0] if image.ndim == 2 else result
 
         def planes(colour: torch.Tensor, alpha: torch.Tensor | None) -> PlanePair:
             return self.upscale_planes(colour, alpha, conditions, progress=progress)
@@ -359,6 +375,12 @@ def upscale_with_alpha(colour: torch.Tensor, alpha: torch.Tensor | None,
     return sr.clamp_(0, 1), alpha_sr.clamp_(0, 1)
 
 
+def _opaque_samples(image: object) -> bool:
+    """A uint8/uint16 NumPy image with 1 or 3 channels (no alpha)."""
+    return (isinstance(image, np.ndarray) and image.dtype in (np.uint8, np.uint16)
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))))
+
+
 def upscale_in_memory(image: Image.Image | np.ndarray | torch.Tensor,
                       planes: PlanesFn) -> Image.Image | np.ndarray | torch.Tensor:
     """Upscale a PIL image, NumPy array or tensor with ``planes`` (colour, alpha → SR planes);
@@ -443,7 +465,7 @@ def load(
     precision: str | None = None,
     weights: str | os.PathLike[str] | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: int | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> Upscaler:
@@ -454,8 +476,9 @@ def load(
     learned model without weights runs randomly initialised (seed 0, so runs agree) and
     ``notify`` (default: ``warnings.warn``) is told so. ``device``: "auto" (default), "cpu",
     "cuda", "mps". ``precision``: "fp32", "bf16", "fp16" (not on the CPU); default
-    :func:`default_precision`. ``tile`` / ``overlap``: LR pixels; the default overlap makes
-    tiling exact for the model (:func:`dynsr.upscale.default_overlap`).
+    :func:`default_precision`. ``tile`` / ``overlap``: LR pixels; the default tile is the
+    model's (:func:`dynsr.upscale.default_tile`: 384, 1024 for DyConvSR), the default overlap
+    makes tiling exact for the model (:func:`dynsr.upscale.default_overlap`).
     """
     name = DEFAULT_MODEL if name is None else name
     spec = get_spec(name)

@@ -20,7 +20,21 @@ def cpu_supports_bf16() -> bool:
 
 
 def native_bf16() -> str:
-    """``"amx"``, ``"avx512_bf16"`` or ``"none"``: the CPU's fastest native bf16 path."""
+    """``"amx"``, ``"avx512_bf16"`` or ``"none"``: the CPU's fastest native bf16 path.
+
+    ``"none"`` as well when PyTorch was told to dispatch below AVX-512
+    (``ATEN_CPU_CAPABILITY=avx2``) or oneDNN was capped under AVX-512 BF16
+    (``ONEDNN_MAX_CPU_ISA``): the bf16 kernels then run emulated, several times slower than
+    fp32 (DyConvSR x2 at 640×360, measured under such a cap: 5.8x slower), so the defaults
+    must not choose them.
+    """
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX"):
+        return "none"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if cap not in ("ALL", "DEFAULT", "") and not (cap.startswith("AVX512_CORE_BF16")
+                                                  or cap.startswith("AVX512_CORE_AMX")
+                                                  or cap.startswith("AVX10")):
+        return "none"
     cpu = torch.cpu
     for kind, check in (("amx", "_is_amx_tile_supported"),
                         ("avx512_bf16", "_is_avx512_bf16_supported")):

@@ -725,3 +725,25 @@ def test_before_after_picture(tmp_path, capsys):
     assert wide.shape == (1, 16, 404)
     with pytest.raises(ValueError, match="LR has 3 channels, SR 1"):
         before_after(torch.rand(3, 8, 8), torch.rand(1, 16, 16))
+
+
+def test_one_tile_and_8_bit_arrays_take_the_lean_path_with_the_same_result():
+    """A frame that fits one tile skips the blending buffers, and a uint8 array comes back
+    through 8-bit samples: the same image as the tiled float path, within one level where
+    float32 and float64 round a tie differently."""
+    frame = data.astronaut()[100:220, 150:310]  # (120, 160, 3) uint8
+    whole = dynsr.load("dyconvsr", 2, precision="fp32")
+    assert whole.tile == 1024  # DyConvSR's default tile
+    tiled = dynsr.load("dyconvsr", 2, precision="fp32", tile=96)
+    lean = whole.upscale(frame)
+    assert lean.dtype == np.uint8 and lean.shape == (240, 320, 3)
+    colour = torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255
+    float_tiled, _ = tiled.upscale_planes(colour, None)
+    reference = np.floor(float_tiled.permute(1, 2, 0).double().numpy() * 255 + 0.5)
+    difference = np.abs(lean.astype(np.float64) - reference)
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    grey = whole.upscale(frame[..., 1])
+    assert grey.shape == (240, 320) and grey.dtype == np.uint8
+    frame16 = frame.astype(np.uint16) * 257
+    deep = whole.upscale(frame16)
+    assert deep.dtype == np.uint16 and np.abs(deep.astype(np.int64) // 257 - lean).max() <= 1

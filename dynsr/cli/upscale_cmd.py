@@ -52,7 +52,7 @@ from dynsr.io import (
 )
 from dynsr.models.inference import PRECISIONS
 from dynsr.upscale.before_after import before_after
-from dynsr.upscale.tiling import DEFAULT_TILE
+from dynsr.upscale.tiling import DEFAULT_TILE, TILE_SIDE, default_tile
 
 EXTENSIONS = ("png", "jpg", "webp", "tif", "avif", "same")
 _PROG = "dynsr upscale"
@@ -88,8 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--before-after", action="store_true",
                    help="also write NAME{suffix}_before_after.png: plain bicubic enlargement "
                         "left, the SR result right")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
-                   help=f"tile side in input pixels (default {DEFAULT_TILE}; smaller uses "
+    p.add_argument("--tile", type=int, metavar="N",
+                   help=f"tile side in input pixels (default {DEFAULT_TILE}, "
+                        f"{', '.join(f'{k} {v}' for k, v in TILE_SIDE.items())}; smaller uses "
                         "less memory; halved automatically when memory runs out)")
     p.add_argument("--overlap", type=int, metavar="N",
                    help="tile overlap in input pixels (default: the model's, exact tiling)")
@@ -144,9 +145,10 @@ def _collect(inputs: list[Path], recursive: bool, report) -> tuple[list[Path], i
 
 
 def _check_output_options(args: argparse.Namespace) -> None:
-    if args.tile < 16:
+    if args.tile is not None and args.tile < 16:
         raise ValueError(f"--tile must be at least 16, got {args.tile}")
-    if args.overlap is not None and not 0 <= args.overlap < args.tile:
+    tile = default_tile(args.model) if args.tile is None else args.tile
+    if args.overlap is not None and not 0 <= args.overlap < tile:
         raise ValueError(f"--overlap must be >= 0 and smaller than --tile, got {args.overlap}")
     if args.quality < 1 or args.quality > 100:
         raise ValueError(f"--quality must be 1 to 100, got {args.quality}")

@@ -44,6 +44,7 @@ __all__ = [
     "RECEPTIVE_RADIUS",
     "Tiling",
     "default_overlap",
+    "default_tile",
     "is_out_of_memory",
     "plan_tiles",
     "upscale_tiled",
@@ -55,6 +56,11 @@ ALIGN = 4
 #: Default tile side in LR pixels: large enough that the overlap costs little, small enough
 #: that UDVD's 128-channel features of one tile stay well under 1 GB.
 DEFAULT_TILE = 384
+#: Models whose features are small enough for larger tiles by default: DyConvSR keeps 48 to
+#: 192 channels at a quarter of the LR pixels, so a 1024 tile stays under 1 GB even at x4,
+#: and a 640×360 or 1024×768 frame is upscaled in one piece (no overlap computed twice, no
+#: blending).
+TILE_SIDE: dict[str, int] = {"dyconvsr": 1024}
 #: Out-of-memory retries stop below this tile side.
 MIN_TILE = 32
 #: Longest cross-fade between two tiles, LR pixels.
@@ -97,6 +103,11 @@ FALLBACK_RADIUS = 32
 
 def _ramp_of(overlap: int) -> int:
     return min(overlap // 2, MAX_RAMP)
+
+
+def default_tile(name: str) -> int:
+    """The default tile side (LR pixels) for model ``name``."""
+    return TILE_SIDE.get(name, DEFAULT_TILE)
 
 
 def default_overlap(name: str) -> int:
@@ -219,6 +230,10 @@ def upscale_tiled(
         # once in bands and given to every tile.
         colour = lr.expand(3, -1, -1) if channels == 1 else lr
         conditions.update(model.global_context(colour, device))
+    if len(rows.spans) == 1 and len(cols.spans) == 1:
+        # One tile: nothing to blend, the result goes straight to its samples.
+        return _single_tile(model, lr, scale, device, precision, channels_last, conditions,
+                            out_dtype)
     out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
     positions = [(i, j) for i in range(len(rows.spans)) for j in range(len(cols.spans))]
     bar = tqdm(total=len(positions), desc="tiles", unit="tile", leave=False,
@@ -239,13 +254,8 @@ def upscale_tiled(
             piece = lr[:, y0:y1, x0:x1].unsqueeze(0).to(device)
             kwargs = _crop_conditions(conditions, (height, width), (y0, y1), (x0, x1),
                                       piece.device)
-            sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
-                               **kwargs)
-            if precision != "fp32" and not torch.isfinite(sr).all():
-                # Half precision can overflow on unusual inputs: never hand back NaN or black.
-                sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
-                                   **kwargs)
-            sr = sr[0].to("cpu", torch.float32)
+            sr = _run_tile(model, piece, precision, channels_last, kwargs)[0].to("cpu",
+                                                                              torch.float32)
             weight = rows.weights(i, scale)[:, None] * cols.weights(j, scale)[None, :]
             band[:, :, scale * x0:scale * x1].addcmul_(sr, weight)
             del piece, sr
@@ -257,6 +267,30 @@ def upscale_tiled(
     return out
 
 
+def _run_tile(model: nn.Module, piece: torch.Tensor, precision: str, channels_last: bool,
+              kwargs: dict) -> torch.Tensor:
+    """The model on one tile (1, C, h, w) on its device; a reduced-precision result that is
+    not finite is computed again in fp32."""
+    sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last, **kwargs)
+    if precision != "fp32" and not torch.isfinite(sr).all():
+        # Half precision can overflow on unusual inputs: never hand back NaN or black.
+        sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
+                           **kwargs)
+    return sr
+
+
+def _single_tile(model: nn.Module, lr: torch.Tensor, scale: int, device, precision: str,
+                 channels_last: bool, conditions: dict, out_dtype: torch.dtype) -> torch.Tensor:
+    """:func:`upscale_tiled` for an image that is one tile: no blending buffers."""
+    channels, height, width = lr.shape
+    kwargs = _crop_conditions(conditions, (height, width), (0, height), (0, width), device)
+    sr = _run_tile(model, lr.unsqueeze(0).to(device), precision, channels_last, kwargs)
+    sr = sr[0].to("cpu", torch.float32)
+    out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
+    _store(out, sr, 0)
+    return out
+
+
 def _store(out: torch.Tensor, rows: torch.Tensor, top: int) -> None:
     """Write float ``rows`` into ``out`` from HR row ``top``, quantised if ``out`` is integer."""
     target = out[:, top:top + rows.shape[1]]
@@ -264,7 +298,10 @@ def _store(out: torch.Tensor, rows: torch.Tensor, top: int) -> None:
     if maxval is None:
         target.copy_(rows)
     else:
-        target.copy_(rows.clamp(0.0, 1.0).mul_(maxval).add_(0.5).floor_())
+        # floor(clamp(x, 0, 1)·max + 0.5) in two passes: clamping x·max + 0.5 to
+        # [0.5, max + 0.5] gives the same numbers, and the cast to the integer type
+        # truncates, which is floor for these non-negative values.
+        target.copy_(torch.mul(rows, maxval).add_(0.5).clamp_(0.5, maxval + 0.5))
 
 
 def upscale_with_retry(

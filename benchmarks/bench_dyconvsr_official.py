@@ -1,0 +1,162 @@
+"""DyConvSR x2 on one 640×360 frame: dynsr end to end against the official architecture's bare
+forward, measured in the same run.
+
+The official network is ``model/arch.py`` of github.com/doantienthongbku/DyConvSR, read from
+its public snapshot (``--official``, a git directory; bring it with the tools that fetch
+repositories; nothing of it is copied into dynsr). Its imports of torchvision, tensorboard
+and its config are stubbed in a temporary folder: ``torchvision.transforms.GaussianBlur`` by
+the same computation (reflect padding, a 5×5 kernel of sigma 1, a depthwise convolution),
+the rest by empty modules. It runs in fp32, NCHW, under ``torch.inference_mode``, on a float
+tensor already in memory: the *bare* forward, no image conversion.
+
+dynsr's ways, each timed on the same frame:
+
+* ``module fp32``: dynsr's module, fp32 NCHW, bare forward (the straightforward way);
+* ``module fp32 channels_last``;
+* ``upscale fp32``: ``dynsr.load("dyconvsr", 2, precision="fp32").upscale(frame)`` on a
+  uint8 (360, 640, 3) array, returning the uint8 (720, 1280, 3) array: conversion, any
+  tiling, the forward and the rounding back;
+* ``upscale default``: the same with the default precision for this CPU.
+
+Median of ``--repeats`` after two warm-up runs. Every figure is reported with the CPU model,
+its flags, the SIMD level PyTorch dispatches to (``ATEN_CPU_CAPABILITY`` can lower it) and
+oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``), so an AVX2 emulation on a bigger CPU is never
+mistaken for an AVX2 machine:
+
+    python benchmarks/bench_dyconvsr_official.py --official PATH/TO/DyConvSR.git \\
+        [--threads 2] [--repeats 20] [--json results/speed/dyconvsr_official_CPU.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dynsr
+from dynsr.hardware import cpu_flags, describe_cpu
+from dynsr.io import atomic_write_json
+from dynsr.models import create
+
+OFFICIAL_FILES = ("model/arch.py", "model/modules/dynamic_conv.py", "model/modules/modules.py")
+
+_TORCHVISION_STUB = '''
+import torch
+import torch.nn.functional as F
+
+
+class GaussianBlur(torch.nn.Module):
+    """torchvision's GaussianBlur for a fixed sigma: reflect padding, depthwise 2-D kernel."""
+
+    def __init__(self, kernel_size, sigma):
+        super().__init__()
+        half = (kernel_size - 1) * 0.5
+        x = torch.linspace(-half, half, kernel_size)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        k = k / k.sum()
+        self.register_buffer("kernel", torch.outer(k, k)[None, None])
+        self.pad = kernel_size // 2
+
+    def forward(self, img):
+        c = img.shape[-3]
+        padded = F.pad(img, [self.pad] * 4, mode="reflect")
+        return F.conv2d(padded, self.kernel.expand(c, 1, -1, -1).to(img.dtype), groups=c)
+'''
+
+
+def official_model(git_dir: Path, folder: Path) -> torch.nn.Module:
+    """The official DyConvSR x2 (its defaults: 32 features, one dynamic block, GELU, HFB, SA)."""
+    for name in OFFICIAL_FILES:
+        blob = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"HEAD:{name}"],
+                              check=True, capture_output=True).stdout
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(blob)
+    for package in ("model", "model/modules"):
+        (folder / package / "__init__.py").write_text("")
+    (folder / "config.py").write_text("")
+    (folder / "tensorboard").mkdir()
+    (folder / "tensorboard" / "__init__.py").write_text("summary = None\n")
+    (folder / "torchvision").mkdir()
+    (folder / "torchvision" / "__init__.py").write_text("from . import transforms\n")
+    (folder / "torchvision" / "transforms.py").write_text(_TORCHVISION_STUB)
+    sys.path.insert(0, str(folder))
+    arch = importlib.import_module("model.arch")
+    return arch.DyConvSR(num_channels=3, num_feats=32, num_blocks=1, upscale=2, act="gelu",
+                         use_hfb=True, spatial_attention=True).eval()
+
+
+def timed(run, repeats: int) -> float:
+    """Median seconds of ``run()`` after two warm-up calls."""
+    run()
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official", type=Path, required=True,
+                        help="git directory of doantienthongbku/DyConvSR's snapshot")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--size", default="640x360", help="LR frame WxH (default 640x360)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.split("x"))
+    rng = np.random.default_rng(0)
+    # A real photo's statistics matter little for speed; a fixed random frame keeps it simple.
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+
+    with tempfile.TemporaryDirectory() as folder:
+        official = official_model(args.official, Path(folder))
+    module = create("dyconvsr", scale=2).eval()
+    module_cl = create("dyconvsr", scale=2).eval().to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    fp32 = dynsr.load("dyconvsr", 2, precision="fp32")
+    default = dynsr.load("dyconvsr", 2)
+
+    rows = {}
+    with torch.inference_mode():
+        rows["official forward fp32"] = timed(lambda: official(x), args.repeats)
+        rows["module fp32"] = timed(lambda: module(x), args.repeats)
+        rows["module fp32 channels_last"] = timed(lambda: module_cl(x_cl), args.repeats)
+    rows["upscale fp32"] = timed(lambda: fp32.upscale(frame), args.repeats)
+    rows[f"upscale default ({default.precision})"] = timed(lambda: default.upscale(frame),
+                                                           args.repeats)
+    base = rows["official forward fp32"]
+    machine = {**describe_cpu(), "flags": cpu_flags(), "threads": args.threads,
+               "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+               "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+               "torch": torch.__version__}
+    result = {"frame": f"{width}x{height} uint8 RGB, x2", "repeats": args.repeats,
+              "machine": machine,
+              "seconds": {k: round(v, 5) for k, v in rows.items()},
+              "speedup_vs_official": {k: round(base / v, 3) for k, v in rows.items()}}
+    print(json.dumps(machine))
+    print("| way | ms / frame | vs official forward |\n|---|---|---|")
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds * 1000:.1f} | {base / seconds:.2f}x |")
+    if args.json:
+        atomic_write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
