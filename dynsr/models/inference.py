@@ -39,6 +39,7 @@ def upscale_batch(
     *,
     precision: str = "fp32",
     channels_last: bool = False,
+    keep_layout: bool = False,
     **conditions,
 ) -> torch.Tensor:
     """SR of ``lr`` (B, C, h, w), C = 1 or 3, in [0, 1]; returns float32/64 (B, C, s·h, s·w).
@@ -65,5 +66,7 @@ def upscale_batch(
     with torch.inference_mode(), torch.autocast(x.device.type, dtype=autocast_dtype or dtype,
                                                 enabled=autocast_dtype is not None):
         sr = model(x, **conditions)
-    sr = sr.to(dtype).contiguous()
+    sr = sr.to(dtype)
+    if not keep_layout:  # keep_layout: a channels_last result stays so (no copy)
+        sr = sr.contiguous()
     return sr.mean(dim=1, keepdim=True) if gray else sr

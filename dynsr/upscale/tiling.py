@@ -268,25 +268,34 @@ def upscale_tiled(
 
 
 def _run_tile(model: nn.Module, piece: torch.Tensor, precision: str, channels_last: bool,
-              kwargs: dict) -> torch.Tensor:
+              kwargs: dict, keep_layout: bool = False) -> torch.Tensor:
     """The model on one tile (1, C, h, w) on its device; a reduced-precision result that is
     not finite is computed again in fp32."""
-    sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last, **kwargs)
+    sr = upscale_batch(model, piece, precision=precision, channels_last=channels_last,
+                       keep_layout=keep_layout, **kwargs)
     if precision != "fp32" and not torch.isfinite(sr).all():
         # Half precision can overflow on unusual inputs: never hand back NaN or black.
         sr = upscale_batch(model, piece, precision="fp32", channels_last=channels_last,
-                           **kwargs)
+                           keep_layout=keep_layout, **kwargs)
     return sr
 
 
 def _single_tile(model: nn.Module, lr: torch.Tensor, scale: int, device, precision: str,
                  channels_last: bool, conditions: dict, out_dtype: torch.dtype) -> torch.Tensor:
-    """:func:`upscale_tiled` for an image that is one tile: no blending buffers."""
+    """:func:`upscale_tiled` for an image that is one tile: no blending buffers. A
+    channels_last result is stored pixel-interleaved (the returned (C, H, W) is a view of
+    (H, W, C) memory), so that neither the store nor a later (H, W, C) array copies across
+    the layouts."""
     channels, height, width = lr.shape
     kwargs = _crop_conditions(conditions, (height, width), (0, height), (0, width), device)
-    sr = _run_tile(model, lr.unsqueeze(0).to(device), precision, channels_last, kwargs)
+    sr = _run_tile(model, lr.unsqueeze(0).to(device), precision, channels_last, kwargs,
+                   keep_layout=True)
     sr = sr[0].to("cpu", torch.float32)
-    out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
+    if sr.permute(1, 2, 0).is_contiguous() and not sr.is_contiguous():
+        out = torch.empty(scale * height, scale * width, channels,
+                          dtype=out_dtype).permute(2, 0, 1)
+    else:
+        out = torch.empty(channels, scale * height, scale * width, dtype=out_dtype)
     _store(out, sr, 0)
     return out
 
