@@ -76,10 +76,6 @@ def degradation_from_args(args: argparse.Namespace) -> Degradation:
     widths = args.blur if isinstance(args.blur, tuple) else (args.blur,)
     if args.blur is not None and min(widths) <= 0:
         raise ValueError(f"--blur must be > 0, got {args.blur}")
-    if (isinstance(args.blur, tuple) or isinstance(args.noise, tuple)) \
-            and args.downsample != "bicubic":
-        raise ValueError("--blur / --noise ramps (LEFT:RIGHT) are made with bicubic "
-                         "downsampling: leave out --downsample direct")
     if args.kernel_size < 1 or args.kernel_size % 2 == 0:
         raise ValueError(f"--kernel-size must be odd and positive, got {args.kernel_size}")
     random_kernel = getattr(args, "random_kernel", None)

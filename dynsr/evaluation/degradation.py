@@ -71,6 +71,11 @@ class Degradation:
     random_kernel: str | None = None
     realistic: bool = False
 
+    def __post_init__(self) -> None:
+        if self.varies_in_space and self.downsample != "bicubic":
+            raise ValueError("--blur / --noise ramps (LEFT:RIGHT) are made with bicubic "
+                             "downsampling: leave out --downsample direct")
+
     @property
     def per_image(self) -> bool:
         """Whether the blur differs from image to image (a random kernel per image)."""
@@ -116,8 +121,6 @@ class Degradation:
         if self.varies_in_space:
             if lr_size is None:
                 raise ValueError("a degradation that varies across the image needs the LR size")
-            if self.downsample == "direct":
-                raise ValueError("ramps of blur or noise are made with bicubic downsampling")
             h, w = lr_size
             s = self.scale
             blur = self.blur
@@ -158,8 +161,6 @@ class Degradation:
             lr = torch.round(lr.to(hr.dtype) * 255) / 255  # exact samples, as files give
             return quantize(lr.mean(dim=0, keepdim=True)) if hr.shape[0] == 1 else lr
         if self.varies_in_space:
-            if self.downsample == "direct":
-                raise ValueError("ramps of blur or noise are made with bicubic downsampling")
             height, width = hr.shape[-2:]
             widths = self.width_map(height, width)
             clean = degrade(hr, self.scale, kernel=self.kernel(name),
