@@ -188,3 +188,46 @@ def test_model_card_keeps_its_deviations_section():
     assert "\nDeviations\n----------\n" in doc
     for must_mention in ("Per-colour skip", "x3 and x4", "35.98/.9497", "59 982", "Training"):
         assert must_mention in doc
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("size", [(12, 16), (9, 7), (2, 2)], ids=["even", "odd", "tiny"])
+def test_fused_cpu_inference_equals_the_plain_forward(scale, size):
+    # Without autograd, fp32 on the CPU, one image takes the fused path (6x6 stride-2 head,
+    # oneDNN post-ops, reordered sub-pixels, one-hot skip); with autograd the plain one.
+    model = _model(scale, seed=3)
+    with torch.no_grad():  # trained-looking weights: the random biases are too small to test
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        fused = model(x)
+    plain = model(x).detach()
+    torch.testing.assert_close(fused, plain, rtol=0, atol=2e-6)
+    with torch.no_grad():
+        takes_fused_path = dyconvsr_module.fused_conv_available(x)
+    if size[0] % 2 == 0 and size[1] % 2 == 0 and takes_fused_path:
+        # Written pixel-interleaved: the fused path, not the plain one, made it.
+        assert fused.is_contiguous(memory_format=torch.channels_last)
+        assert not fused.is_contiguous()
+    attention = torch.softmax(torch.randn(1, 4), dim=1)
+    with torch.no_grad():
+        fused = model(x, attention=attention)
+    torch.testing.assert_close(fused, model(x, attention=attention).detach(), rtol=0,
+                               atol=2e-6)
+
+
+def test_subpixel_order_and_skip_weight_describe_the_two_pixel_shuffles():
+    for scale in (2, 3, 4):
+        features = torch.arange(12 * scale**2, dtype=torch.float32).view(1, -1, 1, 1)
+        shuffled = F.pixel_shuffle(F.pixel_shuffle(features, 2), scale)  # (1, 3, 2s, 2s)
+        reordered = features[:, dyconvsr_module._subpixel_order(scale)]
+        blocks = reordered.view(2, scale, 2, scale, 3)  # (a, p, b, q, colour)
+        torch.testing.assert_close(blocks.permute(4, 0, 1, 2, 3).reshape(3, 2 * scale,
+                                                                         2 * scale),
+                                   shuffled[0])
+        x = torch.rand(1, 3, 2, 2)
+        skip = F.conv2d(x, dyconvsr_module._nearest_skip_weight(scale), stride=2)
+        skip = skip.view(2, scale, 2, scale, 3).permute(4, 0, 1, 2, 3).reshape(3, 2 * scale,
+                                                                                2 * scale)
+        assert torch.equal(skip, _nearest(x, scale)[0])

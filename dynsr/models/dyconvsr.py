@@ -141,7 +141,8 @@ from torch import nn
 
 from dynsr.degrade.kernels import isotropic_gaussian
 from dynsr.models.registry import OnnxAdapter, register, register_onnx
-from dynsr.ops.dynamic_conv import AttentionMixedConv2d
+from dynsr.ops.dynamic_conv import AttentionMixedConv2d, mix_kernel_banks
+from dynsr.ops.fused_conv import conv2d_fused, fused_conv_available
 from dynsr.ops.traceable import BankSumConv, replicate_to_multiple
 
 __all__ = ["DyConvSR", "dyconvsr"]
@@ -296,6 +297,9 @@ class DyConvSR(nn.Module):
             raise ValueError(f"DyConvSR expects an RGB batch (B, 3, h, w), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x = self._pad_to_even(x)
+        if x.shape[0] == 1 and fused_conv_available(x) and not torch.is_autocast_enabled("cpu"):
+            s = self.scale
+            return self._fused_inference(x, attention)[..., : s * h, : s * w]
 
         cells = F.pixel_unshuffle(x, _UNSHUFFLE)
         features = self.tail(F.gelu(self.dynamic(self.head(cells), attention=attention)))
@@ -310,11 +314,96 @@ class DyConvSR(nn.Module):
         s = self.scale
         return sr[..., : s * h, : s * w]
 
+    # -- fp32 inference on the CPU -----------------------------------------------------------
+
+    def _fused_inference(self, x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
+        """The forward of one even-sized image in fp32 on the CPU, with autograd off.
+
+        The same network as the plain forward (equal to float rounding), laid out for speed
+        on CPUs without bf16 (DyConvSR 640×360 x2 under an AVX2 cap: see
+        benchmarks/bench_dyconvsr_official.py):
+
+        * pixel-unshuffle + 3×3 conv on cells = a 6×6 stride-2 conv on pixels (head, HF conv),
+          so the unshuffled copies are never made;
+        * GELU fused into the dynamic and HF convs and the HF branch's sum into the tail conv
+          (oneDNN post-ops, :func:`~dynsr.ops.fused_conv.conv2d_fused`);
+        * the tail and HF convs' output channels reordered so that, channels-last, each
+          cell's 12·s² values already lie as the output's 2s × 2s × 3 block rows, and the
+          skip made in that layout by a one-hot conv: the two pixel shuffles, the attention
+          product and the skip become one pass that writes the (s·H, s·W, 3) result,
+          returned as a channels_last (1, 3, s·H, s·W) view.
+        """
+        s = self.scale
+        _, _, height, width = x.shape
+        rows, cols = height // _UNSHUFFLE, width // _UNSHUFFLE
+        x = x.contiguous(memory_format=torch.channels_last)
+        order = _subpixel_order(s)
+        head = conv2d_fused(x, _as_pixel_conv(self.head.weight), self.head.bias,
+                            stride=_UNSHUFFLE, padding=_UNSHUFFLE)
+        if attention is None:
+            attention = self.dynamic.attention_from_mean(head.mean(dim=(2, 3)))
+        weight, bias = mix_kernel_banks(self.dynamic.weight_bank, self.dynamic.bias, attention)
+        hidden = conv2d_fused(head, weight[0], None if bias is None else bias[0], padding=1,
+                              activation="gelu")
+        detail = conv2d_fused(self.high_frequency(x).contiguous(memory_format=torch.channels_last),
+                              _as_pixel_conv(self.hf_conv.weight[order]), self.hf_conv.bias[order],
+                              stride=_UNSHUFFLE, padding=_UNSHUFFLE, activation="gelu")
+        features = conv2d_fused(hidden, self.tail.weight[order], self.tail.bias[order],
+                                padding=1, add=detail)
+        cells = features.permute(0, 2, 3, 1)  # (1, rows, cols, 12·s²), a view
+        pooled = torch.stack([cells.mean(dim=-1), cells.amax(dim=-1)], dim=1)
+        gate = torch.sigmoid(self.spatial_attention(
+            pooled.contiguous(memory_format=torch.channels_last)))
+        # The skip (nearest-neighbour upscaling of x) in the same cell layout, by a one-hot
+        # 2×2 stride-2 conv: exact, and far faster than a broadcasting copy into the output.
+        skip = conv2d_fused(x, _nearest_skip_weight(s), None, stride=_UNSHUFFLE)
+
+        def as_output_blocks(t: torch.Tensor) -> torch.Tensor:
+            # (row, a, p, col, b, q, colour): pixel (s·(2·row + a) + p, s·(2·col + b) + q)
+            return t.permute(0, 2, 3, 1)[0].view(rows, cols, 2, s, 2, s, 3).permute(
+                0, 2, 3, 1, 4, 5, 6)
+
+        out = torch.empty(rows, 2, s, cols, 2, s, 3)
+        torch.addcmul(as_output_blocks(skip), as_output_blocks(features),
+                      gate[0, 0].view(rows, 1, 1, cols, 1, 1, 1), out=out)
+        return out.view(s * height, s * width, 3).permute(2, 0, 1)[None]
+
     def extra_repr(self) -> str:
         return (
             f"scale={self.scale}, temperature_schedule={self.temperature_schedule!r}, "
             f"anneal_fraction={self.anneal_fraction}"
         )
+
+
+def _as_pixel_conv(weight: torch.Tensor) -> torch.Tensor:
+    """A 3×3 conv's weight on pixel-unshuffled cells (O, 3·4, 3, 3) as the equal 6×6
+    stride-2 conv on the pixels (O, 3, 6, 6), padding 2: tap (u, v) of cell channel
+    (c, a, b) reads pixel (2u + a, 2v + b) of the 6×6 window."""
+    out = weight.shape[0]
+    return (weight.view(out, 3, _UNSHUFFLE, _UNSHUFFLE, 3, 3).permute(0, 1, 4, 2, 5, 3)
+            .reshape(out, 3, 3 * _UNSHUFFLE, 3 * _UNSHUFFLE))
+
+
+def _nearest_skip_weight(scale: int) -> torch.Tensor:
+    """One-hot (12·s², 3, 2, 2) weight: a 2×2 stride-2 conv that puts pixel (2·row + a,
+    2·col + b) of each colour in every sub-pixel channel (a, p, b, q, colour) of its cell,
+    i.e. nearest-neighbour upscaling by 2s in the reordered layout of :func:`_subpixel_order`."""
+    weight = torch.zeros(2, scale, 2, scale, 3, 3, 2, 2)
+    for a in range(2):
+        for b in range(2):
+            weight[a, :, b, :, :, :, a, b] = torch.eye(3)
+    return weight.reshape(12 * scale * scale, 3, 2, 2)
+
+
+def _subpixel_order(scale: int) -> torch.Tensor:
+    """Old index of each sub-pixel channel in the order (a, p, b, q, colour).
+
+    The model's channel c'·4 + a·2 + b (c' = colour·s² + p·s + q) lands, after pixel-shuffle
+    2 then s, at output pixel (s·(2·row + a) + p, s·(2·col + b) + q) of its colour.
+    """
+    old = torch.arange(3 * scale * scale * _UNSHUFFLE**2).view(3, scale, scale, _UNSHUFFLE,
+                                                                _UNSHUFFLE)
+    return old.permute(3, 1, 4, 2, 0).reshape(-1)
 
 
 @register(
