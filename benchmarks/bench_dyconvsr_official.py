@@ -11,20 +11,27 @@ tensor already in memory: the *bare* forward, no image conversion.
 
 dynsr's ways, each timed on the same frame:
 
-* ``module fp32``: dynsr's module, fp32 NCHW, bare forward (the straightforward way);
-* ``module fp32 channels_last``;
+* ``module fp32, plain forward``: dynsr's module as written (pixel-unshuffle, convs, GELU,
+  pixel-shuffles), fp32 NCHW, bare forward (the straightforward way);
+* ``module fp32 channels_last, plain forward``;
+* ``module fp32 (fused CPU path)``: the module's default fp32 CPU inference
+  (``DyConvSR._fused_inference``: oneDNN post-ops, reordered sub-pixels);
 * ``upscale fp32``: ``dynsr.load("dyconvsr", 2, precision="fp32").upscale(frame)`` on a
   uint8 (360, 640, 3) array, returning the uint8 (720, 1280, 3) array: conversion, any
   tiling, the forward and the rounding back;
-* ``upscale default``: the same with the default precision for this CPU.
+* ``upscale bf16`` (CPUs with native bf16) and ``upscale default``: the same in bf16 and
+  in the default precision for this CPU.
 
-Median of ``--repeats`` after two warm-up runs. Every figure is reported with the CPU model,
+Median of ``--repeats`` calls (default 40), in blocks of ten: each block a fresh process
+running one way alone (two untimed calls, then ten timed), as a program that upscales frame
+after frame would; the ways take turns block by block, so that a slower spell of a shared
+machine does not fall on one way only. Every figure is reported with the CPU model,
 its flags, the SIMD level PyTorch dispatches to (``ATEN_CPU_CAPABILITY`` can lower it) and
 oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``), so an AVX2 emulation on a bigger CPU is never
 mistaken for an AVX2 machine:
 
     python benchmarks/bench_dyconvsr_official.py --official PATH/TO/DyConvSR.git \\
-        [--threads 2] [--repeats 20] [--json results/speed/dyconvsr_official_CPU.json]
+        [--threads 2] [--repeats 40] [--json results/speed/dyconvsr_official_CPU.json]
 """
 
 from __future__ import annotations
@@ -32,19 +39,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dynsr
-from dynsr.hardware import cpu_flags, describe_cpu
+from dynsr.api import default_precision
+from dynsr.hardware import cpu_flags, cpu_supports_bf16, describe_cpu
 from dynsr.io import atomic_write_json
 from dynsr.models import create
 
@@ -95,16 +105,78 @@ def official_model(git_dir: Path, folder: Path) -> torch.nn.Module:
                          use_hfb=True, spatial_attention=True).eval()
 
 
-def timed(run, repeats: int) -> float:
-    """Median seconds of ``run()`` after two warm-up calls."""
+WAYS = ("official forward fp32", "module fp32, plain forward",
+        "module fp32 channels_last, plain forward", "module fp32 (fused CPU path)",
+        "upscale fp32", "upscale bf16", "upscale default")
+
+
+def build_way(name: str, official: Path, frame: np.ndarray) -> Callable[[], object]:
+    """The call that one way times, with everything it needs made beforehand."""
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    if name == "official forward fp32":
+        with tempfile.TemporaryDirectory() as folder:
+            model = official_model(official, Path(folder))
+        return inference(lambda: model(x))
+    if name.startswith("module"):
+        module = create("dyconvsr", scale=2).eval()
+        # False: the module as written (the straightforward way).
+        module.fused_cpu_inference = "fused" in name
+        if "channels_last" in name:
+            module = module.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return inference(lambda: module(x))
+    precision = {"upscale fp32": "fp32", "upscale bf16": "bf16"}.get(name)
+    upscaler = dynsr.load("dyconvsr", 2, precision=precision)
+    return lambda: upscaler.upscale(frame)
+
+
+def inference(run: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        with torch.inference_mode():
+            return run()
+    return call
+
+
+def run_block(name: str, official: Path, frame: np.ndarray, threads: int, calls: int,
+              conn) -> None:
+    """One way in a fresh process: build it, two untimed calls, then ``calls`` timed ones."""
+    torch.set_num_threads(threads)
+    run = build_way(name, official, frame)
     run()
     run()
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    conn.send(times)
+
+
+def timed(names: list[str], official: Path, frame: np.ndarray, threads: int, repeats: int,
+          block: int = 10) -> dict[str, float]:
+    """Median seconds per call of each way over ``repeats`` timed calls.
+
+    Each block of ``block`` calls runs in a fresh process of its own, alone on the machine,
+    as a program that upscales frame after frame would: ways sharing a process, or idle
+    processes of the other ways kept alive beside it, changed the ranking (dynsr's fused
+    path read 20% slower than its plain one in the company of the others, 30% faster
+    alone). The ways take turns block by block, the order reversed every round, so that a
+    slower spell of a shared machine (this VM's speed drifts by ±20% within seconds) falls
+    on all ways alike.
+    """
+    context = mp.get_context("spawn")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    order = list(names)
+    while min(len(values) for values in times.values()) < repeats:
+        for name in order:
+            parent, child = context.Pipe(duplex=False)
+            process = context.Process(target=run_block,
+                                      args=(name, official, frame, threads, block, child))
+            process.start()
+            times[name] += parent.recv()
+            process.join()
+        order.reverse()
+    return {name: statistics.median(values[:repeats]) for name, values in times.items()}
 
 
 def main() -> int:
@@ -113,33 +185,18 @@ def main() -> int:
     parser.add_argument("--official", type=Path, required=True,
                         help="git directory of doantienthongbku/DyConvSR's snapshot")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--size", default="640x360", help="LR frame WxH (default 640x360)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split("x"))
     rng = np.random.default_rng(0)
     # A real photo's statistics matter little for speed; a fixed random frame keeps it simple.
     frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
-
-    with tempfile.TemporaryDirectory() as folder:
-        official = official_model(args.official, Path(folder))
-    module = create("dyconvsr", scale=2).eval()
-    module_cl = create("dyconvsr", scale=2).eval().to(memory_format=torch.channels_last)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    fp32 = dynsr.load("dyconvsr", 2, precision="fp32")
-    default = dynsr.load("dyconvsr", 2)
-
-    rows = {}
-    with torch.inference_mode():
-        rows["official forward fp32"] = timed(lambda: official(x), args.repeats)
-        rows["module fp32"] = timed(lambda: module(x), args.repeats)
-        rows["module fp32 channels_last"] = timed(lambda: module_cl(x_cl), args.repeats)
-    rows["upscale fp32"] = timed(lambda: fp32.upscale(frame), args.repeats)
-    rows[f"upscale default ({default.precision})"] = timed(lambda: default.upscale(frame),
-                                                           args.repeats)
+    names = [name for name in WAYS if name != "upscale bf16" or cpu_supports_bf16()]
+    rows = timed(names, args.official, frame, args.threads, args.repeats)
+    rows[f"upscale default ({default_precision(torch.device('cpu'), 'dyconvsr')})"] = rows.pop(
+        "upscale default")
     base = rows["official forward fp32"]
     machine = {**describe_cpu(), "flags": cpu_flags(), "threads": args.threads,
                "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),

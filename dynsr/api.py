@@ -123,14 +123,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def default_precision(device: torch.device) -> str:
-    """bf16 on CPUs with native bf16 and on CUDA GPUs that support it, else fp32.
+def default_precision(device: torch.device, name: str | None = None) -> str:
+    """bf16 on CPUs with native bf16 and on CUDA GPUs that support it, else fp32; on the
+    CPU, model ``name``'s own ``cpu_precision`` where it has one (DyConvSR: fp32).
 
     bf16 has fp32's range (no overflow to inf/NaN, unlike fp16) and was measured within
     0.1 dB of fp32 for every model (models issue); fp16 is only used when asked.
     """
     if device.type == "cpu":
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        own = get_spec(name).cpu_precision if name is not None else None
+        return own or ("bf16" if cpu_supports_bf16() else "fp32")
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "fp32"
@@ -487,7 +489,7 @@ def load(
                          f"for a non-blind model (udvd-lite ... --blind)")
     device = resolve_device(device)
     if precision is None:
-        precision = default_precision(device)
+        precision = default_precision(device, spec.name)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynsr.ops.fused_conv import conv2d_fused, fused_conv_available
+from dynsr.ops.fused_conv import canonical_channels_last, conv2d_fused, fused_conv_available
 
 
 def _inputs(stride: int = 1):
@@ -45,3 +45,14 @@ def test_bad_arguments_are_refused():
         conv2d_fused(x, weight, bias, activation="tanh")
     with pytest.raises(ValueError, match="not both"):
         conv2d_fused(x, weight, bias, padding=1, activation="gelu", add=other)
+
+
+def test_canonical_channels_last_fixes_the_batch_stride_of_an_image_view():
+    image = torch.rand(5, 7, 3)  # (H, W, C) memory, as an image array
+    x = image.permute(2, 0, 1)[None]
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.stride(0) == 3
+    fixed = canonical_channels_last(x)
+    assert fixed.stride() == (105, 1, 21, 3)
+    assert fixed.data_ptr() == image.data_ptr() and torch.equal(fixed, x)  # no copy
+    nchw = torch.rand(2, 3, 4, 5)
+    assert canonical_channels_last(nchw).is_contiguous(memory_format=torch.channels_last)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -747,3 +748,17 @@ def test_one_tile_and_8_bit_arrays_take_the_lean_path_with_the_same_result():
     frame16 = frame.astype(np.uint16) * 257
     deep = whole.upscale(frame16)
     assert deep.dtype == np.uint16 and np.abs(deep.astype(np.int64) // 257 - lean).max() <= 1
+
+
+def test_dyconvsr_defaults_to_its_fused_fp32_path_on_every_cpu(monkeypatch):
+    import dynsr.api as api
+
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(api, "cpu_supports_bf16", lambda has_bf16=has_bf16: has_bf16)
+        cpu = torch.device("cpu")
+        assert api.default_precision(cpu, "dyconvsr") == "fp32"
+        assert api.default_precision(cpu, "ddet") == ("bf16" if has_bf16 else "fp32")
+        assert api.default_precision(cpu) == ("bf16" if has_bf16 else "fp32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert dynsr.load("dyconvsr", 2, device="cpu").precision == "fp32"

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dynsr.degrade.noise_level import GREY_NOISE_GAIN
+from dynsr.ops.fused_conv import canonical_channels_last
 
 __all__ = ["PRECISIONS", "compute_dtype", "prepare_model", "upscale_batch"]
 
@@ -58,8 +59,7 @@ def upscale_batch(
     if gray and conditions.get("noise") is not None:
         # The same noise in three channels: told √3 σ to remove it (GREY_NOISE_GAIN).
         conditions["noise"] = conditions["noise"] * GREY_NOISE_GAIN
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else
-                     torch.contiguous_format)
+    x = canonical_channels_last(x) if channels_last else x.contiguous()
     if precision == "fp16" and x.device.type == "cpu":
         raise ValueError("fp16 is not supported on the CPU: use bf16 or fp32")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

@@ -37,6 +37,9 @@ class ModelSpec:
     ``noise=`` keyword arguments describing how the LR image was made.
     ``task``: ``"upscale"`` (LR image → SR image, every command's models) or
     ``"estimate-degradation"`` (LR image → UDVD's degradation map, what ``--blind`` runs).
+    ``cpu_precision``: the precision this model is fastest in on every CPU, where that is
+    not the general choice (bf16 where the CPU has it): DyConvSR's fused fp32 path beats its
+    bf16 autocast even with AMX, and is exact.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ModelSpec:
     needs_degradation: bool = False
     defaults: dict = field(default_factory=dict)
     task: str = "upscale"
+    cpu_precision: str | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -59,6 +63,7 @@ def register(
     paper: str = "",
     needs_degradation: bool = False,
     task: str = "upscale",
+    cpu_precision: str | None = None,
     **defaults,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder ``f(scale=..., **config) -> nn.Module`` under ``name``.
@@ -71,7 +76,7 @@ def register(
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(name, builder, tuple(scales), summary, paper,
-                                    needs_degradation, defaults, task)
+                                    needs_degradation, defaults, task, cpu_precision)
         return builder
 
     return add
