@@ -19,12 +19,19 @@ and the thread pool started before anything is measured. Two figures:
   the process already had.
 
 Timing follows in the same child: two warm-up calls, then the median of ``--repeats``.
-"fwd GB/s" is the forward pass's compulsory traffic (read x and kernels, write y) over the
-median forward time, to compare with the machine's DRAM bandwidth (~30 GB/s).
+
+The memory floor. "floor ms" is the pass's compulsory traffic (forward: read x and the
+kernels, write y; the backward adds reading the output gradient, x and the kernels and
+writing both gradients) divided by this machine's streaming bandwidth, measured in the
+same run (``c = a + b`` on 64 MB tensors, in a child process like the cases, before the
+first case and after each; the median). "x floor" is dynsr's time over that floor: 1.0 would
+be an op as fast as the memory allows. The CPU model, its flags, the SIMD level PyTorch
+dispatches to and oneDNN's cap are printed (and written with ``--json``) with the table.
 
 Usage::
 
-    python benchmarks/bench_dynamic_ops.py [--repeats 10] [--threads 2] [--size 512]
+    python benchmarks/bench_dynamic_ops.py [--repeats 10] [--threads 2] [--size 512] \\
+        [--json results/speed/dynamic_ops_CPU.json] [--compiled]
     python benchmarks/bench_dynamic_ops.py --layouts   # memory-format / dtype variants
 """
 
@@ -47,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dynsr.hardware import cpu_flags, describe_cpu  # noqa: E402
+from dynsr.io import atomic_write_json  # noqa: E402
 from dynsr.ops import dynamic as dyn  # noqa: E402
 
 
@@ -111,8 +120,27 @@ def _make_inputs(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return x, kernels
 
 
+def compiled_filter(k: int):
+    """The tap loop as plain tensor code, compiled by torch.compile (inductor, C++): one fused
+    loop over the taps per pixel, the lever the eager tap loop lacks (an experiment)."""
+
+    def taps(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        p = k // 2
+        xp = F.pad(x, (p, p, p, p))
+        h, w = x.shape[-2:]
+        out = xp[:, :, 0:h, 0:w] * kernels[:, 0:1]
+        for t in range(1, k * k):
+            u, v = divmod(t, k)
+            out = out + xp[:, :, u:u + h, v:v + w] * kernels[:, t:t + 1]
+        return out
+
+    return torch.compile(taps, dynamic=False)
+
+
 def _op(spec: dict):
     k, r = spec["k"], spec.get("scale", 1)
+    if spec["impl"] == "compiled":
+        return compiled_filter(k)
     if spec["impl"] == "dynsr":
         if r > 1:
             return lambda x, kern: dyn.dynamic_upsample(x, kern, r)
@@ -176,10 +204,41 @@ def _fmt_rss(m: dict) -> str:
     return ("<=" if m["rss_bound"] else "") + f"{m['rss_mb']:.0f}"
 
 
-def fwd_bytes(spec: dict) -> int:
+def pass_bytes(spec: dict, pass_: str) -> int:
+    """Compulsory memory traffic of one call: every tensor the pass must read or write, once.
+
+    Forward: read x and the kernels, write y. Backward (added for "fwd+bwd"): read the
+    output gradient, x and the kernels, write the gradients of x and of the kernels.
+    """
     c, s, k, r = spec["channels"], spec["size"], spec["k"], spec.get("scale", 1)
     item = torch.empty((), dtype=getattr(torch, spec.get("dtype", "float32"))).element_size()
-    return item * (c * s * s + k * k * r * r * s * s + c * s * s * r * r)
+    x, kernels, y = c * s * s, k * k * r * r * s * s, c * s * s * r * r
+    forward = x + kernels + y
+    backward = y + x + kernels + x + kernels
+    return item * (forward + (backward if pass_ == "fwd+bwd" else 0))
+
+
+def bandwidth_child(threads: int, repeats: int) -> dict:
+    """This machine's streaming bandwidth now: c = a + b on 64 MB float32 tensors (read 2,
+    write 1; the tensors far larger than the caches), median GB/s."""
+    torch.set_num_threads(threads)
+    n = 16 << 20
+    a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
+    for _ in range(3):
+        torch.add(a, b, out=c)
+    times = []
+    for _ in range(max(repeats, 10)):
+        t0 = time.perf_counter()
+        torch.add(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return {"gb_per_s": 3 * 4 * n / statistics.median(times) / 1e9}
+
+
+def machine_record(threads: int) -> dict:
+    return {**describe_cpu(), "flags": cpu_flags(), "threads": threads,
+            "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "torch": torch.__version__}
 
 
 def main_table(args: argparse.Namespace) -> None:
@@ -189,24 +248,52 @@ def main_table(args: argparse.Namespace) -> None:
         ("filter k=7", {"k": 7, "size": args.size}),
         ("upsample r=2 k=5", {"k": 5, "scale": 2, "size": args.size // 2}),
     ]
+    bandwidths = [measure({"bandwidth": True, "threads": args.threads,
+                           "repeats": args.repeats})["gb_per_s"]]
     header = (
         f"{'case':<18} {'pass':<8} {'dynsr ms':>9} {'unfold ms':>10} {'ratio':>6} "
-        f"{'dynsr MB':>9} {'unfold MB':>10} {'fwd GB/s':>9} {'dynsr RSS':>10} {'unfold RSS':>11}"
+        f"{'floor ms':>9} {'x floor':>8} {'dynsr MB':>9} {'unfold MB':>10} "
+        f"{'dynsr RSS':>10} {'unfold RSS':>11}"
     )
-    print(header)
-    print("-" * len(header))
+    rows = []
+    lines = []
     for name, case in cases:
         for pass_ in ("fwd", "fwd+bwd"):
             base = {"channels": 3, "threads": args.threads, "repeats": args.repeats, **case}
             ours = measure({**base, "impl": "dynsr", "pass": pass_})
             ref = measure({**base, "impl": "unfold", "pass": pass_})
-            gbs = f"{fwd_bytes(base) / ours['ms'] / 1e6:.1f}" if pass_ == "fwd" else ""
-            print(
-                f"{name:<18} {pass_:<8} {ours['ms']:>9.2f} {ref['ms']:>10.2f} "
-                f"{ref['ms'] / ours['ms']:>6.1f} {ours['alloc_mb']:>9.1f} {ref['alloc_mb']:>10.1f} "
-                f"{gbs:>9} {_fmt_rss(ours):>10} {_fmt_rss(ref):>11}",
-                flush=True,
-            )
+            if args.compiled and pass_ == "fwd" and "scale" not in case:
+                compiled = measure({**base, "impl": "compiled", "pass": pass_})
+                floor = pass_bytes(base, pass_) / bandwidths[0] / 1e6
+                print(f"{name} fwd: torch.compile'd tap loop {compiled['ms']:.2f} ms, dynsr "
+                      f"{ours['ms']:.2f} ms (floor {floor:.2f} ms at the first bandwidth "
+                      f"sample)", flush=True)
+            rows.append({"case": name, "pass": pass_, "dynsr_ms": ours["ms"],
+                         "unfold_ms": ref["ms"], "bytes": pass_bytes(base, pass_),
+                         "dynsr_mb": ours["alloc_mb"], "unfold_mb": ref["alloc_mb"],
+                         "dynsr_rss": _fmt_rss(ours), "unfold_rss": _fmt_rss(ref)})
+        # the bandwidth again between cases: the machine's speed drifts
+        bandwidths.append(measure({"bandwidth": True, "threads": args.threads,
+                                   "repeats": args.repeats})["gb_per_s"])
+    bandwidth = statistics.median(bandwidths)
+    for row in rows:
+        row["floor_ms"] = row["bytes"] / bandwidth / 1e6
+        lines.append(
+            f"{row['case']:<18} {row['pass']:<8} {row['dynsr_ms']:>9.2f} {row['unfold_ms']:>10.2f} "
+            f"{row['unfold_ms'] / row['dynsr_ms']:>6.1f} {row['floor_ms']:>9.2f} "
+            f"{row['dynsr_ms'] / row['floor_ms']:>8.2f} {row['dynsr_mb']:>9.1f} "
+            f"{row['unfold_mb']:>10.1f} {row['dynsr_rss']:>10} {row['unfold_rss']:>11}")
+    machine = machine_record(args.threads)
+    print(json.dumps(machine))
+    print(f"streaming bandwidth (c = a + b, 64 MB tensors): median {bandwidth:.1f} GB/s of "
+          f"{', '.join(f'{b:.1f}' for b in bandwidths)}")
+    print(header)
+    print("-" * len(header))
+    print("\n".join(lines))
+    if args.json:
+        atomic_write_json(args.json, {"machine": machine, "size": args.size,
+                                      "repeats": args.repeats, "bandwidth_gb_per_s": bandwidth,
+                                      "bandwidth_samples": bandwidths, "rows": rows})
 
 
 def layouts_table(args: argparse.Namespace) -> None:
@@ -248,10 +335,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--layouts", action="store_true", help="memory-format/dtype variants")
+    parser.add_argument("--json", type=Path, help="write the main table here")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time the filter forward as a torch.compile'd tap loop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+        spec = json.loads(args.child)
+        result = (bandwidth_child(spec["threads"], spec["repeats"]) if spec.get("bandwidth")
+                  else child(spec))
+        print(json.dumps(result))
         return
     print(f"torch {torch.__version__}, threads {args.threads}, repeats {args.repeats}")
     if args.layouts:
