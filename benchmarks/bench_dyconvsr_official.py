@@ -40,7 +40,6 @@ import argparse
 import importlib
 import json
 import multiprocessing as mp
-import os
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ import torch
 
 import dynsr
 from dynsr.api import default_precision
-from dynsr.hardware import cpu_flags, cpu_supports_bf16, describe_cpu
+from dynsr.hardware import cpu_supports_bf16, timing_context
 from dynsr.io import atomic_write_json
 from dynsr.models import create
 
@@ -198,10 +197,7 @@ def main() -> int:
     rows[f"upscale default ({default_precision(torch.device('cpu'), 'dyconvsr')})"] = rows.pop(
         "upscale default")
     base = rows["official forward fp32"]
-    machine = {**describe_cpu(), "flags": cpu_flags(), "threads": args.threads,
-               "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
-               "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-               "torch": torch.__version__}
+    machine = timing_context(args.threads)
     result = {"frame": f"{width}x{height} uint8 RGB, x2", "repeats": args.repeats,
               "machine": machine,
               "seconds": {k: round(v, 5) for k, v in rows.items()},

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dynsr.hardware import cpu_flags, describe_cpu  # noqa: E402
+from dynsr.hardware import timing_context  # noqa: E402
 from dynsr.io import atomic_write_json  # noqa: E402
 from dynsr.ops import dynamic as dyn  # noqa: E402
 
@@ -234,13 +234,6 @@ def bandwidth_child(threads: int, repeats: int) -> dict:
     return {"gb_per_s": 3 * 4 * n / statistics.median(times) / 1e9}
 
 
-def machine_record(threads: int) -> dict:
-    return {**describe_cpu(), "flags": cpu_flags(), "threads": threads,
-            "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
-            "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-            "torch": torch.__version__}
-
-
 def main_table(args: argparse.Namespace) -> None:
     cases = [
         ("filter k=3", {"k": 3, "size": args.size}),
@@ -283,7 +276,7 @@ def main_table(args: argparse.Namespace) -> None:
             f"{row['unfold_ms'] / row['dynsr_ms']:>6.1f} {row['floor_ms']:>9.2f} "
             f"{row['dynsr_ms'] / row['floor_ms']:>8.2f} {row['dynsr_mb']:>9.1f} "
             f"{row['unfold_mb']:>10.1f} {row['dynsr_rss']:>10} {row['unfold_rss']:>11}")
-    machine = machine_record(args.threads)
+    machine = timing_context(args.threads)
     print(json.dumps(machine))
     print(f"streaming bandwidth (c = a + b, 64 MB tensors): median {bandwidth:.1f} GB/s of "
           f"{', '.join(f'{b:.1f}' for b in bandwidths)}")

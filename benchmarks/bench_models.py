@@ -18,11 +18,13 @@ width 1.3 and noise 15.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
 
+from dynsr.hardware import timing_context
 from dynsr.models import available, create
 from dynsr.models.complexity import count_flops
 from dynsr.models.inference import prepare_model, upscale_batch
@@ -56,6 +58,7 @@ def main() -> int:
     specs = [s for s in available() if s.name != "bicubic"]
     if args.models:
         specs = [s for s in specs if s.name in args.models]
+    print(json.dumps(timing_context()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, LR {args.size[1]}x"
           f"{args.size[0]}, median of {args.repeats} after a warm-up")
     print("| model | scale | GFLOPs/frame | way | s/frame | out MP/s | GFLOP/s | vs fp32 |")

@@ -38,6 +38,8 @@ from pathlib import Path
 import skimage.data
 from PIL import Image
 
+from dynsr.hardware import timing_context
+
 SIZE = (6000, 4000)
 WAYS = ("samples", "float")
 
@@ -111,6 +113,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     photo = make_photo(folder, size)
     megapixels = size[0] * size[1] / 1e6
+    print(json.dumps(timing_context()))
     print(f"photo {photo} ({size[0]}x{size[1]}), x{args.scale}, one process per case")
     results = []
     for name in models:
@@ -127,7 +130,7 @@ def main() -> int:
     if args.out:
         suffix = "" if args.malloc == "cli" else "_default_malloc"
         (folder / f"bench_upscale_{size[0]}x{size[1]}_x{args.scale}{suffix}.json").write_text(
-            json.dumps(results, indent=2) + "\n")
+            json.dumps({"machine": timing_context(), "cases": results}, indent=2) + "\n")
     return 0
 
 

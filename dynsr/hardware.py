@@ -74,3 +74,15 @@ def describe_cpu() -> dict[str, object]:
     """The machine a timing was taken on: model, logical CPUs, PyTorch's SIMD level, bf16."""
     return {"model": cpu_model(), "logical_cpus": os.cpu_count(),
             "simd": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16()}
+
+
+def timing_context(threads: int | None = None) -> dict[str, object]:
+    """Everything a speed figure is read against: :func:`describe_cpu`, the CPU's speed flags,
+    the thread count, PyTorch's version and the two caps that emulate a smaller CPU
+    (``ATEN_CPU_CAPABILITY`` lowers PyTorch's SIMD dispatch, ``ONEDNN_MAX_CPU_ISA`` oneDNN's
+    ISA), so that an AVX2 emulation on a bigger CPU is never mistaken for an AVX2 machine."""
+    return {**describe_cpu(), "flags": cpu_flags(),
+            "threads": torch.get_num_threads() if threads is None else threads,
+            "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "onednn_max_cpu_isa_env": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "torch": torch.__version__}

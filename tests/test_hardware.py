@@ -37,3 +37,12 @@ def test_an_isa_cap_turns_native_bf16_off() -> None:
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                              capture_output=True, text=True, check=True).stdout.split()
         assert out == ["none", "fp32"], env
+
+
+def test_timing_context_names_the_machine_and_the_caps(monkeypatch):
+    from dynsr.hardware import timing_context
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    context = timing_context(3)
+    assert context["threads"] == 3 and context["onednn_max_cpu_isa_env"] == "AVX2"
+    assert {"model", "simd", "native_bf16", "flags", "torch"} <= set(context)
