@@ -25,6 +25,7 @@ backward per iteration (:func:`g_up_floor`): a lower bound for any way of runnin
 
     python benchmarks/bench_dualsr.py [--hr IMAGE | --lr IMAGE|hubble]
         [--ways straightforward fast-1000] [--every 250] [--json FILE]
+    python benchmarks/bench_dualsr.py --floor-only [--json FILE]   # G_UP's floor alone
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import skimage.data
 import torch
 
 from dynsr.evaluation import Degradation, QualityCurve, modcrop
-from dynsr.hardware import describe_cpu
+from dynsr.hardware import cpu_supports_bf16, describe_cpu, timing_context
 from dynsr.io import load_tensor
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
@@ -86,8 +87,13 @@ def per_iteration(result: dict) -> str:
     return f"{result['s_per_iteration']:.3f} s/it"
 
 
-def g_up_floor(repeats: int = 30) -> dict:
-    """What G_UP's own work costs per DualSR iteration, bf16 + channels_last as the fast way:
+# bf16 where the CPU has it natively (the fast way's precision there), else fp32.
+FLOOR_PRECISION = "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def g_up_floor(repeats: int = 30, precision: str = "bf16") -> dict:
+    """What G_UP's own work costs per DualSR iteration, channels_last and ``precision`` (bf16
+    autocast as the fast way on CPUs with native bf16; fp32 on the others):
     forward and backward on the iteration's two batches (the LR crops, 2 x 3 x 64 x 64, for
     the forward cycle and the interpolation loss; G_DN's output of the HR crops, 2 x 3 x 58 x
     58, for the backward cycle). Every iteration of joint DualSR does at least this, so
@@ -107,7 +113,7 @@ def g_up_floor(repeats: int = 30) -> dict:
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = sum(model(b).float().mean() for b in batches)
         loss.backward()
 
@@ -117,7 +123,8 @@ def g_up_floor(repeats: int = 30) -> dict:
     for _ in range(repeats):
         step()
     seconds = (time.perf_counter() - start) / repeats
-    return {"s_per_iteration": round(seconds, 4), "gflop_per_iteration": round(flops / 1e9, 1),
+    return {"precision": precision, "s_per_iteration": round(seconds, 4),
+            "gflop_per_iteration": round(flops / 1e9, 1),
             "gflop_per_s": round(flops / seconds / 1e9), "floor_3000_s": round(3000 * seconds)}
 
 
@@ -146,7 +153,15 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--straightforward-iterations", type=int, default=30)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--floor-only", action="store_true",
+                        help="only G_UP's forward + backward per iteration (g_up_floor)")
     args = parser.parse_args()
+    if args.floor_only:
+        floor = {**g_up_floor(precision=FLOOR_PRECISION), "cpu": timing_context()}
+        print(json.dumps(floor))
+        if args.json:
+            args.json.write_text(json.dumps({"g_up_floor": floor}, indent=2) + "\n")
+        return 0
     hr = None
     if args.lr == "hubble":
         photo = skimage.data.hubble_deep_field()[:680, :1000]
@@ -179,13 +194,13 @@ def main() -> int:
               f"{final}")
     whole = time_whole_image_upscale()
     print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
-    floor = g_up_floor()
-    print(f"G_UP's forward + backward alone (bf16, channels_last): "
+    floor = g_up_floor(precision=FLOOR_PRECISION)
+    print(f"G_UP's forward + backward alone ({FLOOR_PRECISION}, channels_last): "
           f"{floor['s_per_iteration']:.3f} s per iteration, {floor['gflop_per_iteration']} "
           f"GFLOP at {floor['gflop_per_s']} GFLOP/s: 3000 iterations take at least "
           f"{floor['floor_3000_s']} s on this CPU")
     if args.json:
-        args.json.write_text(json.dumps({"image": name, "cpu": describe_cpu(), "ways": results,
+        args.json.write_text(json.dumps({"image": name, "cpu": timing_context(), "ways": results,
                                          "whole_image_upscale_s": round(whole, 2),
                                          "g_up_floor": floor}, indent=2) + "\n")
     return 0
