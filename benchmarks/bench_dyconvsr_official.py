@@ -156,12 +156,10 @@ def timed(names: list[str], official: Path, frame: np.ndarray, threads: int, rep
     """Median seconds per call of each way over ``repeats`` timed calls.
 
     Each block of ``block`` calls runs in a fresh process of its own, alone on the machine,
-    as a program that upscales frame after frame would: ways sharing a process, or idle
-    processes of the other ways kept alive beside it, changed the ranking (dynsr's fused
-    path read 20% slower than its plain one in the company of the others, 30% faster
-    alone). The ways take turns block by block, the order reversed every round, so that a
-    slower spell of a shared machine (this VM's speed drifts by ±20% within seconds) falls
-    on all ways alike.
+    as a program that upscales frame after frame would, with nothing of the other ways in
+    its memory or beside it. The ways take turns block by block, the order reversed every
+    round, so that a slower spell of a shared machine (this VM's speed drifts by ±20% within
+    seconds) falls on all ways alike.
     """
     context = mp.get_context("spawn")
     times: dict[str, list[float]] = {name: [] for name in names}

@@ -134,6 +134,7 @@ From the paper's training recipe (weights only, not the network):
 from __future__ import annotations
 
 import copy
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -388,10 +389,12 @@ def _as_pixel_conv(weight: torch.Tensor) -> torch.Tensor:
             .reshape(out, 3, 3 * _UNSHUFFLE, 3 * _UNSHUFFLE))
 
 
+@cache
 def _nearest_skip_weight(scale: int) -> torch.Tensor:
     """One-hot (12·s², 3, 2, 2) weight: a 2×2 stride-2 conv that puts pixel (2·row + a,
     2·col + b) of each colour in every sub-pixel channel (a, p, b, q, colour) of its cell,
-    i.e. nearest-neighbour upscaling by 2s in the reordered layout of :func:`_subpixel_order`."""
+    i.e. nearest-neighbour upscaling by 2s in the reordered layout of :func:`_subpixel_order`.
+    Made once per scale (cached: every fused forward uses it; never modified)."""
     weight = torch.zeros(2, scale, 2, scale, 3, 3, 2, 2)
     for a in range(2):
         for b in range(2):
@@ -399,6 +402,7 @@ def _nearest_skip_weight(scale: int) -> torch.Tensor:
     return weight.reshape(12 * scale * scale, 3, 2, 2)
 
 
+@cache
 def _subpixel_order(scale: int) -> torch.Tensor:
     """Old index of each sub-pixel channel in the order (a, p, b, q, colour).
 

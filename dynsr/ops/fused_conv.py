@@ -65,8 +65,8 @@ def conv2d_fused(
         if add is None:
             return _POINTWISE(x, weight, bias, pads, strides, ones, 1,
                               _ACTIVATIONS[activation], [], "none")
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, add, weight, bias, pads, strides, ones, 1, "add", None, None, [], None)
+        return _POINTWISE(x, add, weight, bias, pads, strides, ones, 1, "add", None, None, [],
+                          None)  # the op's binary overload
     y = F.conv2d(x, weight, bias, stride=stride, padding=padding)
     if add is not None:
         return y + add
