@@ -2,7 +2,9 @@
 
 Cases (B = 1, shared kernels): a 512×512×3 image filtered with k = 3, 5, 7, and UDVD-style
 upsampling r = 2, k = 5 of a 256×256×3 image (output 512×512). For each case, implementation
-(dynsr or unfold) and pass (fwd, fwd+bwd) the script reports the median time of ``--repeats``
+(dynsr as it runs by default, i.e. the native one-pass loops of ``dynsr/native`` for fp32 when
+a C compiler is at hand; "loop", dynsr's pure-torch tap loop, ``DYNSR_NATIVE=0``; unfold) and
+pass (fwd, fwd+bwd) the script reports the median time of ``--repeats``
 runs after warm-up and the extra peak memory.
 
 How memory is measured. Every (case, implementation, pass) runs in its own child process, so
@@ -56,6 +58,7 @@ if str(ROOT) not in sys.path:
 
 from dynsr.hardware import timing_context  # noqa: E402
 from dynsr.io import atomic_write_json  # noqa: E402
+from dynsr.native import dynamic_taps  # noqa: E402
 from dynsr.ops import dynamic as dyn  # noqa: E402
 
 
@@ -141,7 +144,7 @@ def _op(spec: dict):
     k, r = spec["k"], spec.get("scale", 1)
     if spec["impl"] == "compiled":
         return compiled_filter(k)
-    if spec["impl"] == "dynsr":
+    if spec["impl"] in ("dynsr", "tap_loop"):
         if r > 1:
             return lambda x, kern: dyn.dynamic_upsample(x, kern, r)
         return lambda x, kern: dyn.dynamic_filter(x, kern)
@@ -153,6 +156,8 @@ def _op(spec: dict):
 def child(spec: dict) -> dict:
     """Run one measurement in this (fresh) process; returns ms and extra MB."""
     torch.set_num_threads(spec["threads"])
+    if spec.get("impl") == "tap_loop":
+        os.environ["DYNSR_NATIVE"] = "0"  # the torch tap loop dynsr falls back to
     if "channels_last_min_c" in spec:
         dyn._CHANNELS_LAST_MIN_C = spec["channels_last_min_c"]
     x, kernels = _make_inputs(spec)
@@ -244,7 +249,7 @@ def main_table(args: argparse.Namespace) -> None:
     bandwidths = [measure({"bandwidth": True, "threads": args.threads,
                            "repeats": args.repeats})["gb_per_s"]]
     header = (
-        f"{'case':<18} {'pass':<8} {'dynsr ms':>9} {'unfold ms':>10} {'ratio':>6} "
+        f"{'case':<18} {'pass':<8} {'dynsr ms':>9} {'loop ms':>8} {'unfold ms':>10} {'ratio':>6} "
         f"{'floor ms':>9} {'x floor':>8} {'dynsr MB':>9} {'unfold MB':>10} "
         f"{'dynsr RSS':>10} {'unfold RSS':>11}"
     )
@@ -254,6 +259,7 @@ def main_table(args: argparse.Namespace) -> None:
         for pass_ in ("fwd", "fwd+bwd"):
             base = {"channels": 3, "threads": args.threads, "repeats": args.repeats, **case}
             ours = measure({**base, "impl": "dynsr", "pass": pass_})
+            loop = measure({**base, "impl": "tap_loop", "pass": pass_})
             ref = measure({**base, "impl": "unfold", "pass": pass_})
             if args.compiled and pass_ == "fwd" and "scale" not in case:
                 compiled = measure({**base, "impl": "compiled", "pass": pass_})
@@ -262,7 +268,8 @@ def main_table(args: argparse.Namespace) -> None:
                       f"{ours['ms']:.2f} ms (floor {floor:.2f} ms at the first bandwidth "
                       f"sample)", flush=True)
             rows.append({"case": name, "pass": pass_, "dynsr_ms": ours["ms"],
-                         "unfold_ms": ref["ms"], "bytes": pass_bytes(base, pass_),
+                         "tap_loop_ms": loop["ms"], "unfold_ms": ref["ms"],
+                         "bytes": pass_bytes(base, pass_),
                          "dynsr_mb": ours["alloc_mb"], "unfold_mb": ref["alloc_mb"],
                          "dynsr_rss": _fmt_rss(ours), "unfold_rss": _fmt_rss(ref)})
         # the bandwidth again between cases: the machine's speed drifts
@@ -272,11 +279,14 @@ def main_table(args: argparse.Namespace) -> None:
     for row in rows:
         row["floor_ms"] = row["bytes"] / bandwidth / 1e6
         lines.append(
-            f"{row['case']:<18} {row['pass']:<8} {row['dynsr_ms']:>9.2f} {row['unfold_ms']:>10.2f} "
+            f"{row['case']:<18} {row['pass']:<8} {row['dynsr_ms']:>9.2f} "
+            f"{row['tap_loop_ms']:>8.2f} {row['unfold_ms']:>10.2f} "
             f"{row['unfold_ms'] / row['dynsr_ms']:>6.1f} {row['floor_ms']:>9.2f} "
             f"{row['dynsr_ms'] / row['floor_ms']:>8.2f} {row['dynsr_mb']:>9.1f} "
             f"{row['unfold_mb']:>10.1f} {row['dynsr_rss']:>10} {row['unfold_rss']:>11}")
     machine = timing_context(args.threads)
+    library = dynamic_taps()
+    machine["native_dynamic_taps"] = library.path.name if library is not None else None
     print(json.dumps(machine))
     print(f"streaming bandwidth (c = a + b, 64 MB tensors): median {bandwidth:.1f} GB/s of "
           f"{', '.join(f'{b:.1f}' for b in bandwidths)}")

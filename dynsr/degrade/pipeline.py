@@ -177,7 +177,8 @@ def _correlate(planes: torch.Tensor, weight: torch.Tensor, groups: int) -> torch
     oneDNN path: PyTorch unfolds the image into k² copies (5.6 GB and 30 s for a 500×480 RGB
     image and DIV2KRK's 31×31 x4 kernel). Past :data:`_UNFOLD_BYTES` of such copies, the
     shifted images are summed one tap at a time instead: 1.6 s, two images of memory, the
-    same bytes out (measured: max difference 0)."""
+    same values to float64 rounding (max difference 0 on an Intel Xeon, 1.1e-13 on values up
+    to 308 on an AMD EPYC: the taps are summed in another order)."""
     kh, kw = weight.shape[-2:]
     unfolded = kh * kw * planes.numel() * planes.element_size()
     if planes.dtype != torch.float64 or unfolded <= _UNFOLD_BYTES:

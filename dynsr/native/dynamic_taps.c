@@ -1,0 +1,422 @@
+/* Per-pixel dynamic filtering in one pass over memory (see dynsr/native/__init__.py).
+ *
+ * The torch tap loop in dynsr/ops/dynamic.py makes k² passes over the whole image, each one
+ * reading and writing the output: on 2 cores and 512x512, k=7, that is 4-5x the traffic the
+ * operation needs. Here every output row is finished before the next one starts: the k padded
+ * input rows and the row's kernel taps sit in L1/L2, and main memory sees each kernel, input
+ * and output element about once.
+ *
+ * Semantics (those of dynsr.ops.dynamic_filter / dynamic_upsample, fp32 only):
+ *   y[b, c, s, i, j] = sum_t K[b, (g*T + t)*S + s, i, j] * x[b, c, i + u - p, j + v - p]
+ * with t = u*k + v, T = k*k, p = k/2, zero outside x, g = c when G == C (per-channel kernels)
+ * else 0, and S = r*r sub-pixels s = a*r + q. Every tensor is given by a pointer and element
+ * strides, so contiguous and channels_last tensors (and views) are read and written in place.
+ * Output element (b, c, s, i, j) is at b*o[0] + c*o[1] + i*o[2] + j*o[3] + a*o[4] + q*o[5],
+ * which covers a plain (B, C, H, W) output (r = 1) and the pixel-shuffled (B, C, rH, rW) one
+ * (o[2] = r*stride_h, o[3] = r*stride_w, o[4] = stride_h, o[5] = stride_w).
+ *
+ * Rows are split evenly over nthreads pthreads. Each function returns 0, or -1 when a row
+ * buffer could not be allocated (nothing is then guaranteed about the output).
+ */
+#define _DEFAULT_SOURCE /* madvise */
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JB 32  /* output pixels kept in registers while the taps are summed */
+
+typedef struct {
+    int64_t B, C, H, W, k, G, r;
+    const float *x;  const int64_t *xs;   /* input (B, C, H, W) */
+    const float *kn; const int64_t *ks;   /* kernels (B, G*T*S, H, W) */
+    const float *gy; const int64_t *gys;  /* output gradient, output addressing (6 strides) */
+    float *out;      const int64_t *os;   /* what is written: y, grad_K or grad_x */
+    int64_t row0, row1;                   /* rows b*H + i of this worker */
+    int status;
+} Job;
+
+static int64_t out_offset(const int64_t *o, int64_t b, int64_t c, int64_t s, int64_t i,
+                          int64_t j, int64_t r) {
+    return b * o[0] + c * o[1] + i * o[2] + j * o[3] + (s / r) * o[4] + (s % r) * o[5];
+}
+
+/* Row (b, c, xi) of x into dst[0 .. W+2p), zero-padded; all zeros when xi is outside. */
+static void load_padded_row(float *dst, const Job *jb, int64_t b, int64_t c, int64_t xi) {
+    const int64_t W = jb->W, p = jb->k / 2;
+    if (xi < 0 || xi >= jb->H) {
+        memset(dst, 0, sizeof(float) * (size_t)(W + 2 * p));
+        return;
+    }
+    const float *src = jb->x + b * jb->xs[0] + c * jb->xs[1] + xi * jb->xs[2];
+    const int64_t sw = jb->xs[3];
+    memset(dst, 0, sizeof(float) * (size_t)p);
+    memset(dst + p + W, 0, sizeof(float) * (size_t)p);
+    if (sw == 1) {
+        memcpy(dst + p, src, sizeof(float) * (size_t)W);
+    } else {
+        for (int64_t j = 0; j < W; j++) dst[p + j] = src[j * sw];
+    }
+}
+
+/* Pointers to the n W-long rows (b, ch, i) of a (B, n, H, W) tensor: in place when W has
+ * unit stride, else gathered into buf (n * W floats). */
+static void row_pointers(const float **rows, float *buf, const float *t, const int64_t *st,
+                         int64_t n, int64_t W, int64_t b, int64_t i) {
+    const float *base = t + b * st[0] + i * st[2];
+    for (int64_t ch = 0; ch < n; ch++) {
+        const float *src = base + ch * st[1];
+        if (st[3] == 1) {
+            rows[ch] = src;
+        } else {
+            float *dst = buf + ch * W;
+            for (int64_t j = 0; j < W; j++) dst[j] = src[j * st[3]];
+            rows[ch] = dst;
+        }
+    }
+}
+
+/* Pointers to the C*S W-long rows (b, c, s, i) of the output gradient (output addressing). */
+static void grad_rows(const float **rows, float *buf, const Job *jb, int64_t b, int64_t i) {
+    const int64_t S = jb->r * jb->r, W = jb->W;
+    for (int64_t c = 0; c < jb->C; c++) {
+        for (int64_t s = 0; s < S; s++) {
+            const float *src = jb->gy + out_offset(jb->gys, b, c, s, i, 0, jb->r);
+            const int64_t sw = jb->gys[3];
+            if (sw == 1) {
+                rows[c * S + s] = src;
+            } else {
+                float *dst = buf + (c * S + s) * W;
+                for (int64_t j = 0; j < W; j++) dst[j] = src[j * sw];
+                rows[c * S + s] = dst;
+            }
+        }
+    }
+}
+
+static void store_row(float *dst, int64_t sw, const float *src, int64_t W) {
+    if (sw == 1) {
+        memcpy(dst, src, sizeof(float) * (size_t)W);
+    } else {
+        for (int64_t j = 0; j < W; j++) dst[j * sw] = src[j];
+    }
+}
+
+/* Eight floats in whatever registers the target has (one AVX2 register, two SSE ones). */
+typedef float vec8 __attribute__((vector_size(32)));
+
+static inline vec8 load8(const float *p) {
+    vec8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* acc[j] = sum_n a[n][j] * b[n][j + shift[n]], j < W (acc[j] += ... when add). Written with explicit vectors and four
+ * independent accumulators (JB output pixels) that stay in registers while the n taps are
+ * summed: auto-vectorisation of the plain loop kept them in memory, at ~2 GFLOP/s. */
+static void tap_sum(float *restrict acc, const float *const *a, const float *const *b,
+                    const int64_t *shift, int64_t n, int64_t W, int64_t pf, int add) {
+    int64_t j0 = 0;
+    for (; j0 + JB <= W; j0 += JB) {
+        vec8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+        if (add) {
+            s0 = load8(acc + j0);
+            s1 = load8(acc + j0 + 8);
+            s2 = load8(acc + j0 + 16);
+            s3 = load8(acc + j0 + 24);
+        }
+        for (int64_t m = 0; m < n; m++) {
+            const float *pa = a[m] + j0;
+            const float *pb = b[m] + j0 + shift[m];
+            /* a[] are often many rows fresh from memory (49 kernel taps): more streams than
+             * the hardware prefetcher follows, so fetch pf floats ahead by hand. */
+            __builtin_prefetch(pa + pf);
+            __builtin_prefetch(pa + pf + 16);
+            s0 += load8(pa) * load8(pb);
+            s1 += load8(pa + 8) * load8(pb + 8);
+            s2 += load8(pa + 16) * load8(pb + 16);
+            s3 += load8(pa + 24) * load8(pb + 24);
+        }
+        memcpy(acc + j0, &s0, sizeof s0);
+        memcpy(acc + j0 + 8, &s1, sizeof s1);
+        memcpy(acc + j0 + 16, &s2, sizeof s2);
+        memcpy(acc + j0 + 24, &s3, sizeof s3);
+    }
+    for (; j0 + 8 <= W; j0 += 8) {
+        vec8 s0 = add ? load8(acc + j0) : (vec8){0};
+        for (int64_t m = 0; m < n; m++) s0 += load8(a[m] + j0) * load8(b[m] + j0 + shift[m]);
+        memcpy(acc + j0, &s0, sizeof s0);
+    }
+    for (int64_t j = j0; j < W; j++) {
+        float s = add ? acc[j] : 0.0f;
+        for (int64_t m = 0; m < n; m++) s += a[m][j] * b[m][j + shift[m]];
+        acc[j] = s;
+    }
+}
+
+/* The same for NC channels that share the taps a[] (shared kernels):
+ * acc[c][j] = sum_n a[n][j] * b[c*n + n'][j + shift[n]]. Each kernel vector is loaded once
+ * for all NC channels, which cuts the loads per multiply-add from 2 to (1 + NC) / NC. */
+#define TAP_SUM_CHANNELS(NC)                                                                   \
+    static void tap_sum_##NC(float *const *acc, const float *const *a, const float *const *b,  \
+                             const int64_t *shift, int64_t n, int64_t W, int64_t pf) {         \
+        int64_t j0 = 0;                                                                        \
+        for (; j0 + 16 <= W; j0 += 16) {                                                       \
+            vec8 s[NC][2];                                                                     \
+            for (int c = 0; c < NC; c++) s[c][0] = s[c][1] = (vec8){0};                        \
+            for (int64_t m = 0; m < n; m++) {                                                  \
+                const float *pa = a[m] + j0;                                                   \
+                __builtin_prefetch(pa + pf);                                                   \
+                const vec8 k0 = load8(pa), k1 = load8(pa + 8);                                 \
+                for (int c = 0; c < NC; c++) {                                                 \
+                    const float *pb = b[c * n + m] + j0 + shift[m];                            \
+                    s[c][0] += k0 * load8(pb);                                                 \
+                    s[c][1] += k1 * load8(pb + 8);                                             \
+                }                                                                              \
+            }                                                                                  \
+            for (int c = 0; c < NC; c++) {                                                     \
+                memcpy(acc[c] + j0, &s[c][0], sizeof(vec8));                                   \
+                memcpy(acc[c] + j0 + 8, &s[c][1], sizeof(vec8));                               \
+            }                                                                                  \
+        }                                                                                      \
+        for (int64_t j = j0; j < W; j++) {                                                     \
+            for (int c = 0; c < NC; c++) {                                                     \
+                float t = 0.0f;                                                                \
+                for (int64_t m = 0; m < n; m++) t += a[m][j] * b[c * n + m][j + shift[m]];     \
+                acc[c][j] = t;                                                                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+TAP_SUM_CHANNELS(2)
+TAP_SUM_CHANNELS(3)
+TAP_SUM_CHANNELS(4)
+
+/* ---- forward: y = sum_t K_t * shift_t(x) ---------------------------------------------- */
+
+static void *forward_rows(void *arg) {
+    Job *jb = (Job *)arg;
+    const int64_t C = jb->C, W = jb->W, k = jb->k, p = k / 2, T = k * k, S = jb->r * jb->r;
+    const int64_t Wp = W + 2 * p, nk = jb->G * T * S;
+    float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
+    float *kbuf = jb->ks[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(nk * W));
+    float *accbuf = malloc(sizeof(float) * (size_t)(4 * W));
+    float *acc[4] = {accbuf, accbuf + W, accbuf + 2 * W, accbuf + 3 * W};
+    const float **krows = malloc(sizeof(float *) * (size_t)nk);
+    const float **ka = malloc(sizeof(float *) * (size_t)T);
+    const float **xa = malloc(sizeof(float *) * (size_t)(4 * T));
+    int64_t *shift = malloc(sizeof(int64_t) * (size_t)T);
+    if (!xbuf || (!kbuf && jb->ks[3] != 1) || !accbuf || !krows || !ka || !xa || !shift) {
+        jb->status = -1;
+        goto done;
+    }
+    for (int64_t t = 0; t < T; t++) shift[t] = t % k;
+    for (int64_t row = jb->row0; row < jb->row1; row++) {
+        const int64_t b = row / jb->H, i = row % jb->H;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t u = 0; u < k; u++)
+                load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+        row_pointers(krows, kbuf, jb->kn, jb->ks, nk, W, b, i);
+        /* Prefetch distance along the kernel rows (floats); a whole row ahead measured slower. */
+        const int64_t pf = 256;
+        /* Shared kernels: up to four channels per pass over the taps; per-channel: one. */
+        const int64_t step = jb->G == 1 ? 4 : 1;
+        for (int64_t c0 = 0; c0 < C; c0 += step) {
+            const int64_t nc = C - c0 < step ? C - c0 : step, g = jb->G == 1 ? 0 : c0;
+            for (int64_t c = 0; c < nc; c++)
+                for (int64_t t = 0; t < T; t++) xa[c * T + t] = xbuf + ((c0 + c) * k + t / k) * Wp;
+            for (int64_t s = 0; s < S; s++) {
+                for (int64_t t = 0; t < T; t++) ka[t] = krows[(g * T + t) * S + s];
+                switch (nc) {
+                case 4: tap_sum_4(acc, ka, xa, shift, T, W, pf); break;
+                case 3: tap_sum_3(acc, ka, xa, shift, T, W, pf); break;
+                case 2: tap_sum_2(acc, ka, xa, shift, T, W, pf); break;
+                default: tap_sum(acc[0], ka, xa, shift, T, W, pf, 0);
+                }
+                for (int64_t c = 0; c < nc; c++) {
+                    float *dst = jb->out + out_offset(jb->os, b, c0 + c, s, i, 0, jb->r);
+                    store_row(dst, jb->os[3], acc[c], W);
+                }
+            }
+        }
+    }
+done:
+    free(xbuf); free(kbuf); free(accbuf); free(krows); free(ka); free(xa); free(shift);
+    return NULL;
+}
+
+/* ---- backward, kernels: grad_K[g, t, s] = sum_{c in g} gy[c, s] * shift_t(x[c]) -------- */
+
+static void *kernel_grad_rows(void *arg) {
+    Job *jb = (Job *)arg;
+    const int64_t C = jb->C, W = jb->W, k = jb->k, p = k / 2, T = k * k, S = jb->r * jb->r;
+    const int64_t Wp = W + 2 * p, per = jb->G == 1 ? C : 1;
+    float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
+    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(C * S * W));
+    float *acc = malloc(sizeof(float) * (size_t)W);
+    const float **grows = malloc(sizeof(float *) * (size_t)(C * S));
+    const float **ga = malloc(sizeof(float *) * (size_t)per);
+    const float **xa = malloc(sizeof(float *) * (size_t)per);
+    int64_t *shift = malloc(sizeof(int64_t) * (size_t)per);
+    if (!xbuf || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa || !shift) {
+        jb->status = -1;
+        goto done;
+    }
+    for (int64_t row = jb->row0; row < jb->row1; row++) {
+        const int64_t b = row / jb->H, i = row % jb->H;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t u = 0; u < k; u++)
+                load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+        grad_rows(grows, gbuf, jb, b, i);
+        for (int64_t g = 0; g < jb->G; g++) {
+            for (int64_t t = 0; t < T; t++) {
+                const int64_t u = t / k, v = t % k;
+                for (int64_t s = 0; s < S; s++) {
+                    for (int64_t m = 0; m < per; m++) {
+                        const int64_t c = jb->G == 1 ? m : g;
+                        ga[m] = grows[c * S + s];
+                        xa[m] = xbuf + (c * k + u) * Wp;
+                        shift[m] = v;
+                    }
+                    tap_sum(acc, ga, xa, shift, per, W, 0, 0);
+                    const int64_t ch = (g * T + t) * S + s;
+                    float *dst = jb->out + b * jb->os[0] + ch * jb->os[1] + i * jb->os[2];
+                    store_row(dst, jb->os[3], acc, W);
+                }
+            }
+        }
+    }
+done:
+    free(xbuf); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift);
+    return NULL;
+}
+
+/* ---- backward, input: grad_x[c, i + u - p, j + v - p] += sum_s K[g,t,s] gy[c,s] at (i, j) --
+ * Scattered from each source row i, so every kernel row is read once: output row i' gets
+ * its taps from source rows i' - p .. i' + p and is kept, zero-padded by p on both sides, in
+ * a ring of k rows per channel until the last of them is done. A worker owns output rows
+ * [row0, row1) and reads the p source rows beyond each end as well. */
+
+static void *input_grad_rows(void *arg) {
+    Job *jb = (Job *)arg;
+    const int64_t C = jb->C, H = jb->H, W = jb->W, k = jb->k, p = k / 2, T = k * k;
+    const int64_t S = jb->r * jb->r, Wp = W + 2 * p, nk = jb->G * T * S;
+    float *ring = malloc(sizeof(float) * (size_t)(C * k * Wp));
+    float *kbuf = jb->ks[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(nk * W));
+    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(C * S * W));
+    const float **krows = malloc(sizeof(float *) * (size_t)nk);
+    const float **grows = malloc(sizeof(float *) * (size_t)(C * S));
+    const float **ka = malloc(sizeof(float *) * (size_t)S);
+    int64_t *zero = calloc((size_t)S, sizeof(int64_t));
+    if (!ring || (!kbuf && jb->ks[3] != 1) || (!gbuf && jb->gys[3] != 1) || !krows || !grows ||
+        !ka || !zero) {
+        jb->status = -1;
+        goto done;
+    }
+    for (int64_t row = jb->row0; row < jb->row1;) {
+        /* One image's part of the worker's rows: output rows i0 .. i1 - 1 of image b. */
+        const int64_t b = row / H, i0 = row % H;
+        const int64_t i1 = (jb->row1 - b * H) < H ? jb->row1 - b * H : H;
+        row = b * H + i1;
+        memset(ring, 0, sizeof(float) * (size_t)(C * k * Wp));
+        for (int64_t yi = i0 - p; yi < i1 + p; yi++) {
+            if (yi >= 0 && yi < H) {
+                row_pointers(krows, kbuf, jb->kn, jb->ks, nk, W, b, yi);
+                grad_rows(grows, gbuf, jb, b, yi);
+                for (int64_t u = 0; u < k; u++) {
+                    const int64_t target = yi + u - p;
+                    if (target < i0 || target >= i1) continue;
+                    for (int64_t c = 0; c < C; c++) {
+                        const int64_t g = jb->G == 1 ? 0 : c;
+                        float *acc = ring + (c * k + target % k) * Wp;
+                        for (int64_t v = 0; v < k; v++) {
+                            for (int64_t s = 0; s < S; s++) ka[s] = krows[(g * T + u * k + v) * S + s];
+                            /* y[j] took x[j + v - p]: padded column j + v. */
+                            tap_sum(acc + v, ka, grows + c * S, zero, S, W, 0, 1);
+                        }
+                    }
+                }
+            }
+            /* Output row yi - p has had its last source row: store it, free its slot. */
+            const int64_t done_row = yi - p;
+            if (done_row >= i0 && done_row < i1) {
+                for (int64_t c = 0; c < C; c++) {
+                    float *slot = ring + (c * k + done_row % k) * Wp;
+                    float *dst = jb->out + b * jb->os[0] + c * jb->os[1] + done_row * jb->os[2];
+                    store_row(dst, jb->os[3], slot + p, W);
+                    memset(slot, 0, sizeof(float) * (size_t)Wp);
+                }
+            }
+        }
+    }
+done:
+    free(ring); free(kbuf); free(gbuf); free(krows); free(grows); free(ka); free(zero);
+    return NULL;
+}
+
+/* ---- entry points ---------------------------------------------------------------------- */
+
+static int run(Job proto, void *(*fn)(void *), int64_t nthreads) {
+    const int64_t rows = proto.B * proto.H;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > rows) nthreads = rows;
+    if (nthreads > 64) nthreads = 64;
+    Job jobs[64];
+    pthread_t tids[64];
+    int started[64] = {0};
+    for (int64_t n = 0; n < nthreads; n++) {
+        jobs[n] = proto;
+        jobs[n].row0 = rows * n / nthreads;
+        jobs[n].row1 = rows * (n + 1) / nthreads;
+        jobs[n].status = 0;
+    }
+    for (int64_t n = 1; n < nthreads; n++)
+        started[n] = pthread_create(&tids[n], NULL, fn, &jobs[n]) == 0;
+    fn(&jobs[0]);
+    for (int64_t n = 1; n < nthreads; n++) {
+        if (started[n]) pthread_join(tids[n], NULL);
+        else fn(&jobs[n]); /* no thread to be had: do its rows here */
+    }
+    int status = 0;
+    for (int64_t n = 0; n < nthreads; n++) status |= jobs[n].status;
+    return status;
+}
+
+/* Ask for transparent huge pages on the 2 MB-aligned part of [p, p + bytes) before it is
+ * first written. A fresh kernel gradient (51 MB at 512x512, k = 7) otherwise takes one page
+ * fault per 4 KB on its first touch, which cost more than computing it (14 ms against
+ * 3.5 ms on 2 cores). Harmless where THP is off or the range is already mapped. */
+void dynsr_advise_huge_pages(void *ptr, int64_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    const uintptr_t start = ((uintptr_t)ptr + huge - 1) & ~(huge - 1);
+    const uintptr_t end = ((uintptr_t)ptr + (uintptr_t)bytes) & ~(huge - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)ptr;
+    (void)bytes;
+#endif
+}
+
+#define DIMS int64_t B, int64_t C, int64_t H, int64_t W, int64_t k, int64_t G, int64_t r
+
+int dynsr_dynamic_forward(const float *x, const int64_t *xs, const float *kn, const int64_t *ks,
+                          float *y, const int64_t *ys, DIMS, int64_t nthreads) {
+    Job jb = {B, C, H, W, k, G, r, x, xs, kn, ks, NULL, NULL, y, ys, 0, 0, 0};
+    return run(jb, forward_rows, nthreads);
+}
+
+int dynsr_dynamic_kernel_grad(const float *gy, const int64_t *gys, const float *x,
+                              const int64_t *xs, float *gk, const int64_t *gks, DIMS,
+                              int64_t nthreads) {
+    Job jb = {B, C, H, W, k, G, r, x, xs, NULL, NULL, gy, gys, gk, gks, 0, 0, 0};
+    return run(jb, kernel_grad_rows, nthreads);
+}
+
+int dynsr_dynamic_input_grad(const float *gy, const int64_t *gys, const float *kn,
+                             const int64_t *ks, float *gx, const int64_t *gxs, DIMS,
+                             int64_t nthreads) {
+    Job jb = {B, C, H, W, k, G, r, NULL, NULL, kn, ks, gy, gys, gx, gxs, 0, 0, 0};
+    return run(jb, input_grad_rows, nthreads);
+}
