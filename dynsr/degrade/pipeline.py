@@ -198,13 +198,14 @@ def _correlate(planes: torch.Tensor, weight: torch.Tensor, groups: int) -> torch
     return out
 
 
-def separable_blur(x: torch.Tensor, taps: torch.Tensor, padding: str = "replicate"
-                   ) -> torch.Tensor:
+def separable_blur(x: torch.Tensor, taps: torch.Tensor, padding: str = "replicate",
+                   channels_last: bool = False) -> torch.Tensor:
     """Blur each channel of ``x`` (C, H, W) or (B, C, H, W) by the outer product of the 1-D
     ``taps`` (odd length) with itself: :func:`blur` with ``taps[:, None] * taps[None, :]``,
     as two 1-D passes (float rounding aside). Runs as grouped channels_last convolutions:
     oneDNN's single-channel path is ~8× slower for such thin kernels (15 taps, 3×768²,
-    2 threads: 6 against 53 ms a pass)."""
+    2 threads: 6 against 53 ms a pass). The result is contiguous, or left channels_last as
+    the convolutions make it with ``channels_last`` (a copy saved for channels_last users)."""
     xb, was_3d = _as_batch(x)
     size = taps.shape[-1]
     if taps.dim() != 1 or size % 2 == 0:
@@ -214,7 +215,9 @@ def separable_blur(x: torch.Tensor, taps: torch.Tensor, padding: str = "replicat
     xp = _pad(xb, pad, pad, pad, pad, padding).contiguous(memory_format=torch.channels_last)
     rows = taps.reshape(1, 1, size, 1).expand(channels, 1, size, 1).contiguous()
     out = F.conv2d(F.conv2d(xp, rows, groups=channels), rows.transpose(-2, -1).contiguous(),
-                   groups=channels).contiguous()
+                   groups=channels)
+    if not channels_last:
+        out = out.contiguous()
     return out[0] if was_3d else out
 
 

@@ -141,6 +141,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynsr.degrade.kernels import isotropic_gaussian
+from dynsr.degrade.pipeline import separable_blur
 from dynsr.models.registry import OnnxAdapter, register, register_onnx
 from dynsr.ops.dynamic_conv import AttentionMixedConv2d, mix_kernel_banks
 from dynsr.ops.fused_conv import canonical_channels_last, conv2d_fused, fused_conv_available
@@ -254,6 +255,15 @@ class DyConvSR(nn.Module):
             blurred = F.conv2d(padded, self.gaussian_kernel.to(x.dtype), groups=3)
             return x - blurred
 
+    def _separable_high_frequency(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`high_frequency` of a channels_last fp32 image with the 5×5 Gaussian as two
+        1-D passes (the kernel is the outer product of its row sums; equal to 3e-7), left
+        channels_last: 0.8 against 1.2-3.1 ms at 640×360 under an AVX2 cap."""
+        pad = _BLUR_SIZE // 2
+        mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
+        taps = self.gaussian_kernel[0, 0].sum(dim=1).to(x.dtype)
+        return x - separable_blur(x, taps, mode, channels_last=True)
+
     def _spatial_attention_map(self, features: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat(
             [features.mean(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)], dim=1
@@ -330,6 +340,7 @@ class DyConvSR(nn.Module):
 
         * pixel-unshuffle + 3×3 conv on cells = a 6×6 stride-2 conv on pixels (head, HF conv),
           so the unshuffled copies are never made;
+        * the HF image's 5×5 Gaussian as two 1-D passes (:meth:`_separable_high_frequency`);
         * GELU fused into the dynamic and HF convs and the HF branch's sum into the tail conv
           (oneDNN post-ops, :func:`~dynsr.ops.fused_conv.conv2d_fused`);
         * the tail and HF convs' output channels reordered so that, channels-last, each
@@ -350,7 +361,7 @@ class DyConvSR(nn.Module):
         weight, bias = mix_kernel_banks(self.dynamic.weight_bank, self.dynamic.bias, attention)
         hidden = conv2d_fused(head, weight[0], None if bias is None else bias[0], padding=1,
                               activation="gelu")
-        detail = conv2d_fused(self.high_frequency(x).contiguous(memory_format=torch.channels_last),
+        detail = conv2d_fused(self._separable_high_frequency(x),
                               _as_pixel_conv(self.hf_conv.weight[order]), self.hf_conv.bias[order],
                               stride=_UNSHUFFLE, padding=_UNSHUFFLE, activation="gelu")
         features = conv2d_fused(hidden, self.tail.weight[order], self.tail.bias[order],
