@@ -203,3 +203,17 @@ def test_capped_instruction_set_flags(monkeypatch) -> None:
     assert native._march_flags() == ["-march=x86-64"]
     monkeypatch.delenv("ATEN_CPU_CAPABILITY")
     assert native._march_flags() == ["-march=native"]
+
+
+def test_dispatch_modes_see_the_torch_loop(library) -> None:
+    # FLOP counting (and fake tensors) must see the multiply-adds, which a C call hides.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, kernels = _pair((1, 3, 8, 8), 9)
+    counter = FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.addcmul_: lambda *a, out_shape=None, **k: 2,
+        torch.ops.aten.mul: lambda *a, out_shape=None, **k: 1})
+    with counter:
+        assert dyn._native(x, kernels) is None
+        dynamic_filter(x, kernels)
+    assert counter.get_total_flops() > 0

@@ -32,7 +32,8 @@ fp32 CPU tensors go to the native one-pass loops of :mod:`dynsr.native` (``dynam
 every output row is summed over all taps in registers before the next, so memory sees each
 element about once (512×512×3, k=7, 2 threads: ≈ 2.6 ms forward against ≈ 4.0 ms for the
 torch loop below; ``benchmarks/bench_dynamic_ops.py``). Everything else (float64, bf16,
-other devices, ``torch.compile`` tracing, no C compiler, ``DYNSR_NATIVE=0``) takes the torch
+other devices, ``torch.compile`` tracing or a dispatch mode such as FLOP counting, no C
+compiler, ``DYNSR_NATIVE=0``) takes the torch
 tap loop described here, which gives the same results to float rounding.
 
 Neither pass materialises an unfolded (B, C·k², H, W) tensor. x is zero-padded once, then a
@@ -84,6 +85,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from dynsr.native import DynamicTaps, dynamic_taps
 from dynsr.ops.tap_bands import (
@@ -396,7 +398,9 @@ def _native(*tensors: torch.Tensor | None) -> DynamicTaps | None:
     present = [t for t in tensors if t is not None]
     if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present):
         return None
-    if torch.compiler.is_compiling():
+    # Under torch.compile, or a dispatch mode (FLOP counting, fake tensors), the ops must be
+    # seen one by one: the torch loop shows them, a C call would hide them.
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return None
     return dynamic_taps()
 
