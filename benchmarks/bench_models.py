@@ -9,10 +9,11 @@ For each model and scale, one 640×360 LR frame (RGB) is upscaled through
 
 Printed per way: median seconds per frame over ``--repeats`` runs after one warm-up, output
 megapixels per second, GFLOP/s achieved (FLOPs from ``dynsr.models.complexity.count_flops``,
-a multiply-add = 2), and the speed-up over fp32 eager. Non-blind models (UDVD) get blur
-width 1.3 and noise 15.
+a multiply-add = 2), and the speed-up over the first way timed (fp32 eager by default).
+Non-blind models (UDVD) get blur width 1.3 and noise 15.
 
-    python benchmarks/bench_models.py [--models ddet dyconvsr] [--scales 2 4] [--repeats 3]
+    python benchmarks/bench_models.py [--models ddet dyconvsr] [--scales 2 4] [--repeats 3] \
+        [--ways fp32 fp32-cl]
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def main() -> int:
     parser.add_argument("--scales", nargs="*", type=int, default=[2, 3, 4])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, nargs=2, default=(360, 640), metavar=("H", "W"))
+    parser.add_argument("--ways", nargs="*", choices=[w[0] for w in WAYS],
+                        help="ways to time (default: all; e.g. skip bf16-cl where bf16 is "
+                             "emulated)")
     args = parser.parse_args()
+    ways = [w for w in WAYS if not args.ways or w[0] in args.ways]
 
     torch.manual_seed(0)
     lr = torch.rand(1, 3, *args.size)
@@ -69,7 +74,7 @@ def main() -> int:
             flops = count_flops(create(spec.name, scale=scale), tuple(args.size), **conditions)
             out_mp = args.size[0] * args.size[1] * scale * scale / 1e6
             base = None
-            for way, precision, channels_last in WAYS:
+            for way, precision, channels_last in ways:
                 sec = time_way(spec.name, scale, precision, channels_last, lr, args.repeats,
                                conditions)
                 base = base or sec
