@@ -406,8 +406,11 @@ def _native(*tensors: torch.Tensor | None) -> DynamicTaps | None:
 
 
 # Fresh kernel gradients at least this large are put on transparent huge pages before their
-# first touch (see dynamic_taps.c, dynsr_advise_huge_pages).
-_HUGE_PAGE_MIN_BYTES = 8 << 20
+# first touch (see dynamic_taps.c, dynsr_advise_huge_pages). glibc maps blocks of 32 MB and
+# more afresh on every allocation, so they always fault; smaller ones may be reused memory
+# (dynsr.malloc), and on a 9.4 MB gradient the advice cost more than it saved (the kernel's
+# compaction for huge pages: 5.9 against 0.9-2.4 ms), while at 51 MB it took 15 ms to 6.5.
+_HUGE_PAGE_MIN_BYTES = 32 << 20
 
 
 def _strides(t: torch.Tensor, scale: int = 0) -> ctypes.Array:
