@@ -63,7 +63,9 @@ def _both_paths(monkeypatch, fn, x, kernels, *args):
      ((1, 1, 6, 40), 7, False),   # one channel, H < k
      ((2, 5, 12, 37), 3, False),  # five channels: a group of four and one
      ((1, 3, 3, 2), 5, False),    # tiny
-     ((1, 2, 5, 1), 3, True)],    # one column
+     ((1, 2, 5, 1), 3, True),     # one column
+     ((2, 4, 7, 19), 3, False),   # four channels sharing kernels
+     ((1, 2, 6, 35), 5, False)],  # two channels sharing kernels
 )
 def test_filter_matches_reference_and_torch_loop(monkeypatch, library, threads, shape, k,
                                                  per_channel) -> None:

@@ -248,6 +248,46 @@ done:
 
 /* ---- backward, kernels: grad_K[g, t, s] = sum_{c in g} gy[c, s] * shift_t(x[c]) -------- */
 
+/* One row of all T tap planes of a shared kernel's gradient for sub-pixel s:
+ * dst[t][j] = sum_c gy[c][j] * x[c][u][j + v], t = u*k + v. The NC gradient vectors stay in
+ * registers across the taps, so each multiply-add loads one input vector (not two). */
+#define KERNEL_GRAD_CHANNELS(NC)                                                               \
+    static void kernel_grad_taps_##NC(float *const *dst, const float *const *gy,              \
+                                      const float *xbuf, int64_t k, int64_t Wp, int64_t W) {  \
+        const int64_t T = k * k;                                                               \
+        int64_t j0 = 0;                                                                        \
+        for (; j0 + 16 <= W; j0 += 16) {                                                       \
+            vec8 g[NC][2];                                                                     \
+            for (int c = 0; c < NC; c++) {                                                     \
+                g[c][0] = load8(gy[c] + j0);                                                   \
+                g[c][1] = load8(gy[c] + j0 + 8);                                               \
+            }                                                                                  \
+            for (int64_t t = 0; t < T; t++) {                                                  \
+                const float *xr = xbuf + (t / k) * Wp + t % k + j0;                            \
+                vec8 a0 = g[0][0] * load8(xr), a1 = g[0][1] * load8(xr + 8);                   \
+                for (int c = 1; c < NC; c++) {                                                 \
+                    const float *xc = xr + c * k * Wp;                                         \
+                    a0 += g[c][0] * load8(xc);                                                 \
+                    a1 += g[c][1] * load8(xc + 8);                                             \
+                }                                                                              \
+                memcpy(dst[t] + j0, &a0, sizeof a0);                                           \
+                memcpy(dst[t] + j0 + 8, &a1, sizeof a1);                                       \
+            }                                                                                  \
+        }                                                                                      \
+        for (int64_t j = j0; j < W; j++) {                                                     \
+            for (int64_t t = 0; t < T; t++) {                                                  \
+                const float *xr = xbuf + (t / k) * Wp + t % k + j;                             \
+                float a = 0.0f;                                                                \
+                for (int c = 0; c < NC; c++) a += gy[c][j] * xr[c * k * Wp];                   \
+                dst[t][j] = a;                                                                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+KERNEL_GRAD_CHANNELS(1)
+KERNEL_GRAD_CHANNELS(2)
+KERNEL_GRAD_CHANNELS(3)
+KERNEL_GRAD_CHANNELS(4)
+
 static void *kernel_grad_rows(void *arg) {
     Job *jb = (Job *)arg;
     const int64_t C = jb->C, W = jb->W, k = jb->k, p = k / 2, T = k * k, S = jb->r * jb->r;
@@ -259,7 +299,13 @@ static void *kernel_grad_rows(void *arg) {
     const float **ga = malloc(sizeof(float *) * (size_t)per);
     const float **xa = malloc(sizeof(float *) * (size_t)per);
     int64_t *shift = malloc(sizeof(int64_t) * (size_t)per);
-    if (!xbuf || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa || !shift) {
+    /* Shared kernels with up to four channels written W-contiguous: all taps per gradient
+     * load (kernel_grad_taps_NC); otherwise one tap plane at a time through tap_sum. */
+    const int fast = jb->G == 1 && C <= 4 && jb->os[3] == 1;
+    float **dst = malloc(sizeof(float *) * (size_t)T);
+    const float **gs = malloc(sizeof(float *) * (size_t)C);
+    if (!xbuf || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa || !shift || !dst ||
+        !gs) {
         jb->status = -1;
         goto done;
     }
@@ -269,6 +315,20 @@ static void *kernel_grad_rows(void *arg) {
             for (int64_t u = 0; u < k; u++)
                 load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
         grad_rows(grows, gbuf, jb, b, i);
+        if (fast) {
+            for (int64_t s = 0; s < S; s++) {
+                for (int64_t c = 0; c < C; c++) gs[c] = grows[c * S + s];
+                for (int64_t t = 0; t < T; t++)
+                    dst[t] = jb->out + b * jb->os[0] + (t * S + s) * jb->os[1] + i * jb->os[2];
+                switch (C) {
+                case 4: kernel_grad_taps_4(dst, gs, xbuf, k, Wp, W); break;
+                case 3: kernel_grad_taps_3(dst, gs, xbuf, k, Wp, W); break;
+                case 2: kernel_grad_taps_2(dst, gs, xbuf, k, Wp, W); break;
+                default: kernel_grad_taps_1(dst, gs, xbuf, k, Wp, W);
+                }
+            }
+            continue;
+        }
         for (int64_t g = 0; g < jb->G; g++) {
             for (int64_t t = 0; t < T; t++) {
                 const int64_t u = t / k, v = t % k;
@@ -288,7 +348,8 @@ static void *kernel_grad_rows(void *arg) {
         }
     }
 done:
-    free(xbuf); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift);
+    free(xbuf); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift); free(dst);
+    free(gs);
     return NULL;
 }
 
