@@ -33,8 +33,8 @@ every output row is summed over all taps in registers before the next, so memory
 element about once (512×512×3, k=7, 2 threads: ≈ 2.6 ms forward against ≈ 4.0 ms for the
 torch loop below; ``benchmarks/bench_dynamic_ops.py``). Everything else (float64, bf16,
 other devices, ``torch.compile`` tracing or a dispatch mode such as FLOP counting, no C
-compiler, ``DYNSR_NATIVE=0``) takes the torch
-tap loop described here, which gives the same results to float rounding.
+compiler, ``DYNSR_NATIVE=0``) takes the torch tap loop described here, which gives the same
+results to float rounding.
 
 Neither pass materialises an unfolded (B, C·k², H, W) tensor. x is zero-padded once, then a
 Python loop over the k² taps accumulates ``out += K_t * shifted_view_t`` in place
