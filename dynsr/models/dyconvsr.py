@@ -248,8 +248,7 @@ class DyConvSR(nn.Module):
         Computed with autocast off even under autocast (see Deviations 4 and 5).
         """
         pad = _BLUR_SIZE // 2
-        # reflect as torchvision's GaussianBlur (the release); it needs sides > pad.
-        mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
+        mode = _blur_padding(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
             blurred = F.conv2d(padded, self.gaussian_kernel.to(x.dtype), groups=3)
@@ -259,8 +258,7 @@ class DyConvSR(nn.Module):
         """:meth:`high_frequency` of a channels_last fp32 image with the 5×5 Gaussian as two
         1-D passes (the kernel is the outer product of its row sums; equal to 3e-7), left
         channels_last: 0.8 against 1.2-3.1 ms at 640×360 under an AVX2 cap."""
-        pad = _BLUR_SIZE // 2
-        mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
+        mode = _blur_padding(x)
         taps = self.gaussian_kernel[0, 0].sum(dim=1).to(x.dtype)
         return x - separable_blur(x, taps, mode, channels_last=True)
 
@@ -389,6 +387,11 @@ class DyConvSR(nn.Module):
             f"scale={self.scale}, temperature_schedule={self.temperature_schedule!r}, "
             f"anneal_fraction={self.anneal_fraction}"
         )
+
+
+def _blur_padding(x: torch.Tensor) -> str:
+    # Reflect, as torchvision's GaussianBlur in the release; reflect needs sides > pad.
+    return "reflect" if min(x.shape[-2:]) > _BLUR_SIZE // 2 else "replicate"
 
 
 def _as_pixel_conv(weight: torch.Tensor) -> torch.Tensor:

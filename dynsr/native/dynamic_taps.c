@@ -61,6 +61,15 @@ static void load_padded_row(float *dst, const Job *jb, int64_t b, int64_t c, int
     }
 }
 
+/* The k padded input rows i - p .. i + p of every channel of image b, channel-major, each
+ * W + 2p long: the window one output row's taps read. */
+static void load_input_window(float *xbuf, const Job *jb, int64_t b, int64_t i) {
+    const int64_t k = jb->k, p = k / 2, Wp = jb->W + 2 * p;
+    for (int64_t c = 0; c < jb->C; c++)
+        for (int64_t u = 0; u < k; u++)
+            load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+}
+
 /* Pointers to the n W-long rows (b, ch, i) of a (B, n, H, W) tensor: in place when W has
  * unit stride, else gathered into buf (n * W floats). */
 static void row_pointers(const float **rows, float *buf, const float *t, const int64_t *st,
@@ -214,9 +223,7 @@ static void *forward_rows(void *arg) {
     for (int64_t t = 0; t < T; t++) shift[t] = t % k;
     for (int64_t row = jb->row0; row < jb->row1; row++) {
         const int64_t b = row / jb->H, i = row % jb->H;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t u = 0; u < k; u++)
-                load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+        load_input_window(xbuf, jb, b, i);
         row_pointers(krows, kbuf, jb->kn, jb->ks, nk, W, b, i);
         /* Prefetch distance along the kernel rows (floats); a whole row ahead measured slower. */
         const int64_t pf = 256;
@@ -311,9 +318,7 @@ static void *kernel_grad_rows(void *arg) {
     }
     for (int64_t row = jb->row0; row < jb->row1; row++) {
         const int64_t b = row / jb->H, i = row % jb->H;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t u = 0; u < k; u++)
-                load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+        load_input_window(xbuf, jb, b, i);
         grad_rows(grows, gbuf, jb, b, i);
         if (fast) {
             for (int64_t s = 0; s < S; s++) {
