@@ -10,11 +10,14 @@ image in several ways, each in the same run:
 * ``fp32``: the same method with G_DN composed into one 13x13 stride-2 convolution (equal
   values and gradients up to float rounding, tested), fp32 NCHW, 3000 iterations: the
   quality reference;
-* ``fast``: bf16 autocast + channels_last for G_UP and D_DN, composed G_DN, 3000 iterations;
+* ``fast``: channels_last for G_UP and D_DN, composed G_DN, 3000 iterations, bf16 autocast
+  where the CPU has native bf16 (fp32 where it has not, as ``dynsr zeroshot``'s default);
 * ``fast-N``: the same with N iterations and the schedule scaled to N;
 * ``kernel-first``: ``dynsr zeroshot --kernel-first``: KernelGAN's 3000 iterations, then
   ``fast-1000`` with G_DN fixed to its kernel (not the paper's joint training; KernelGAN's
-  seconds are counted).
+  seconds are counted);
+* ``learned-N``: ``dynsr zeroshot --learned-kernel``: the learned estimator's kernel, then
+  ``fast-N`` with G_DN fixed to it (the estimator's seconds are counted).
 
 Every ``--every`` iterations the current G_UP upscales the whole LR image and its PSNR-Y /
 SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training seconds so
@@ -44,6 +47,8 @@ from dynsr.io import load_tensor
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
 KERNELGAN_ITERATIONS = 3000  # the kernel-first way's KernelGAN (dynsr zeroshot's default)
+# bf16 where the CPU has it natively (the fast ways' precision there), else fp32.
+FAST_PRECISION = "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
@@ -53,9 +58,10 @@ def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
                             composed_g_dn=False)
     if way == "fp32":
         return DualSRConfig(iterations=3000)
-    # kernel-first's upsampler step is fast-1000 (its KernelGAN step: run_way).
+    # kernel-first's upsampler step is fast-1000 (its KernelGAN step: run_way), learned-N's
+    # fast-N.
     iterations = {"fast": 3000, "kernel-first": 1000}.get(way) or int(way.split("-", 1)[1])
-    return DualSRConfig(iterations=iterations, precision="bf16", channels_last=True)
+    return DualSRConfig(iterations=iterations, precision=FAST_PRECISION, channels_last=True)
 
 
 def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
@@ -70,7 +76,8 @@ def run_way(way: str, lr: torch.Tensor, hr: torch.Tensor | None, every: int,
 
     curve = QualityCurve(hr, every, config.iterations, 2, report=report)
     zeroshot(lr, 2, config.iterations, seed=0, config=config, checkpoint=curve,
-             kernelgan_iterations=KERNELGAN_ITERATIONS if way == "kernel-first" else None)
+             kernelgan_iterations=KERNELGAN_ITERATIONS if way == "kernel-first" else None,
+             learned_kernel=way.startswith("learned-"))
     total = curve.elapsed()
     return {"way": way, "iterations": config.iterations, "seconds": round(total, 1),
             "training_s": round(curve.trained, 1),
@@ -87,8 +94,6 @@ def per_iteration(result: dict) -> str:
     return f"{result['s_per_iteration']:.3f} s/it"
 
 
-# bf16 where the CPU has it natively (the fast way's precision there), else fp32.
-FLOOR_PRECISION = "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def g_up_floor(repeats: int = 30, precision: str = "bf16") -> dict:
@@ -133,7 +138,8 @@ def time_whole_image_upscale() -> float:
 
     model = Upsampler().to(memory_format=torch.channels_last).eval()
     image = torch.rand(1, 3, 680, 1000).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                         enabled=FAST_PRECISION == "bf16"):
         model(image[..., :64, :64])
         start = time.perf_counter()
         model(image)
@@ -157,7 +163,7 @@ def main() -> int:
                         help="only G_UP's forward + backward per iteration (g_up_floor)")
     args = parser.parse_args()
     if args.floor_only:
-        floor = {**g_up_floor(precision=FLOOR_PRECISION), "cpu": timing_context()}
+        floor = {**g_up_floor(precision=FAST_PRECISION), "cpu": timing_context()}
         print(json.dumps(floor))
         if args.json:
             args.json.write_text(json.dumps({"g_up_floor": floor}, indent=2) + "\n")
@@ -194,8 +200,8 @@ def main() -> int:
               f"{final}")
     whole = time_whole_image_upscale()
     print(f"final upscale of a 1000x680 LR image (fast G_UP): {whole:.1f} s")
-    floor = g_up_floor(precision=FLOOR_PRECISION)
-    print(f"G_UP's forward + backward alone ({FLOOR_PRECISION}, channels_last): "
+    floor = g_up_floor(precision=FAST_PRECISION)
+    print(f"G_UP's forward + backward alone ({FAST_PRECISION}, channels_last): "
           f"{floor['s_per_iteration']:.3f} s per iteration, {floor['gflop_per_iteration']} "
           f"GFLOP at {floor['gflop_per_s']} GFLOP/s: 3000 iterations take at least "
           f"{floor['floor_3000_s']} s on this CPU")

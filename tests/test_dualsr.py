@@ -187,15 +187,50 @@ def test_kernel_first_is_kernelgan_then_a_fixed_g_dn(tmp_path):
                  "--kernel-first", "--kernelgan-iterations", "0"]) != 0
 
 
+def test_learned_kernel_fixes_g_dn_to_the_estimators_reading(tmp_path):
+    # The quick recipe: the learned estimator's kernel (as a direct kernel on MATLAB's grid,
+    # cut to G_DN's 13x13), then G_UP alone against it, as with a known kernel.
+    from dynsr.blind import learned_direct_kernel
+
+    image = _image(64, 64)
+    reading = learned_direct_kernel(image, 2)
+    assert reading.dtype == torch.float64 and float(reading.sum()) == pytest.approx(1.0)
+    sr, kernel, log = zeroshot(image, 2, iterations=2, seed=5, learned_kernel=True)
+    sr_fixed, kernel_fixed, _ = zeroshot(image, 2, iterations=2, seed=5,
+                                         known_kernel=g_dn_sized(reading))
+    assert torch.equal(sr, sr_fixed) and torch.equal(kernel, kernel_fixed)
+    assert kernel.shape == (13, 13) and all(e["gan"] == 0 and e["d"] == 0 for e in log)
+    with pytest.raises(ValueError, match="exclude each other"):
+        zeroshot(image, 2, iterations=1, learned_kernel=True, kernelgan_iterations=3)
+    write_image(tmp_path / "photo.png", image)
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--iterations",
+                 "2", "--seed", "5", "--precision", "fp32", "--learned-kernel"]) == 0
+    expected, expected_kernel, _ = zeroshot(load_tensor(tmp_path / "photo.png"), 2,
+                                            iterations=2, seed=5, learned_kernel=True)
+    assert torch.equal(load_tensor(tmp_path / "photo_x2.png"),
+                       torch.floor(expected.double() * 255 + 0.5).float() / 255)
+    np.testing.assert_array_equal(np.load(tmp_path / "photo_kernel_x2.npy"),
+                                  expected_kernel.numpy())
+    with pytest.raises(SystemExit):  # one way to the kernel at a time
+        main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--learned-kernel",
+              "--kernel-first"])
+    # Too small for the estimator: one line naming the file, nothing written.
+    write_image(tmp_path / "tiny.png", _image(12, 12))
+    assert main(["zeroshot", str(tmp_path / "tiny.png"), "-o", str(tmp_path / "out"),
+                 "--learned-kernel"]) != 0
+    assert not list((tmp_path / "out").glob("tiny*"))
+
+
 def test_default_iterations_are_the_papers_and_the_measured_two_step_recipe(tmp_path,
                                                                           monkeypatch):
     # Without --iterations: the paper's 3000 for joint DualSR, 1000 after KernelGAN (the
-    # recipe the Set14 table measured); the command and dynsr.zeroshot agree.
+    # recipe the Set14 table measured), 300 after the learned estimator (chosen on the
+    # DIV2KRK-style Set5); the command and dynsr.zeroshot agree.
     seen = []
 
     def record(image, scale, iterations, seed=0, progress=None, config=None,
-               kernelgan_iterations=None, **_):
-        seen.append((iterations, config.iterations, kernelgan_iterations))
+               kernelgan_iterations=None, learned_kernel=False, **_):
+        seen.append((iterations, config.iterations, kernelgan_iterations, learned_kernel))
         return F.interpolate(image[None], scale_factor=scale)[0], torch.ones(13, 13) / 169, []
 
     monkeypatch.setattr("dynsr.zeroshot.zeroshot", record)
@@ -204,9 +239,13 @@ def test_default_iterations_are_the_papers_and_the_measured_two_step_recipe(tmp_
     assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path)]) == 0
     assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
                  "--kernel-first"]) == 0
+    assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
+                 "--learned-kernel"]) == 0
     dynsr.zeroshot(_image())
     dynsr.zeroshot(_image(), kernelgan_iterations=3000)
-    assert seen == [(3000, 3000, None), (1000, 1000, 3000)] * 2
+    dynsr.zeroshot(_image(), learned_kernel=True)
+    assert seen == [(3000, 3000, None, False), (1000, 1000, 3000, False),
+                    (300, 300, None, True)] * 2
     assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
                  "--iterations", "0"]) != 0
 
@@ -441,6 +480,32 @@ def test_udvd_kernel_from_direct_reads_the_bicubic_grid_offset(scale):
         error = float((kernel_code(udvd_kernel_from_direct(direct, scale)) - true_code).norm()
                       / true_code.norm())
         assert error < limit, width
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_direct_kernel_from_udvd_is_the_inverse_mapping(scale):
+    # k_u * b on MATLAB's grid: centre of mass (s-1)/2 down-right of the middle tap, sum 1,
+    # and udvd_kernel_from_direct gives a kernel of the PCA space back exactly.
+    from dynsr.degrade import (
+        center_of_mass,
+        direct_kernel_from_udvd,
+        isotropic_gaussian,
+        kernel_code,
+        kernel_from_code,
+        udvd_kernel_from_direct,
+    )
+
+    for width in (0.7, 1.3, 2.0):
+        k_u = kernel_from_code(kernel_code(isotropic_gaussian(15, width, dtype=torch.float64)))
+        direct = direct_kernel_from_udvd(k_u, scale)
+        side = direct.shape[-1]
+        assert side % 2 == 1 and float(direct.sum()) == pytest.approx(1.0, abs=1e-12)
+        torch.testing.assert_close(center_of_mass(direct) - (side - 1) / 2,
+                                   torch.full((2,), (scale - 1) / 2, dtype=torch.float64),
+                                   rtol=0, atol=1e-9)
+        torch.testing.assert_close(udvd_kernel_from_direct(direct, scale), k_u / k_u.sum(),
+                                   rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="odd side"):
+        direct_kernel_from_udvd(torch.ones(4, 4), 2)
 
 
 def test_blind_udvd_estimates_and_runs(tmp_path, capsys):

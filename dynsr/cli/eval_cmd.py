@@ -105,6 +105,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "(--kernelgan-iterations), then train DualSR's upsampler with G_DN "
                              "fixed to it (like the paper's 'KernelGAN + ZSSR (masked interp)' "
                              "row)")
+    kernel.add_argument("--learned-kernel", action="store_true",
+                        help="two steps: read the kernel with dynsr's learned degradation "
+                             "estimator, then train DualSR's upsampler with G_DN fixed to it "
+                             "(dynsr zeroshot --kernel-first learned)")
     add_degradation_args(p, scale_help="downscaling factor; leave it out for --lr images on "
                                        "the HR grid (real pairs)")
     p.set_defaults(run=run)
@@ -158,10 +162,10 @@ def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
                              f"bicubic-downscaled by S, or use a model for such pairs "
                              f"(ddet-real)")
     check_blind_args(args, scale)
-    fixed = args.known_kernel or args.kernelgan_kernel
+    fixed = args.known_kernel or args.kernelgan_kernel or args.learned_kernel
     if not zero_shot and (args.ablation or fixed or args.curve_every is not None):
-        raise ValueError("--ablation, --known-kernel, --kernelgan-kernel and --curve-every are "
-                         "for zero-shot models (dualsr)")
+        raise ValueError("--ablation, --known-kernel, --kernelgan-kernel, --learned-kernel and "
+                         "--curve-every are for zero-shot models (dualsr)")
     if args.iterations < 1 or args.kernelgan_iterations < 1:
         raise ValueError(f"--iterations and --kernelgan-iterations must be positive, got "
                          f"{args.iterations} and {args.kernelgan_iterations}")
@@ -233,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
     zero_shot = args.model in ZERO_SHOT
     _check_flags(args, scale, zero_shot)
     fixed_kernel = ("true" if args.known_kernel else
-                    "kernelgan" if args.kernelgan_kernel else None)
+                    "kernelgan" if args.kernelgan_kernel else
+                    "learned" if args.learned_kernel else None)
     hr_paths = list_images(args.hr, recursive=args.recursive)
     if not hr_paths:
         raise ValueError(f"no images found in {' '.join(map(str, args.hr))}")

@@ -19,6 +19,10 @@ downsampler fixed to it (1000 iterations unless ``--iterations`` says otherwise)
 paper's method, but on dynsr's DIV2KRK-style Set14 table (docs/zeroshot.md) it scored 0.18 dB above
 joint DualSR's 3000 iterations (28.67 against 28.49 dB) in 258 against 668 s per image (one
 thread beside other runs).
+
+``--learned-kernel`` takes the kernel from dynsr's learned degradation estimator instead (a
+fraction of a second), then trains the upsampler for 300 iterations unless ``--iterations``
+says otherwise: the quick recipe, also for CPUs without native bf16 (docs/zeroshot.md).
 """
 
 from __future__ import annotations
@@ -53,9 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"),
                    help="bf16 autocast + channels_last (default where the CPU has native "
                         "bf16) or fp32 (the paper's run exactly)")
-    p.add_argument("--kernel-first", action="store_true",
-                   help="two steps: estimate the kernel with KernelGAN first, then train the "
-                        "upsampler with the downsampler fixed to it (see above)")
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--kernel-first", action="store_true",
+                       help="two steps: estimate the kernel with KernelGAN first, then train "
+                            "the upsampler with the downsampler fixed to it (see above)")
+    first.add_argument("--learned-kernel", action="store_true",
+                       help="two steps: read the kernel with the learned degradation "
+                            "estimator, then train the upsampler with the downsampler fixed "
+                            "to it (the quick recipe, see above)")
     p.add_argument("--kernelgan-iterations", type=int, default=3000, metavar="N",
                    help="KernelGAN's iterations for --kernel-first (default 3000)")
     p.set_defaults(run=run)
@@ -117,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     paths = per_image_inputs(args)
     kernelgan_iterations = args.kernelgan_iterations if args.kernel_first else None
     if args.iterations is None:
-        args.iterations = default_iterations(kernelgan_iterations)
+        args.iterations = default_iterations(kernelgan_iterations, args.learned_kernel)
     config = config_for(args.iterations, args.precision)
     failed = 0
     for path in paths:
@@ -128,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
             with bar:
                 sr, kernel, log = zeroshot(image, args.scale, iterations=args.iterations,
                                            seed=args.seed, progress=progress, config=config,
-                                           kernelgan_iterations=kernelgan_iterations)
+                                           kernelgan_iterations=kernelgan_iterations,
+                                           learned_kernel=args.learned_kernel)
             write_image(args.output / f"{path.stem}_x{args.scale}.png", sr)
             write_kernel(args.output, f"{path.stem}_kernel_x{args.scale}", kernel)
             write_log(args.output, f"{path.stem}_log", log)

@@ -79,6 +79,8 @@ from dynsr.ops.resize import cubic
 __all__ = [
     "PCA_DIM",
     "bicubic_filter",
+    "blur_kernels_by",
+    "direct_kernel_from_udvd",
     "is_blur_kernel",
     "udvd_kernel_from_direct",
     "PCA_KERNEL_SIZE",
@@ -375,6 +377,28 @@ def bicubic_filter(scale: int, offset: tuple[float, float] = (0.0, 0.0)) -> torc
     return (rows / rows.sum())[:, None] * (cols / cols.sum())[None, :]
 
 
+def blur_kernels_by(kernels: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Each (..., n, n) kernel convolved with the (m, m) filter ``b`` in full: (..., n + m − 1,
+    n + m − 1), so nothing is cut (the kernel of blurring with one, then the other)."""
+    flat = kernels.reshape(-1, 1, *kernels.shape[-2:])
+    # conv2d correlates: b flipped makes it a convolution.
+    out = F.conv2d(flat, b.flip(0, 1)[None, None].to(flat.dtype), padding=b.shape[-1] - 1)
+    return out.reshape(*kernels.shape[:-2], *out.shape[-2:])
+
+
+def direct_kernel_from_udvd(kernel: torch.Tensor, scale: int) -> torch.Tensor:
+    """The kernel k of "blur with k, then keep every ``scale``-th pixel" that makes the LR
+    image UDVD's "blur with ``kernel`` (k_u), then MATLAB bicubic" makes: k = k_u * b, b the
+    bicubic filter on MATLAB's grid ((s-1)/2 down-right of the middle tap), float64, sum 1,
+    its centre of mass (s-1)/2 down-right of its middle tap as DIV2KRK's. The inverse of
+    :func:`udvd_kernel_from_direct` (exactly, where that one's fit is exact)."""
+    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"kernel must be square with an odd side, got {tuple(kernel.shape)}")
+    offset = (scale - 1) / 2
+    direct = blur_kernels_by(kernel.to(torch.float64), bicubic_filter(scale, (offset, offset)))
+    return direct / direct.sum()
+
+
 def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     """The (15, 15) kernel k_u in UDVD's PCA space with ``k_u * b ≈ kernel``, b the bicubic
     filter at the offset of ``kernel``'s centre of mass from its middle tap (module doc).
@@ -393,9 +417,8 @@ def udvd_kernel_from_direct(kernel: torch.Tensor, scale: int) -> torch.Tensor:
     offset = center_of_mass(kernel) - (kernel.shape[-1] - 1) / 2
     basis = load_pca_basis().to(torch.float64)  # (15, 225)
     b = bicubic_filter(scale, (float(offset[0]), float(offset[1])))
-    atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
-    # Each basis kernel blurred by b: full correlation (b flipped for conv2d's correlation).
-    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
+    # Each basis kernel blurred by b.
+    blurred = blur_kernels_by(basis.reshape(-1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE), b)
     size = max(blurred.shape[-1], kernel.shape[-1])
     design = pad_kernel(blurred, size).reshape(basis.shape[0], -1).T  # (size², 15)
     target = pad_kernel(kernel, size).reshape(-1, 1)

@@ -47,6 +47,7 @@ from dynsr.degrade import realistic
 from dynsr.degrade.degradation_map import (
     PCA_KERNEL_SIZE,
     bicubic_filter,
+    blur_kernels_by,
     is_blur_kernel,
     kernel_code,
     load_pca_basis,
@@ -310,8 +311,7 @@ def _direct_code_operator(scale: int, offset: float, size: int) -> torch.Tensor:
     per grid instead of one ``lstsq`` per sample (its non-negative fallback is not linear)."""
     basis = load_pca_basis().to(torch.float64)
     b = bicubic_filter(scale, (offset, offset))
-    atoms = basis.reshape(-1, 1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE)
-    blurred = F.conv2d(atoms, b.flip(0, 1)[None, None], padding=b.shape[-1] - 1)[:, 0]
+    blurred = blur_kernels_by(basis.reshape(-1, PCA_KERNEL_SIZE, PCA_KERNEL_SIZE), b)
     full = max(blurred.shape[-1], size)
     design = pad_kernel(blurred, full).reshape(basis.shape[0], -1).T  # (full², 15)
     operator = torch.linalg.pinv(design)  # (15, full²)

@@ -82,10 +82,10 @@ def evaluate_zeroshot(
     """PSNR-Y/SSIM-Y of DualSR trained on each LR image, plus its seconds and, where the true
     kernel is known, the kernel error (:func:`dynsr.metrics.kernel_error`).
 
-    ``fixed_kernel``: None (DualSR learns G_DN), ``"true"`` (G_DN fixed to the true kernel)
-    or ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with
-    ``kernelgan_iterations`` and the same seed; its seconds are included and its kernel error
-    reported).
+    ``fixed_kernel``: None (DualSR learns G_DN), ``"true"`` (G_DN fixed to the true kernel),
+    ``"kernelgan"`` (G_DN fixed to KernelGAN's estimate, made first with
+    ``kernelgan_iterations`` and the same seed) or ``"learned"`` (G_DN fixed to the learned
+    estimator's reading); an estimate's seconds are included and its kernel error reported.
     ``curve_every``: x2 only; each row gets ``curve``, :class:`QualityCurve`'s points."""
     crop = degradation.scale if crop is None else crop
     if curve_every is not None and (curve_every < 1 or degradation.scale != 2):
@@ -103,7 +103,7 @@ def evaluate_zeroshot(
                 lr.float(), degradation.scale, config.iterations, seed, config=config,
                 known_kernel=truth if fixed_kernel == "true" else None,
                 kernelgan_iterations=kernelgan_iterations if fixed_kernel == "kernelgan"
-                else None, checkpoint=curve)
+                else None, learned_kernel=fixed_kernel == "learned", checkpoint=curve)
             seconds = curve.elapsed()
             sr = quantize(sr.to(torch.float64))
             if sr.shape != hr.shape:

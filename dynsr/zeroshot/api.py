@@ -35,19 +35,26 @@ from dynsr.io import read_image
 from dynsr.ops.resize import imresize
 from dynsr.zeroshot.dualsr import DualSRConfig, ProgressFn, zeroshot
 
-__all__ = ["DEFAULT_ITERATIONS", "KERNEL_FIRST_ITERATIONS", "ZeroShotResult", "config_for",
-           "default_iterations", "progress_bar", "progress_total", "zeroshot_image"]
+__all__ = ["DEFAULT_ITERATIONS", "KERNEL_FIRST_ITERATIONS", "LEARNED_KERNEL_ITERATIONS",
+           "ZeroShotResult", "config_for", "default_iterations", "progress_bar",
+           "progress_total", "zeroshot_image"]
 
 #: DualSR's iterations per x2 step by default: the paper's (1000 was dynsr's default until
 #: the Set14 table showed it 0.80 dB worse).
 DEFAULT_ITERATIONS = 3000
 #: The upsampler's iterations after KernelGAN in the two-step recipe: the measured one.
 KERNEL_FIRST_ITERATIONS = 1000
+#: The upsampler's iterations after the learned estimator's kernel: chosen on the
+#: DIV2KRK-style Set5 (validation, docs/zeroshot.md).
+LEARNED_KERNEL_ITERATIONS = 300
 
 
-def default_iterations(kernelgan_iterations: int | None) -> int:
+def default_iterations(kernelgan_iterations: int | None, learned_kernel: bool = False) -> int:
     """DualSR's iterations when none are given: :data:`DEFAULT_ITERATIONS` for joint
-    training, :data:`KERNEL_FIRST_ITERATIONS` after a KernelGAN step."""
+    training, :data:`KERNEL_FIRST_ITERATIONS` after a KernelGAN step,
+    :data:`LEARNED_KERNEL_ITERATIONS` after the learned estimator's reading."""
+    if learned_kernel:
+        return LEARNED_KERNEL_ITERATIONS
     return DEFAULT_ITERATIONS if kernelgan_iterations is None else KERNEL_FIRST_ITERATIONS
 
 
@@ -91,17 +98,19 @@ def progress_bar(name: str, total: int) -> tuple[tqdm, ProgressFn]:
 def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int | None = None,
                    precision: str | None = None, seed: int = 0,
                    progress: bool = False,
-                   kernelgan_iterations: int | None = None) -> ZeroShotResult:
+                   kernelgan_iterations: int | None = None,
+                   learned_kernel: bool = False) -> ZeroShotResult:
     """DualSR x``scale`` (2 or 4) trained on ``image`` itself (module doc); seeded, so the
     same image, seed and machine give the same result. ``progress``: a progress bar.
     ``kernelgan_iterations``: two steps, KernelGAN's kernel first, then the upsampler with
-    the downsampler fixed to it (:func:`dynsr.zeroshot.dualsr.zeroshot`). ``iterations``:
+    the downsampler fixed to it (:func:`dynsr.zeroshot.dualsr.zeroshot`); ``learned_kernel``:
+    the same with the learned estimator's kernel, the quick recipe. ``iterations``:
     DualSR's per x2 step, by default :func:`default_iterations`."""
     if isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] != 1:
         raise ValueError(f"one image at a time (DualSR trains on each image), got a batch of "
                          f"{image.shape[0]}")
     if iterations is None:
-        iterations = default_iterations(kernelgan_iterations)
+        iterations = default_iterations(kernelgan_iterations, learned_kernel)
     config = config_for(iterations, precision)
     trained: dict = {}
 
@@ -110,7 +119,8 @@ def zeroshot_image(image: ImageLike, scale: int = 2, *, iterations: int | None =
         bar, hook = progress_bar("dualsr", total) if progress else (None, None)
         try:
             sr, kernel, log = zeroshot(colour, scale, iterations, seed, hook, config=config,
-                                       kernelgan_iterations=kernelgan_iterations)
+                                       kernelgan_iterations=kernelgan_iterations,
+                                       learned_kernel=learned_kernel)
         finally:
             if bar is not None:
                 bar.close()

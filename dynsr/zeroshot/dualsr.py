@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynsr.blind import learned_direct_kernel
 from dynsr.degrade import analytic_x4_kernel, pad_kernel
 from dynsr.ops.resize import imresize
 from dynsr.zeroshot.kernelgan import (
@@ -333,6 +334,7 @@ def zeroshot(
     config: DualSRConfig | None = None,
     known_kernel: torch.Tensor | None = None,
     kernelgan_iterations: int | None = None,
+    learned_kernel: bool = False,
     checkpoint: CheckpointFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
     """DualSR on one (C, H, W) image in [0, 1]: ``(sr, kernel, log)``.
@@ -356,6 +358,9 @@ def zeroshot(
     paper's 3000 by 0.18 dB (docs/zeroshot.md). ``progress`` then sees
     KernelGAN's iterations first, as stage 0 (its ``gan`` and ``d`` losses; the other
     terms 0).
+    ``learned_kernel``: two steps as well, the kernel read first by dynsr's learned
+    degradation estimator in a fraction of a second
+    (:func:`dynsr.blind.learned_direct_kernel`, its x2 weights; at x4 both stages use it).
     ``checkpoint(iteration, upscale)`` is called after every iteration of the (first) x2
     stage; ``upscale()`` returns the current SR of the whole image.
     """
@@ -366,9 +371,12 @@ def zeroshot(
                          f"{tuple(image.shape)}")
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
+    if sum((known_kernel is not None, kernelgan_iterations is not None, learned_kernel)) > 1:
+        raise ValueError("known_kernel, kernelgan_iterations and learned_kernel exclude each "
+                         "other")
+    if learned_kernel:
+        known_kernel = g_dn_sized(learned_direct_kernel(image.float(), 2))
     if kernelgan_iterations is not None:
-        if known_kernel is not None:
-            raise ValueError("known_kernel and kernelgan_iterations exclude each other")
         if kernelgan_iterations < 1:
             raise ValueError(f"kernelgan_iterations must be positive, got "
                              f"{kernelgan_iterations}")
