@@ -16,8 +16,9 @@ image in several ways, each in the same run:
 * ``kernel-first``: ``dynsr zeroshot --kernel-first``: KernelGAN's 3000 iterations, then
   ``fast-1000`` with G_DN fixed to its kernel (not the paper's joint training; KernelGAN's
   seconds are counted);
-* ``learned-N``: ``dynsr zeroshot --learned-kernel``: the learned estimator's kernel, then
-  ``fast-N`` with G_DN fixed to it (the estimator's seconds are counted).
+* ``learned-N``: ``dynsr zeroshot --learned-kernel --iterations N``: the learned estimator's
+  kernel, then N upsampler iterations with G_DN fixed to it, the quick recipe's small crops,
+  the command's default precision and layout (the estimator's seconds are counted).
 
 Every ``--every`` iterations the current G_UP upscales the whole LR image and its PSNR-Y /
 SSIM-Y against the HR image (crop 2, 8-bit rounding) is logged with the training seconds so
@@ -44,6 +45,7 @@ import torch
 from dynsr.evaluation import Degradation, QualityCurve, modcrop
 from dynsr.hardware import cpu_supports_bf16, describe_cpu, timing_context
 from dynsr.io import load_tensor
+from dynsr.zeroshot.api import config_for
 from dynsr.zeroshot.dualsr import DualSRConfig, zeroshot
 
 KERNELGAN_ITERATIONS = 3000  # the kernel-first way's KernelGAN (dynsr zeroshot's default)
@@ -58,8 +60,9 @@ def way_config(way: str, straightforward_iterations: int) -> DualSRConfig:
                             composed_g_dn=False)
     if way == "fp32":
         return DualSRConfig(iterations=3000)
-    # kernel-first's upsampler step is fast-1000 (its KernelGAN step: run_way), learned-N's
-    # fast-N.
+    if way.startswith("learned-"):  # dynsr zeroshot --learned-kernel --iterations N
+        return config_for(int(way.split("-", 1)[1]), learned_kernel=True)
+    # kernel-first's upsampler step is fast-1000 (its KernelGAN step: run_way).
     iterations = {"fast": 3000, "kernel-first": 1000}.get(way) or int(way.split("-", 1)[1])
     return DualSRConfig(iterations=iterations, precision=FAST_PRECISION, channels_last=True)
 

@@ -16,7 +16,8 @@ it) once every image is done:
   to it (2nd category; like the paper's "KernelGAN + ZSSR (masked interp)": ZSSR's loss is
   DualSR's backward cycle); the kernel error is KernelGAN's;
 * ``learned-gup``: the same with the kernel read by dynsr's learned degradation estimator
-  and 300 upsampler iterations (``dynsr zeroshot --learned-kernel``, the quick recipe);
+  and the quick recipe's 2000 upsampler iterations on 48-pixel crops (``dynsr zeroshot
+  --learned-kernel``);
 * ``dualsr-gt``: DualSR with G_DN fixed to the true kernel (3rd category, "GT kernel +
   DualSR");
 * ``no-interp``, ``no-forward-cycle``, ``no-backward-cycle``: Table 2's ablations;
@@ -83,8 +84,7 @@ ROWS = {
     "dyconvsr": ["--model", "dyconvsr"],
     "dualsr": ["--model", "dualsr"],
     "kernelgan-gup": ["--model", "dualsr", "--kernelgan-kernel"],
-    "learned-gup": ["--model", "dualsr", "--learned-kernel", "--iterations", "300",
-                    "--curve-every", "50"],
+    "learned-gup": ["--model", "dualsr", "--learned-kernel", "--iterations", "2000"],
     "dualsr-gt": ["--model", "dualsr", "--known-kernel"],
     "no-interp": ["--model", "dualsr", "--ablation", "no-interp"],
     "no-forward-cycle": ["--model", "dualsr", "--ablation", "no-forward-cycle"],
@@ -142,8 +142,7 @@ def run_image(row: str, hr: Path, lr_dir: Path, target: Path, iterations: int,
                  else []),
                *(["--precision", precision] if "--precision" not in flags else []),
                # DualSR's PSNR-vs-time curve (scoring time left out of the seconds).
-               *(["--curve-every", str(CURVE_EVERY)] if "dualsr" in flags
-                 and "--curve-every" not in flags else [])]
+               *(["--curve-every", str(CURVE_EVERY)] if "dualsr" in flags else [])]
     # The true kernels reach a non-blind model when the LR is made on the fly.
     source = DIV2KRK_FLAGS if row == "udvd-gt" else ["--lr", str(lr_dir)]
     with tempfile.TemporaryDirectory() as folder:

@@ -224,13 +224,14 @@ def test_learned_kernel_fixes_g_dn_to_the_estimators_reading(tmp_path):
 def test_default_iterations_are_the_papers_and_the_measured_two_step_recipe(tmp_path,
                                                                           monkeypatch):
     # Without --iterations: the paper's 3000 for joint DualSR, 1000 after KernelGAN (the
-    # recipe the Set14 table measured), 300 after the learned estimator (chosen on the
+    # recipe the Set14 table measured), 2000 after the learned estimator (chosen on the
     # DIV2KRK-style Set5); the command and dynsr.zeroshot agree.
     seen = []
 
     def record(image, scale, iterations, seed=0, progress=None, config=None,
                kernelgan_iterations=None, learned_kernel=False, **_):
-        seen.append((iterations, config.iterations, kernelgan_iterations, learned_kernel))
+        seen.append((iterations, config.iterations, config.hr_crop, kernelgan_iterations,
+                     learned_kernel))
         return F.interpolate(image[None], scale_factor=scale)[0], torch.ones(13, 13) / 169, []
 
     monkeypatch.setattr("dynsr.zeroshot.zeroshot", record)
@@ -244,8 +245,8 @@ def test_default_iterations_are_the_papers_and_the_measured_two_step_recipe(tmp_
     dynsr.zeroshot(_image())
     dynsr.zeroshot(_image(), kernelgan_iterations=3000)
     dynsr.zeroshot(_image(), learned_kernel=True)
-    assert seen == [(3000, 3000, None, False), (1000, 1000, 3000, False),
-                    (300, 300, None, True)] * 2
+    assert seen == [(3000, 3000, 128, None, False), (1000, 1000, 128, 3000, False),
+                    (2000, 2000, 48, None, True)] * 2
     assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path),
                  "--iterations", "0"]) != 0
 
@@ -393,6 +394,19 @@ def test_eval_dualsr_reports_psnr_kernel_error_and_ablations(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: the two fixed kernels exclude each other
         main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
               "--kernelgan-kernel", "--known-kernel"])
+    # The quick recipe: the learned estimator's kernel, its crops, the error is the estimator's.
+    assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
+                 "--learned-kernel", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["images"][0]
+    assert result["settings"]["zeroshot"]["fixed_kernel"] == "learned"
+    assert result["settings"]["zeroshot"]["hr_crop"] == 48
+    sr, kernel, _ = zeroshot(lr.float(), 2, iterations=2, seed=0, learned_kernel=True,
+                             config=DualSRConfig(hr_crop=48))
+    assert row["psnr_y"] == pytest.approx(
+        evaluate_pair(quantize(sr.double()), hr64, 2)["psnr_y"], abs=1e-9)
+    assert row["kernel_sse"] == pytest.approx(
+        kernel_error(kernel, degradation.kernel("smooth.png"))["kernel_sse"], rel=1e-9)
     assert main(["eval", "--model", "dualsr", "--hr", str(tmp_path / "hr"), *flags,
                  "--ablation", "no-interp", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["settings"]["zeroshot"]["interp_loss"] is False

@@ -49,6 +49,7 @@ from dynsr.evaluation import (
 from dynsr.io import atomic_write_json, list_images
 from dynsr.models import get_spec
 from dynsr.models.inference import compute_dtype, prepare_model, upscale_batch
+from dynsr.zeroshot.api import config_for, default_iterations
 from dynsr.zeroshot.dualsr import DualSRConfig
 from dynsr.zeroshot.kernelgan import CROP_SAMPLING
 
@@ -80,8 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="bf16: autocast with channels_last (fast path on CPUs with AVX-512 "
                         "BF16); default fp32")
     z = p.add_argument_group("per-image training (dualsr, and blind udvd's KernelGAN)")
-    z.add_argument("--iterations", type=int, default=3000,
-                   help="DualSR's training iterations per image (default 3000, the paper's)")
+    z.add_argument("--iterations", type=int,
+                   help="DualSR's training iterations per image (default 3000, the paper's; "
+                        "with --learned-kernel the quick recipe's)")
     z.add_argument("--lr-step", type=int, metavar="N",
                    help="DualSR's iterations between learning-rate steps (default: a quarter "
                         "of --iterations, 750 for the paper's 3000)")
@@ -166,6 +168,8 @@ def _check_flags(args: argparse.Namespace, scale: int, zero_shot: bool) -> None:
     if not zero_shot and (args.ablation or fixed or args.curve_every is not None):
         raise ValueError("--ablation, --known-kernel, --kernelgan-kernel, --learned-kernel and "
                          "--curve-every are for zero-shot models (dualsr)")
+    if args.iterations is None:  # the paper's 3000, or the quick recipe's
+        args.iterations = default_iterations(None, args.learned_kernel)
     if args.iterations < 1 or args.kernelgan_iterations < 1:
         raise ValueError(f"--iterations and --kernelgan-iterations must be positive, got "
                          f"{args.iterations} and {args.kernelgan_iterations}")
@@ -191,11 +195,13 @@ def _blind_settings(args: argparse.Namespace) -> dict:
 
 
 def _zeroshot_config(args: argparse.Namespace) -> DualSRConfig:
-    options = {"iterations": args.iterations, "precision": args.precision,
-               "channels_last": args.precision == "bf16", "lr_step": args.lr_step}
+    """DualSR's settings: those of ``dynsr zeroshot`` (:func:`config_for`, the quick
+    recipe's crops with ``--learned-kernel``) in ``--precision``, with the options given."""
+    config = config_for(args.iterations, args.precision, learned_kernel=args.learned_kernel)
+    options = {"lr_step": args.lr_step}
     if args.ablation:
         options[ABLATIONS[args.ablation]] = False
-    return DualSRConfig(**options)
+    return dataclasses.replace(config, **options)
 
 
 def _evaluate_model(args: argparse.Namespace, degradation: Degradation, hr_paths: list[Path],

@@ -21,8 +21,9 @@ joint DualSR's 3000 iterations (28.67 against 28.49 dB) in 258 against 668 s per
 thread beside other runs).
 
 ``--learned-kernel`` takes the kernel from dynsr's learned degradation estimator instead (a
-fraction of a second), then trains the upsampler for 300 iterations unless ``--iterations``
-says otherwise: the quick recipe, also for CPUs without native bf16 (docs/zeroshot.md).
+fraction of a second), then trains the upsampler on many small crops (2000 iterations of
+48-pixel HR crops unless ``--iterations`` says otherwise): the quick recipe, also for CPUs
+without native bf16 (docs/zeroshot.md).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     kernelgan_iterations = args.kernelgan_iterations if args.kernel_first else None
     if args.iterations is None:
         args.iterations = default_iterations(kernelgan_iterations, args.learned_kernel)
-    config = config_for(args.iterations, args.precision)
+    config = config_for(args.iterations, args.precision, learned_kernel=args.learned_kernel)
     failed = 0
     for path in paths:
         try:
