@@ -19,6 +19,7 @@ run can be stopped and resumed (done lines are skipped).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def main() -> int:
             lr = load_tensor(lr_path).float()
             hr = modcrop(load_tensor(args.hr / lr_path.name).double(), 2)
             config = config_for(iterations, args.precision, learned_kernel=True)
-            config = type(config)(**{**config.__dict__, "hr_crop": crop, "batch": batch})
+            config = dataclasses.replace(config, hr_crop=crop, batch=batch)
             start = time.perf_counter()
             curve = QualityCurve(hr, max(iterations // 10, 1), iterations, 2, start=start)
             sr, kernel, _ = zeroshot(lr, 2, iterations, 0, config=config, learned_kernel=True,

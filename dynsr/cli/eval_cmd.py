@@ -110,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     kernel.add_argument("--learned-kernel", action="store_true",
                         help="two steps: read the kernel with dynsr's learned degradation "
                              "estimator, then train DualSR's upsampler with G_DN fixed to it "
-                             "(dynsr zeroshot --kernel-first learned)")
+                             "(dynsr zeroshot --learned-kernel)")
     add_degradation_args(p, scale_help="downscaling factor; leave it out for --lr images on "
                                        "the HR grid (real pairs)")
     p.set_defaults(run=run)
