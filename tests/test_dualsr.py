@@ -202,6 +202,12 @@ def test_learned_kernel_fixes_g_dn_to_the_estimators_reading(tmp_path):
     assert kernel.shape == (13, 13) and all(e["gan"] == 0 and e["d"] == 0 for e in log)
     with pytest.raises(ValueError, match="exclude each other"):
         zeroshot(image, 2, iterations=1, learned_kernel=True, kernelgan_iterations=3)
+    # Grey images are read too (the estimator sees three equal channels), and x4 runs both
+    # x2 stages against the x2 reading, its kernel the analytic x4 composition.
+    grey, grey_kernel, _ = zeroshot(image[:1], 4, iterations=1, learned_kernel=True)
+    assert grey.shape == (1, 256, 256)
+    torch.testing.assert_close(grey_kernel, analytic_x4_kernel(g_dn_sized(learned_direct_kernel(
+        image[:1], 2))))
     write_image(tmp_path / "photo.png", image)
     assert main(["zeroshot", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--iterations",
                  "2", "--seed", "5", "--precision", "fp32", "--learned-kernel"]) == 0
