@@ -21,19 +21,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from dynsr.degrade import load_kernel
-from dynsr.evaluation import QualityCurve, modcrop
+from dynsr.evaluation import Degradation, evaluate_zeroshot
 from dynsr.hardware import timing_context
-from dynsr.io import list_images, load_tensor
-from dynsr.metrics import evaluate_pair, kernel_error
-from dynsr.ops import quantize
+from dynsr.io import list_images
 from dynsr.zeroshot.api import config_for
-from dynsr.zeroshot.dualsr import zeroshot
 
 
 def parse_variant(text: str) -> tuple[int, int, int]:
@@ -58,32 +53,31 @@ def main() -> int:
                 for r in map(json.loads, args.out.read_text().splitlines())}
     context = timing_context()
     for iterations, crop, batch in args.variants:
+        config = dataclasses.replace(
+            config_for(iterations, args.precision, learned_kernel=True), hr_crop=crop,
+            batch=batch)
         scores = []
         for lr_path in list_images([args.lr]):
             if (iterations, crop, batch, lr_path.stem) in done:
                 continue
-            lr = load_tensor(lr_path).float()
-            hr = modcrop(load_tensor(args.hr / lr_path.name).double(), 2)
-            config = config_for(iterations, args.precision, learned_kernel=True)
-            config = dataclasses.replace(config, hr_crop=crop, batch=batch)
-            start = time.perf_counter()
-            curve = QualityCurve(hr, max(iterations // 10, 1), iterations, 2, start=start)
-            sr, kernel, _ = zeroshot(lr, 2, iterations, 0, config=config, learned_kernel=True,
-                                     checkpoint=curve)
-            seconds = curve.elapsed()
+            # One image per call, so that each line is written as soon as it is scored;
+            # what dynsr eval --model dualsr --learned-kernel runs (LR and true kernel from
+            # the folder).
+            result = evaluate_zeroshot([args.hr / lr_path.name], Degradation(2), config,
+                                       lr_dir=args.lr, fixed_kernel="learned",
+                                       curve_every=max(iterations // 10, 1),
+                                       label="dualsr_recipe_probes")
+            if not result.rows:
+                continue
             row = {"iterations": iterations, "hr_crop": crop, "batch": batch,
                    "work": round(iterations * batch * crop**2 / (300 * 2 * 128**2), 3),
-                   "name": lr_path.stem,
-                   **evaluate_pair(quantize(sr.to(torch.float64)), hr, 2),
-                   **kernel_error(kernel, load_kernel(args.lr / "kernels" /
-                                                      f"{lr_path.stem}.npy")),
-                   "seconds": round(seconds, 1), "precision": config.precision,
-                   "threads": torch.get_num_threads(), "cpu": context, "curve": curve.points}
+                   **result.rows[0], "precision": config.precision,
+                   "threads": torch.get_num_threads(), "cpu": context}
             with args.out.open("a") as stream:
                 stream.write(json.dumps(row) + "\n")
             scores.append(row["psnr_y"])
-            print(f"{iterations}:{crop}:{batch} {lr_path.stem} PSNR-Y {row['psnr_y']:.3f} "
-                  f"{seconds:.1f} s", flush=True)
+            print(f"{iterations}:{crop}:{batch} {row['name']} PSNR-Y {row['psnr_y']:.3f} "
+                  f"{row['seconds']:.1f} s", flush=True)
         if scores:
             print(f"{iterations}:{crop}:{batch} mean of {len(scores)} new: "
                   f"{sum(scores) / len(scores):.3f}")

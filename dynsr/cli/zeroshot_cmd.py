@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_per_image_training_args(
         p, "upscaling factor", "DualSR's training iterations per x2 step (default 3000, the "
-        "paper's; 1000 with --kernel-first); the learning-rate steps at a quarter of them",
+        "paper's; 1000 with --kernel-first, 2000 with --learned-kernel); the learning-rate "
+        "steps at a quarter of them",
         default_iterations=None)
     p.add_argument("--precision", choices=("fp32", "bf16"),
                    help="bf16 autocast + channels_last (default where the CPU has native "
