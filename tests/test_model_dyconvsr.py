@@ -217,7 +217,7 @@ def test_fused_cpu_inference_equals_the_plain_forward(scale, size):
                                atol=2e-6)
 
 
-def test_subpixel_order_describes_the_two_pixel_shuffles():
+def test_subpixel_order_and_skip_weight_describe_the_two_pixel_shuffles():
     for scale in (2, 3, 4):
         features = torch.arange(12 * scale**2, dtype=torch.float32).view(1, -1, 1, 1)
         shuffled = F.pixel_shuffle(F.pixel_shuffle(features, 2), scale)  # (1, 3, 2s, 2s)
@@ -226,25 +226,8 @@ def test_subpixel_order_describes_the_two_pixel_shuffles():
         torch.testing.assert_close(blocks.permute(4, 0, 1, 2, 3).reshape(3, 2 * scale,
                                                                          2 * scale),
                                    shuffled[0])
-
-
-@pytest.mark.parametrize("out_dtype", [torch.uint8, torch.uint16])
-@pytest.mark.parametrize("size", [(18, 26), (17, 23)])
-def test_samples_are_the_float_result_rounded_as_files_are_written(size, out_dtype):
-    # The fused path rounds in its last pass; the plain path (bf16 autocast here) after it.
-    model = dyconvsr_module.DyConvSR(2).eval()
-    x = torch.rand(1, 3, *size)
-    maxval = 255 if out_dtype == torch.uint8 else 65535
-    with torch.no_grad():
-        reference = model(x)
-        samples = model(x, out_dtype=out_dtype)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = model(x)
-            autocast_samples = model(x, out_dtype=out_dtype)
-    expected = torch.floor(reference.clamp(0, 1) * maxval + 0.5)
-    assert samples.dtype == out_dtype and samples.shape == reference.shape
-    assert torch.equal(samples.to(torch.float32), expected)
-    assert torch.equal(autocast_samples.to(torch.float32),
-                       torch.floor(autocast.float().clamp(0, 1) * maxval + 0.5))
-    with pytest.raises(ValueError, match="out_dtype"):
-        model(x, out_dtype=torch.int32)
+        x = torch.rand(1, 3, 2, 2)
+        skip = F.conv2d(x, dyconvsr_module._nearest_skip_weight(scale), stride=2)
+        skip = skip.view(2, scale, 2, scale, 3).permute(4, 0, 1, 2, 3).reshape(3, 2 * scale,
+                                                                                2 * scale)
+        assert torch.equal(skip, _nearest(x, scale)[0])

@@ -165,31 +165,26 @@ def test_disabled_and_no_compiler_fall_back(monkeypatch, tmp_path, capsys) -> No
     # A compiler that fails: one line on stderr, no library, the torch loop still answers.
     monkeypatch.setenv("DYNSR_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")
-    _clear_native_cache()
+    native._load.cache_clear()
     try:
-        assert native._dynamic_taps(("-O1", "-shared", "-fPIC")) is None
+        assert native._load(("-O1", "-shared", "-fPIC")) is None
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "native dynamic_taps unavailable" in err
+        assert err.count("\n") == 1 and "native dynamic kernels unavailable" in err
         assert not any(tmp_path.rglob("*.so"))  # nothing half-written left in the cache
     finally:
-        _clear_native_cache()
-
-
-def _clear_native_cache() -> None:
-    native._load.cache_clear()
-    native._dynamic_taps.cache_clear()
+        native._load.cache_clear()
 
 
 def test_build_is_cached_per_flags(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("DYNSR_CACHE", str(tmp_path))
-    _clear_native_cache()
+    native._load.cache_clear()
     try:
-        first = native._dynamic_taps(("-O1", "-fPIC", "-shared", "-pthread"))
+        first = native._load(("-O1", "-fPIC", "-shared", "-pthread"))
         assert first is not None and first.path.parent == tmp_path / "native"
-        _clear_native_cache()
-        again = native._dynamic_taps(("-O1", "-fPIC", "-shared", "-pthread"))
+        native._load.cache_clear()
+        again = native._load(("-O1", "-fPIC", "-shared", "-pthread"))
         assert again.path == first.path  # found in the cache, not rebuilt under a new name
-        other = native._dynamic_taps(("-O2", "-fPIC", "-shared", "-pthread"))
+        other = native._load(("-O2", "-fPIC", "-shared", "-pthread"))
         assert other.path != first.path
         x, kernels = _pair((1, 3, 5, 9), 9)
         y = torch.empty_like(x)
@@ -199,7 +194,7 @@ def test_build_is_cached_per_flags(monkeypatch, tmp_path) -> None:
         assert status == 0
         assert torch.allclose(y, ref_filter(x, kernels, 3), atol=1e-5)
     finally:
-        _clear_native_cache()
+        native._load.cache_clear()
 
 
 def test_capped_instruction_set_flags(monkeypatch) -> None:

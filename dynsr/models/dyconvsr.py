@@ -143,10 +143,8 @@ from torch import nn
 from dynsr.degrade.kernels import isotropic_gaussian
 from dynsr.degrade.pipeline import separable_blur
 from dynsr.models.registry import OnnxAdapter, register, register_onnx
-from dynsr.ops.color import SAMPLE_MAX, sample_levels
 from dynsr.ops.dynamic_conv import AttentionMixedConv2d, mix_kernel_banks
 from dynsr.ops.fused_conv import canonical_channels_last, conv2d_fused, fused_conv_available
-from dynsr.ops.subpixel import shuffle_gated_residual
 from dynsr.ops.traceable import BankSumConv, replicate_to_multiple
 
 __all__ = ["DyConvSR", "dyconvsr"]
@@ -176,9 +174,6 @@ class DyConvSR(nn.Module):
         temperature_schedule: "fixed" (T = 30, the release; default) or "anneal" (30 → 1).
         anneal_fraction: share of training over which "anneal" lowers T, in (0, 1].
     """
-
-    #: :func:`dynsr.upscale.tiling.upscale_tiled` may ask forward for image samples.
-    writes_samples = True
 
     def __init__(
         self, scale: int, temperature_schedule: str = "fixed", anneal_fraction: float = 0.1
@@ -308,30 +303,16 @@ class DyConvSR(nn.Module):
         mean = (total / (rows * cells.shape[-1])).to(device, torch.float32)
         return {"attention": self.dynamic.attention_from_mean(mean)}
 
-    def forward(self, x: torch.Tensor, attention: torch.Tensor | None = None, *,
-                out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """SR of ``x``; ``attention`` (from :meth:`global_context`) for tiles of an image.
-
-        ``out_dtype`` uint8 / uint16: the result as image samples
-        ``floor(clamp(v, 0, 1)·max + 0.5)``, which the fused CPU path writes directly.
-        """
+    def forward(self, x: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+        """SR of ``x``; ``attention`` (from :meth:`global_context`) for tiles of an image."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"DyConvSR expects an RGB batch (B, 3, h, w), got {tuple(x.shape)}")
-        if out_dtype != torch.float32 and out_dtype not in SAMPLE_MAX:
-            raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
         h, w = x.shape[-2:]
-        s = self.scale
         x = self._pad_to_even(x)
         if (self.fused_cpu_inference and x.shape[0] == 1 and fused_conv_available(x)
                 and not torch.is_autocast_enabled("cpu")):
-            return self._fused_inference(x, attention, out_dtype)[..., : s * h, : s * w]
-        sr = self._plain_forward(x, attention)[..., : s * h, : s * w]
-        if out_dtype == torch.float32:
-            return sr
-        return sample_levels(sr.float(), SAMPLE_MAX[out_dtype]).to(out_dtype)
-
-    def _plain_forward(self, x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
-        """The network as the paper's figure draws it, on an even-sized batch."""
+            s = self.scale
+            return self._fused_inference(x, attention)[..., : s * h, : s * w]
 
         cells = F.pixel_unshuffle(x, _UNSHUFFLE)
         features = self.tail(F.gelu(self.dynamic(self.head(cells), attention=attention)))
@@ -342,12 +323,13 @@ class DyConvSR(nn.Module):
         # Colour-major repeat: pixel-shuffle reads channels c·s²..c·s²+s²−1 for colour c.
         skip = x.repeat_interleave(self.scale**2, dim=1)
         subpixels = F.pixel_shuffle(features, _UNSHUFFLE) + skip
-        return F.pixel_shuffle(subpixels, self.scale)
+        sr = F.pixel_shuffle(subpixels, self.scale)
+        s = self.scale
+        return sr[..., : s * h, : s * w]
 
     # -- fp32 inference on the CPU -----------------------------------------------------------
 
-    def _fused_inference(self, x: torch.Tensor, attention: torch.Tensor | None,
-                         out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _fused_inference(self, x: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
         """The forward of one even-sized image in fp32 on the CPU, with autograd off.
 
         The same network as the plain forward (equal to float rounding), laid out for speed
@@ -360,13 +342,14 @@ class DyConvSR(nn.Module):
         * GELU fused into the dynamic and HF convs and the HF branch's sum into the tail conv
           (oneDNN post-ops, :func:`~dynsr.ops.fused_conv.conv2d_fused`);
         * the tail and HF convs' output channels reordered so that, channels-last, each
-          cell's 12·s² values already lie as the output's 2s × 2s × 3 block, row-major: the
-          two pixel shuffles, the attention product, the skip and, for ``out_dtype`` uint8 /
-          uint16, the rounding to samples become one pass
-          (:func:`~dynsr.ops.subpixel.shuffle_gated_residual`) that writes the (s·H, s·W, 3)
-          result, returned as a channels_last (1, 3, s·H, s·W) view.
+          cell's 12·s² values already lie as the output's 2s × 2s × 3 block rows, and the
+          skip made in that layout by a one-hot conv: the two pixel shuffles, the attention
+          product and the skip become one pass that writes the (s·H, s·W, 3) result,
+          returned as a channels_last (1, 3, s·H, s·W) view.
         """
         s = self.scale
+        _, _, height, width = x.shape
+        rows, cols = height // _UNSHUFFLE, width // _UNSHUFFLE
         x = canonical_channels_last(x)
         order = _subpixel_order(s)
         head = conv2d_fused(x, _as_pixel_conv(self.head.weight), self.head.bias,
@@ -385,9 +368,19 @@ class DyConvSR(nn.Module):
         pooled = torch.stack([cells.mean(dim=-1), cells.amax(dim=-1)], dim=1)
         gate = torch.sigmoid(self.spatial_attention(
             pooled.contiguous(memory_format=torch.channels_last)))
-        out = shuffle_gated_residual(cells[0], gate[0, 0], x[0].permute(1, 2, 0), s,
-                                     out_dtype=out_dtype)
-        return out.permute(2, 0, 1)[None]
+        # The skip (nearest-neighbour upscaling of x) in the same cell layout, by a one-hot
+        # 2×2 stride-2 conv: exact, and far faster than a broadcasting copy into the output.
+        skip = conv2d_fused(x, _nearest_skip_weight(s), None, stride=_UNSHUFFLE)
+
+        def as_output_blocks(t: torch.Tensor) -> torch.Tensor:
+            # (row, a, p, col, b, q, colour): pixel (s·(2·row + a) + p, s·(2·col + b) + q)
+            return t.permute(0, 2, 3, 1)[0].view(rows, cols, 2, s, 2, s, 3).permute(
+                0, 2, 3, 1, 4, 5, 6)
+
+        out = torch.empty(rows, 2, s, cols, 2, s, 3)
+        torch.addcmul(as_output_blocks(skip), as_output_blocks(features),
+                      gate[0, 0].view(rows, 1, 1, cols, 1, 1, 1), out=out)
+        return out.view(s * height, s * width, 3).permute(2, 0, 1)[None]
 
     def extra_repr(self) -> str:
         return (
@@ -408,6 +401,19 @@ def _as_pixel_conv(weight: torch.Tensor) -> torch.Tensor:
     out = weight.shape[0]
     return (weight.view(out, 3, _UNSHUFFLE, _UNSHUFFLE, 3, 3).permute(0, 1, 4, 2, 5, 3)
             .reshape(out, 3, 3 * _UNSHUFFLE, 3 * _UNSHUFFLE))
+
+
+@cache
+def _nearest_skip_weight(scale: int) -> torch.Tensor:
+    """One-hot (12·s², 3, 2, 2) weight: a 2×2 stride-2 conv that puts pixel (2·row + a,
+    2·col + b) of each colour in every sub-pixel channel (a, p, b, q, colour) of its cell,
+    i.e. nearest-neighbour upscaling by 2s in the reordered layout of :func:`_subpixel_order`.
+    Made once per scale (cached: every fused forward uses it; never modified)."""
+    weight = torch.zeros(2, scale, 2, scale, 3, 3, 2, 2)
+    for a in range(2):
+        for b in range(2):
+            weight[a, :, b, :, :, :, a, b] = torch.eye(3)
+    return weight.reshape(12 * scale * scale, 3, 2, 2)
 
 
 @cache

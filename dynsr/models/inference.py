@@ -66,8 +66,7 @@ def upscale_batch(
     with torch.inference_mode(), torch.autocast(x.device.type, dtype=autocast_dtype or dtype,
                                                 enabled=autocast_dtype is not None):
         sr = model(x, **conditions)
-    if sr.is_floating_point():  # else image samples a model wrote (``out_dtype=``)
-        sr = sr.to(dtype)
+    sr = sr.to(dtype)
     if not keep_layout:  # keep_layout: a channels_last result stays so (no copy)
         sr = sr.contiguous()
     return sr.mean(dim=1, keepdim=True) if gray else sr

@@ -1,10 +1,8 @@
 """Native kernels: small C sources built with the system's C compiler on first use.
 
 Only what torch cannot do near the memory floor lives here: the one-pass dynamic-filter tap
-loops (``dynamic_taps.c``, used by :mod:`dynsr.ops.dynamic` for fp32 CPU tensors) and the
-one-pass sub-pixel output stage (``shuffle_residual.c``, used by
-:func:`dynsr.ops.subpixel.shuffle_gated_residual`). Each C source has no dependency beyond
-libc and pthreads; it is compiled once per machine, source,
+loops (``dynamic_taps.c``, used by :mod:`dynsr.ops.dynamic` for fp32 CPU tensors). The C
+source has no dependency beyond libc and pthreads; it is compiled once per machine, source,
 instruction-set target, compiler and CPU model into ``$DYNSR_CACHE`` (default ``~/.cache/dynsr``),
 written to a temporary file and renamed, and loaded with :mod:`ctypes` (ctypes calls release
 the GIL; the C code runs its own threads, as many as ``torch.get_num_threads()``).
@@ -32,7 +30,9 @@ from pathlib import Path
 
 from dynsr.hardware import cpu_flags, cpu_model
 
-__all__ = ["DynamicTaps", "dynamic_taps", "native_enabled", "shuffle_residual"]
+__all__ = ["DynamicTaps", "dynamic_taps", "native_enabled"]
+
+_SOURCE = Path(__file__).with_name("dynamic_taps.c")
 
 
 def native_enabled() -> bool:
@@ -63,24 +63,23 @@ def _cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "dynsr"
 
 
-def _build(name: str, cc: str, flags: list[str]) -> Path:
-    """The compiled library of ``name``.c for this compiler and flags (built if not cached)."""
-    source = Path(__file__).with_name(f"{name}.c")
+def _build(cc: str, flags: list[str]) -> Path:
+    """The compiled library for this source, compiler and flags (built if not cached)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     # The CPU is part of the key: a -march=native build from another machine sharing this
     # cache (a network home) could use instructions this one lacks.
     cpu = f"{cpu_model()} {' '.join(cpu_flags())}"
     key = hashlib.sha256(
-        source.read_bytes() + " ".join(flags).encode() + version.encode() + cpu.encode()
+        _SOURCE.read_bytes() + " ".join(flags).encode() + version.encode() + cpu.encode()
     ).hexdigest()[:16]
-    target = _cache_dir() / "native" / f"{name}-{key}.so"
+    target = _cache_dir() / "native" / f"dynamic_taps-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([cc, *flags, "-o", tmp, str(source)], check=True, capture_output=True,
+        subprocess.run([cc, *flags, "-o", tmp, str(_SOURCE)], check=True, capture_output=True,
                        text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -92,7 +91,8 @@ def _build(name: str, cc: str, flags: list[str]) -> Path:
 class DynamicTaps:
     """The loaded ``dynamic_taps`` library: forward, kernel gradient, input gradient."""
 
-    def __init__(self, lib: ctypes.CDLL) -> None:
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         args = [ptr, ptr, ptr, ptr, ptr, ptr] + [i64] * 8
         for name in ("dynsr_dynamic_forward", "dynsr_dynamic_kernel_grad",
@@ -106,50 +106,26 @@ class DynamicTaps:
         self.forward = lib.dynsr_dynamic_forward
         self.kernel_grad = lib.dynsr_dynamic_kernel_grad
         self.input_grad = lib.dynsr_dynamic_input_grad
-        self.path = Path(lib._name)
+        self.path = path
 
 
 @cache
-def _load(name: str, flags: tuple[str, ...]) -> ctypes.CDLL | None:
+def _load(flags: tuple[str, ...]) -> DynamicTaps | None:
     cc = _compiler()
     if cc is None:
         return None
     try:
-        return ctypes.CDLL(str(_build(name, cc, list(flags))))
+        return DynamicTaps(_build(cc, list(flags)))
     except (OSError, subprocess.SubprocessError) as err:
         detail = getattr(err, "stderr", "") or str(err)
-        print(f"dynsr: native {name} unavailable ({detail.strip()[:200]}); "
+        print(f"dynsr: native dynamic kernels unavailable ({detail.strip()[:200]}); "
               "using the torch implementation", file=sys.stderr)
         return None
-
-
-_FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno")
-
-
-@cache
-def _dynamic_taps(flags: tuple[str, ...]) -> DynamicTaps | None:
-    lib = _load("dynamic_taps", flags)
-    return None if lib is None else DynamicTaps(lib)
 
 
 def dynamic_taps() -> DynamicTaps | None:
     """The native tap-loop library for this machine, or None (no compiler, or disabled)."""
     if not native_enabled():
         return None
-    return _dynamic_taps((*_FLAGS, *_march_flags()))
-
-
-def shuffle_residual() -> ctypes._CFuncPtr | None:
-    """The native ``dynsr_shuffle_gated_residual`` for this machine, or None (no compiler,
-    or disabled). Built without FMA contraction (its one FMA is explicit): its results are
-    the torch path's to the bit."""
-    if not native_enabled():
-        return None
-    lib = _load("shuffle_residual", (*_FLAGS, "-ffp-contract=off", *_march_flags()))
-    if lib is None:
-        return None
-    fn = lib.dynsr_shuffle_gated_residual
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [ptr, i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr] + [i64] * 7
-    fn.restype = ctypes.c_int
-    return fn
+    flags = ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno", *_march_flags())
+    return _load(flags)

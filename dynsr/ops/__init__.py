@@ -1,12 +1,9 @@
-"""Pure tensor operators: MATLAB-exact resizing, colour, dynamic-kernel filtering, the
-sub-pixel output stage."""
+"""Pure tensor operators: MATLAB-exact resizing, colour, dynamic-kernel filtering."""
 
 from dynsr.ops.color import quantize, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from dynsr.ops.dynamic import dynamic_filter, dynamic_upsample
 from dynsr.ops.dynamic_conv import AttentionMixedConv2d, attention_mixed_conv2d
 from dynsr.ops.resize import imresize
-from dynsr.ops.subpixel import shuffle_gated_residual
 
 __all__ = ["imresize", "quantize", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 __all__ += ["dynamic_filter", "dynamic_upsample", "AttentionMixedConv2d", "attention_mixed_conv2d"]
-__all__ += ["shuffle_gated_residual"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SAMPLE_MAX", "quantize", "rgb_to_y", "rgb_to_ycbcr", "sample_levels", "ycbcr_to_rgb"]
+__all__ = ["quantize", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
 # Rows: Y, Cb, Cr; columns: R, G, B. Output on the 0..255 scale for R, G, B in [0, 1].
 _RGB_TO_YCBCR = (
@@ -47,18 +47,6 @@ def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     m = torch.linalg.inv(torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64)).to(x)
     off = torch.tensor(_YCBCR_OFFSET, dtype=x.dtype, device=x.device)
     return torch.einsum("ij,...jhw->...ihw", m, x - off.view(3, 1, 1))
-
-
-#: The integer sample types of image files and their full-scale values.
-SAMPLE_MAX = {torch.uint8: 255, torch.uint16: 65535}
-
-
-def sample_levels(x: torch.Tensor, maxval: int) -> torch.Tensor:
-    """Float values whose truncation is the samples ``floor(clamp(x, 0, 1)·maxval + 0.5)``
-    (MATLAB's im2uint8 / im2uint16 rounding), in a new tensor: clamping ``x·maxval + 0.5``
-    to [0.5, maxval + 0.5] gives the same numbers in two passes fewer, and a cast to the
-    integer type truncates, which is floor for these non-negative values."""
-    return torch.mul(x, maxval).add_(0.5).clamp_(0.5, maxval + 0.5)
 
 
 def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:

@@ -36,7 +36,6 @@ from torch import nn
 from tqdm import tqdm
 
 from dynsr.models.inference import upscale_batch
-from dynsr.ops.color import SAMPLE_MAX, sample_levels
 
 __all__ = [
     "ALIGN",
@@ -189,6 +188,10 @@ def _crop_conditions(conditions: dict, size: tuple[int, int], rows: tuple[int, i
     return cropped
 
 
+#: Largest sample value of the integer output types :func:`upscale_tiled` can fill.
+_INTEGER_MAX = {torch.uint8: 255, torch.uint16: 65535}
+
+
 def upscale_tiled(
     model: nn.Module,
     lr: torch.Tensor,
@@ -217,7 +220,7 @@ def upscale_tiled(
     """
     if lr.dim() != 3:
         raise ValueError(f"expected an LR image (C, h, w), got shape {tuple(lr.shape)}")
-    if out_dtype != torch.float32 and out_dtype not in SAMPLE_MAX:
+    if out_dtype != torch.float32 and out_dtype not in _INTEGER_MAX:
         raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
     channels, height, width = lr.shape
     rows, cols = plan_tiles(height, width, tile, overlap)
@@ -285,14 +288,8 @@ def _single_tile(model: nn.Module, lr: torch.Tensor, scale: int, device, precisi
     the layouts."""
     channels, height, width = lr.shape
     kwargs = _crop_conditions(conditions, (height, width), (0, height), (0, width), device)
-    if (out_dtype != torch.float32 and precision == "fp32" and channels == 3
-            and getattr(model, "writes_samples", False)):
-        # The model rounds to samples in its own last pass (DyConvSR: 4 passes fewer).
-        kwargs["out_dtype"] = out_dtype
     sr = _run_tile(model, lr.unsqueeze(0).to(device), precision, channels_last, kwargs,
                    keep_layout=True)
-    if sr.dtype == out_dtype and out_dtype != torch.float32:
-        return sr[0].to("cpu")
     sr = sr[0].to("cpu", torch.float32)
     if sr.permute(1, 2, 0).is_contiguous() and not sr.is_contiguous():
         out = torch.empty(scale * height, scale * width, channels,
@@ -306,11 +303,14 @@ def _single_tile(model: nn.Module, lr: torch.Tensor, scale: int, device, precisi
 def _store(out: torch.Tensor, rows: torch.Tensor, top: int) -> None:
     """Write float ``rows`` into ``out`` from HR row ``top``, quantised if ``out`` is integer."""
     target = out[:, top:top + rows.shape[1]]
-    maxval = SAMPLE_MAX.get(out.dtype)
+    maxval = _INTEGER_MAX.get(out.dtype)
     if maxval is None:
         target.copy_(rows)
     else:
-        target.copy_(sample_levels(rows, maxval))
+        # floor(clamp(x, 0, 1)·max + 0.5) in two passes: clamping x·max + 0.5 to
+        # [0.5, max + 0.5] gives the same numbers, and the cast to the integer type
+        # truncates, which is floor for these non-negative values.
+        target.copy_(torch.mul(rows, maxval).add_(0.5).clamp_(0.5, maxval + 0.5))
 
 
 def upscale_with_retry(
