@@ -30,10 +30,16 @@ first case and after each; the median). "x floor" is dynsr's time over that floo
 be an op as fast as the memory allows. The CPU model, its flags, the SIMD level PyTorch
 dispatches to and oneDNN's cap are printed (and written with ``--json``) with the table.
 
+Fresh or reused memory. By default every call's outputs and gradients are fresh
+allocations, and the large ones (the k = 7 kernel gradient is 51 MB) are fresh pages that the
+kernel must fault in and zero. ``--reuse-memory`` measures as the ``dynsr`` commands run, with
+glibc keeping freed memory for reuse (``dynsr.malloc.keep_freed_memory``), for every
+implementation alike.
+
 Usage::
 
     python benchmarks/bench_dynamic_ops.py [--repeats 10] [--threads 2] [--size 512] \\
-        [--json results/speed/dynamic_ops_CPU.json] [--compiled]
+        [--json results/speed/dynamic_ops_CPU.json] [--compiled] [--reuse-memory]
     python benchmarks/bench_dynamic_ops.py --layouts   # memory-format / dtype variants
 """
 
@@ -58,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from dynsr.hardware import timing_context  # noqa: E402
 from dynsr.io import atomic_write_json  # noqa: E402
+from dynsr.malloc import keep_freed_memory  # noqa: E402
 from dynsr.native import dynamic_taps  # noqa: E402
 from dynsr.ops import dynamic as dyn  # noqa: E402
 
@@ -156,6 +163,8 @@ def _op(spec: dict):
 def child(spec: dict) -> dict:
     """Run one measurement in this (fresh) process; returns ms and extra MB."""
     torch.set_num_threads(spec["threads"])
+    if spec.get("reuse_memory"):
+        keep_freed_memory()
     if spec.get("impl") == "tap_loop":
         os.environ["DYNSR_NATIVE"] = "0"  # the torch tap loop dynsr falls back to
     if "channels_last_min_c" in spec:
@@ -257,7 +266,8 @@ def main_table(args: argparse.Namespace) -> None:
     lines = []
     for name, case in cases:
         for pass_ in ("fwd", "fwd+bwd"):
-            base = {"channels": 3, "threads": args.threads, "repeats": args.repeats, **case}
+            base = {"channels": 3, "threads": args.threads, "repeats": args.repeats,
+                    "reuse_memory": args.reuse_memory, **case}
             ours = measure({**base, "impl": "dynsr", "pass": pass_})
             loop = measure({**base, "impl": "tap_loop", "pass": pass_})
             ref = measure({**base, "impl": "unfold", "pass": pass_})
@@ -295,7 +305,9 @@ def main_table(args: argparse.Namespace) -> None:
     print("\n".join(lines))
     if args.json:
         atomic_write_json(args.json, {"machine": machine, "size": args.size,
-                                      "repeats": args.repeats, "bandwidth_gb_per_s": bandwidth,
+                                      "repeats": args.repeats,
+                                      "reuse_memory": args.reuse_memory,
+                                      "bandwidth_gb_per_s": bandwidth,
                                       "bandwidth_samples": bandwidths, "rows": rows})
 
 
@@ -338,6 +350,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--layouts", action="store_true", help="memory-format/dtype variants")
+    parser.add_argument("--reuse-memory", action="store_true",
+                        help="measure as the dynsr commands run: freed memory kept for reuse "
+                             "(dynsr.malloc.keep_freed_memory) instead of fresh pages")
     parser.add_argument("--json", type=Path, help="write the main table here")
     parser.add_argument("--compiled", action="store_true",
                         help="also time the filter forward as a torch.compile'd tap loop")

@@ -83,6 +83,17 @@ def test_filter_matches_reference_and_torch_loop(monkeypatch, library, threads, 
         torch.set_num_threads(2)
 
 
+@pytest.mark.parametrize("width", [320, 300])
+def test_large_kernel_gradient_streamed_past_the_caches(monkeypatch, library, width) -> None:
+    # Kernel gradients above 16 MB are written with streaming stores where a row starts on a
+    # cache line: 320 columns put every row there, 300 only every fourth.
+    x, kernels = _pair((1, 3, 288, width), 49, seed=3)
+    assert kernels.numel() * 4 > 16 << 20
+    ours, loop = _both_paths(monkeypatch, dynamic_filter, x, kernels, 7)
+    for a, b in zip(ours, loop, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
 @pytest.mark.parametrize(("r", "k", "shape"),
                          [(2, 5, (2, 3, 11, 13)), (3, 3, (1, 3, 20, 9)), (4, 5, (1, 2, 7, 33))])
 def test_upsample_matches_reference_and_torch_loop(monkeypatch, library, r, k, shape) -> None:

@@ -72,8 +72,9 @@ Layouts and dtypes
 
 Speed notes (2 cores): 512×512×3, k=7: forward ≈ 4 ms vs ≈ 70 ms for F.unfold, 6 MB extra vs
 ≈ 300 MB. Much of the backward is the kernel gradient's first touch of fresh memory (51 MB of
-page faults, ≈ 6 ms); running with ``THP_MEM_ALLOC_ENABLE=1`` (torch's huge-page allocator
-switch) takes forward+backward from ≈ 26 to ≈ 16 ms.
+page faults and zeroing); the ``dynsr`` commands keep freed memory for reuse
+(:func:`dynsr.malloc.keep_freed_memory`), which took forward+backward from ≈ 20 to ≈ 10 ms
+(``benchmarks/bench_dynamic_ops.py --reuse-memory``; docs/api.md).
 """
 
 from __future__ import annotations
