@@ -22,6 +22,12 @@ dynsr's ways, each timed on the same frame:
 * ``upscale bf16`` (CPUs with native bf16) and ``upscale default``: the same in bf16 and
   in the default precision for this CPU.
 
+``dynsr.load`` has glibc keep freed memory for reuse (``dynsr.malloc.keep_freed_memory``), so
+a frame's large temporaries are not faulted in afresh on every call. The official forward is
+timed both as its own code runs (``official forward fp32``, the baseline of every ratio) and
+with the same malloc setting (``official forward fp32, freed memory kept``), to show how much
+of a ratio that setting makes.
+
 Median of ``--repeats`` calls (default 40), in blocks of ten: each block a fresh process
 running one way alone (two untimed calls, then ten timed), as a program that upscales frame
 after frame would; the ways take turns block by block, so that a slower spell of a shared
@@ -55,6 +61,7 @@ import dynsr
 from dynsr.api import default_precision
 from dynsr.hardware import cpu_supports_bf16, timing_context
 from dynsr.io import atomic_write_json
+from dynsr.malloc import keep_freed_memory
 from dynsr.models import create
 
 OFFICIAL_FILES = ("model/arch.py", "model/modules/dynamic_conv.py", "model/modules/modules.py")
@@ -104,7 +111,8 @@ def official_model(git_dir: Path, folder: Path) -> torch.nn.Module:
                          use_hfb=True, spatial_attention=True).eval()
 
 
-WAYS = ("official forward fp32", "module fp32, plain forward",
+WAYS = ("official forward fp32", "official forward fp32, freed memory kept",
+        "module fp32, plain forward",
         "module fp32 channels_last, plain forward", "module fp32 (fused CPU path)",
         "upscale fp32", "upscale bf16", "upscale default")
 
@@ -112,7 +120,9 @@ WAYS = ("official forward fp32", "module fp32, plain forward",
 def build_way(name: str, official: Path, frame: np.ndarray) -> Callable[[], object]:
     """The call that one way times, with everything it needs made beforehand."""
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
-    if name == "official forward fp32":
+    if name.startswith("official forward fp32"):
+        if "freed memory kept" in name:
+            keep_freed_memory()
         with tempfile.TemporaryDirectory() as folder:
             model = official_model(official, Path(folder))
         return inference(lambda: model(x))

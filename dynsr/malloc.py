@@ -1,9 +1,11 @@
 """glibc malloc settings for long jobs: freed memory kept for reuse (every ``dynsr`` command
-sets them; the benchmarks can too)."""
+and :func:`dynsr.load` on the CPU set them; the benchmarks can too).
+``DYNSR_KEEP_FREED_MEMORY=0`` leaves malloc as it is."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 
@@ -27,8 +29,11 @@ def keep_freed_memory() -> bool:
     712 MB), UDVD-lite 2.12 -> 2.01 s, DyConvSR 34 -> 30 ms; the k = 7 dynamic-filter forward
     + backward at 512x512, whose 51 MB kernel gradient is above any threshold, 20.7 -> 9.7 ms.
     The process keeps its peak memory until it ends, which suits a command. Not done on other
-    C libraries.
+    C libraries, nor when the environment sets ``DYNSR_KEEP_FREED_MEMORY=0``.
     """
+    if os.environ.get("DYNSR_KEEP_FREED_MEMORY", "1").strip().lower() in ("0", "false", "no",
+                                                                           "off"):
+        return False
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:

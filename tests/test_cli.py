@@ -268,6 +268,19 @@ def test_commands_keep_freed_memory_on_glibc():
     assert keep_freed_memory() is on_glibc
 
 
+def test_keep_freed_memory_opt_out_and_load_on_the_cpu(monkeypatch):
+    import dynsr
+    import dynsr.api
+    from dynsr.malloc import keep_freed_memory
+
+    monkeypatch.setenv("DYNSR_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
+    calls = []
+    monkeypatch.setattr(dynsr.api, "keep_freed_memory", lambda: calls.append(1) or True)
+    dynsr.load("bicubic", 2, device="cpu")
+    assert calls == [1]
+
+
 def test_eval_ramp_of_blur_and_noise_tells_udvd_per_pixel(hr_dir, tmp_path):
     """UDVD's Table 3 degradation (width 0.2 -> 2, noise 5 -> 50, left to right): the LR is
     sharp and clean on the left, soft and noisy on the right, and UDVD told the ramps does
