@@ -1,0 +1,108 @@
+"""A/B of two versions of the native tap loops (``dynsr/native/dynamic_taps.c``) in one process.
+
+The source at git revision ``--base`` (default ``HEAD``) and the working tree's are compiled
+side by side with the flags dynsr uses (``-march=native``, or ``--march x86-64-v3`` for what an
+AVX2-only CPU runs) and their three entry points (forward, kernel gradient, input gradient)
+are called in turns, ``--calls`` times each, on preallocated fp32 tensors: 1×3×H×W images with
+shared k×k kernels, for 512² (kernel planes a power of two bytes apart), 500² and 360×640.
+Taking turns in one process keeps this VM's drift (±20 % within seconds) out of the ratio.
+Medians in ms, and base / new.
+
+    python benchmarks/bench_native_ab.py [--base HEAD~1] [--march x86-64-v3] [--k 3 5 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dynsr.hardware import timing_context  # noqa: E402
+from dynsr.native import DynamicTaps  # noqa: E402
+
+SOURCE = "dynsr/native/dynamic_taps.c"
+SIZES = ((512, 512), (500, 500), (360, 640))
+
+
+def build(source: Path, march: str, out: Path) -> DynamicTaps:
+    subprocess.run(["cc", "-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno",
+                    f"-march={march}", "-o", str(out), str(source)], check=True)
+    return DynamicTaps(out)
+
+
+def strides(t: torch.Tensor, six: bool = False):
+    s = t.stride()
+    return (ctypes.c_int64 * 6)(*s, 0, 0) if six else (ctypes.c_int64 * 4)(*s)
+
+
+def calls(lib: DynamicTaps, k: int, h: int, w: int, threads: int) -> dict:
+    """The three entry points on fresh inputs, outputs allocated once."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, h, w, generator=g)
+    kernels = torch.randn(1, k * k, h, w, generator=g)
+    grad_y = torch.randn(1, 3, h, w, generator=g)
+    y, grad_k, grad_x = torch.empty_like(x), torch.empty_like(kernels), torch.empty_like(x)
+    dims = (1, 3, h, w, k, 1, 1, threads)
+    return {
+        "forward": lambda: lib.forward(x.data_ptr(), strides(x), kernels.data_ptr(),
+                                       strides(kernels), y.data_ptr(), strides(y, True), *dims),
+        "kernel grad": lambda: lib.kernel_grad(grad_y.data_ptr(), strides(grad_y, True),
+                                               x.data_ptr(), strides(x), grad_k.data_ptr(),
+                                               strides(grad_k), *dims),
+        "input grad": lambda: lib.input_grad(grad_y.data_ptr(), strides(grad_y, True),
+                                             kernels.data_ptr(), strides(kernels),
+                                             grad_x.data_ptr(), strides(grad_x), *dims),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="HEAD", help="git revision of the base source")
+    parser.add_argument("--march", default="native", help="-march value (native, x86-64-v3)")
+    parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 7])
+    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        base_source = tmp / "base.c"
+        base_source.write_bytes(subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{args.base}:{SOURCE}"], check=True,
+            capture_output=True).stdout)
+        libs = {"base": build(base_source, args.march, tmp / "base.so"),
+                "new": build(ROOT / SOURCE, args.march, tmp / "new.so")}
+        print(f"{timing_context(args.threads)}\nbase {args.base}, new: working tree, "
+              f"-march={args.march}, {args.calls} calls each in turns, medians")
+        print("| k | size | pass | base ms | new ms | base/new |\n|---|---|---|---|---|---|")
+        for k in args.k:
+            for h, w in SIZES:
+                fns = {name: calls(lib, k, h, w, args.threads) for name, lib in libs.items()}
+                for entry in fns["base"]:
+                    times: dict[str, list[float]] = {"base": [], "new": []}
+                    for name in times:  # warm-up
+                        fns[name][entry]()
+                    for _ in range(args.calls):
+                        for name in times:
+                            start = time.perf_counter()
+                            fns[name][entry]()
+                            times[name].append(time.perf_counter() - start)
+                    base, new = (statistics.median(times[n]) * 1e3 for n in ("base", "new"))
+                    print(f"| {k} | {h}x{w} | {entry} | {base:.3f} | {new:.3f} | "
+                          f"{base / new:.2f}x |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
