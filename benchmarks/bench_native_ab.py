@@ -1,14 +1,15 @@
 """A/B of two versions of the native tap loops (``dynsr/native/dynamic_taps.c``) in one process.
 
 The source at git revision ``--base`` (default ``HEAD``) and the working tree's are compiled
-side by side with the flags dynsr uses (``-march=native``, or ``--march x86-64-v3`` for what an
-AVX2-only CPU runs) and their three entry points (forward, kernel gradient, input gradient)
+side by side as dynsr compiles its own (``dynsr.native.build_version``: ``-march=native``, or
+x86-64-v3, what an AVX2-only CPU runs, under ``ATEN_CPU_CAPABILITY=avx2``) and their three
+entry points (forward, kernel gradient, input gradient)
 are called in turns, ``--calls`` times each, on preallocated fp32 tensors: 1×3×H×W images with
 shared k×k kernels, for 512² (kernel planes a power of two bytes apart), 500² and 360×640.
 Taking turns in one process keeps this VM's drift (±20 % within seconds) out of the ratio.
 Medians in ms, and base / new.
 
-    python benchmarks/bench_native_ab.py [--base HEAD~1] [--march x86-64-v3] [--k 3 5 7]
+    [ATEN_CPU_CAPABILITY=avx2] python benchmarks/bench_native_ab.py [--base HEAD~1] [--k 3 5 7]
 """
 
 from __future__ import annotations
@@ -29,16 +30,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dynsr.hardware import timing_context  # noqa: E402
-from dynsr.native import DynamicTaps  # noqa: E402
+from dynsr.native import DynamicTaps, build_version  # noqa: E402
 
 SOURCE = "dynsr/native/dynamic_taps.c"
 SIZES = ((512, 512), (500, 500), (360, 640))
-
-
-def build(source: Path, march: str, out: Path) -> DynamicTaps:
-    subprocess.run(["cc", "-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno",
-                    f"-march={march}", "-o", str(out), str(source)], check=True)
-    return DynamicTaps(out)
 
 
 def strides(t: torch.Tensor, six: bool = False):
@@ -69,7 +64,6 @@ def calls(lib: DynamicTaps, k: int, h: int, w: int, threads: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD", help="git revision of the base source")
-    parser.add_argument("--march", default="native", help="-march value (native, x86-64-v3)")
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 7])
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
@@ -81,10 +75,9 @@ def main() -> int:
         base_source.write_bytes(subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{args.base}:{SOURCE}"], check=True,
             capture_output=True).stdout)
-        libs = {"base": build(base_source, args.march, tmp / "base.so"),
-                "new": build(ROOT / SOURCE, args.march, tmp / "new.so")}
-        print(f"{timing_context(args.threads)}\nbase {args.base}, new: working tree, "
-              f"-march={args.march}, {args.calls} calls each in turns, medians")
+        libs = {"base": build_version(base_source), "new": build_version(ROOT / SOURCE)}
+        print(f"{timing_context(args.threads)}\nbase {args.base}, new: working tree "
+              f"({libs['new'].path.name}), {args.calls} calls each in turns, medians")
         print("| k | size | pass | base ms | new ms | base/new |\n|---|---|---|---|---|---|")
         for k in args.k:
             for h, w in SIZES:

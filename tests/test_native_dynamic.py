@@ -208,6 +208,11 @@ def test_build_is_cached_per_flags(monkeypatch, tmp_path) -> None:
         native._load.cache_clear()
 
 
+def test_other_version_builds_as_dynsr_builds_its_own(library) -> None:
+    # The A/B benchmark's base version: the same source gives the very library dynsr loads.
+    assert native.build_version(native._SOURCE).path == library.path
+
+
 def test_capped_instruction_set_flags(monkeypatch) -> None:
     monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")

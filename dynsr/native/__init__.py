@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dynsr.hardware import cpu_flags, cpu_model
 
-__all__ = ["DynamicTaps", "dynamic_taps", "native_enabled"]
+__all__ = ["DynamicTaps", "build_version", "dynamic_taps", "native_enabled"]
 
 _SOURCE = Path(__file__).with_name("dynamic_taps.c")
 
@@ -63,14 +63,14 @@ def _cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "dynsr"
 
 
-def _build(cc: str, flags: list[str]) -> Path:
+def _build(cc: str, flags: list[str], source: Path = _SOURCE) -> Path:
     """The compiled library for this source, compiler and flags (built if not cached)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     # The CPU is part of the key: a -march=native build from another machine sharing this
     # cache (a network home) could use instructions this one lacks.
     cpu = f"{cpu_model()} {' '.join(cpu_flags())}"
     key = hashlib.sha256(
-        _SOURCE.read_bytes() + " ".join(flags).encode() + version.encode() + cpu.encode()
+        source.read_bytes() + " ".join(flags).encode() + version.encode() + cpu.encode()
     ).hexdigest()[:16]
     target = _cache_dir() / "native" / f"dynamic_taps-{key}.so"
     if target.exists():
@@ -79,7 +79,7 @@ def _build(cc: str, flags: list[str]) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([cc, *flags, "-o", tmp, str(_SOURCE)], check=True, capture_output=True,
+        subprocess.run([cc, *flags, "-o", tmp, str(source)], check=True, capture_output=True,
                        text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -123,9 +123,21 @@ def _load(flags: tuple[str, ...]) -> DynamicTaps | None:
         return None
 
 
+def _flags() -> tuple[str, ...]:
+    return ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno", *_march_flags())
+
+
 def dynamic_taps() -> DynamicTaps | None:
     """The native tap-loop library for this machine, or None (no compiler, or disabled)."""
     if not native_enabled():
         return None
-    flags = ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno", *_march_flags())
-    return _load(flags)
+    return _load(_flags())
+
+
+def build_version(source: Path) -> DynamicTaps:
+    """Another version of ``dynamic_taps.c`` (an older commit's, say), built as dynsr builds
+    its own, for comparing the two in one process (``benchmarks/bench_native_ab.py``)."""
+    cc = _compiler()
+    if cc is None:
+        raise OSError("no C compiler (cc, gcc or clang) found")
+    return DynamicTaps(_build(cc, list(_flags()), Path(source)))

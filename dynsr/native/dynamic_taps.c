@@ -433,7 +433,7 @@ static void *input_grad_rows(void *arg) {
     const float **ka = malloc(sizeof(float *) * (size_t)S);
     int64_t *zero = calloc((size_t)S, sizeof(int64_t));
     float *acc[4];
-    /* Shared kernels: up to four channels per pass over a tap's row; per-channel: one. */
+    /* Shared kernels: INPUT_GRAD_GROUP channels per pass over a tap's row; per-channel: one. */
     const int64_t step = jb->G == 1 ? INPUT_GRAD_GROUP : 1;
     if (!ring || (!kbuf && jb->ks[3] != 1) || (!gbuf && jb->gys[3] != 1) || !krows || !grows ||
         !ka || !zero) {
