@@ -82,13 +82,18 @@ static void load_padded_row(float *dst, const Job *jb, int64_t b, int64_t c, int
     }
 }
 
-/* The k padded input rows i - p .. i + p of every channel of image b, channel-major, each
- * W + 2p long: the window one output row's taps read. */
-static void load_input_window(float *xbuf, const Job *jb, int64_t b, int64_t i) {
+/* The k padded input rows i - p .. i + p of every channel of image b, the window one output
+ * row's taps read, kept as a ring: x row xi sits in slot xi mod k of each channel (channel c's
+ * slots start at c * k * Wp, each W + 2p long), so the next output row of the same image
+ * loads one new row per channel instead of k. fresh: load the whole window (a worker's first
+ * row or a new image). On return xrow[u] is channel 0's slot of row i + u - p. */
+static void slide_input_window(float *xbuf, const float **xrow, const Job *jb, int64_t b,
+                               int64_t i, int fresh) {
     const int64_t k = jb->k, p = k / 2, Wp = jb->W + 2 * p;
-    for (int64_t c = 0; c < jb->C; c++)
-        for (int64_t u = 0; u < k; u++)
-            load_padded_row(xbuf + (c * k + u) * Wp, jb, b, c, i + u - p);
+    for (int64_t xi = fresh ? i - p : i + p; xi <= i + p; xi++) /* xi > -k: the slot is >= 0 */
+        for (int64_t c = 0; c < jb->C; c++)
+            load_padded_row(xbuf + (c * k + (xi + k) % k) * Wp, jb, b, c, xi);
+    for (int64_t u = 0; u < k; u++) xrow[u] = xbuf + ((i + u - p + k) % k) * Wp;
 }
 
 /* Pointers to the n W-long rows (b, ch, i) of a (B, n, H, W) tensor: in place when W has
@@ -252,6 +257,7 @@ static void *forward_rows(void *arg) {
     const int64_t C = jb->C, W = jb->W, k = jb->k, p = k / 2, T = k * k, S = jb->r * jb->r;
     const int64_t Wp = W + 2 * p, nk = jb->G * T * S;
     float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
+    const float **xrow = malloc(sizeof(float *) * (size_t)k);
     float *kbuf = jb->ks[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(nk * W));
     float *accbuf = malloc(sizeof(float) * (size_t)(4 * W));
     float *acc[4] = {accbuf, accbuf + W, accbuf + 2 * W, accbuf + 3 * W};
@@ -259,14 +265,15 @@ static void *forward_rows(void *arg) {
     const float **ka = malloc(sizeof(float *) * (size_t)T);
     const float **xa = malloc(sizeof(float *) * (size_t)(4 * T));
     int64_t *shift = malloc(sizeof(int64_t) * (size_t)T);
-    if (!xbuf || (!kbuf && jb->ks[3] != 1) || !accbuf || !krows || !ka || !xa || !shift) {
+    if (!xbuf || !xrow || (!kbuf && jb->ks[3] != 1) || !accbuf || !krows || !ka || !xa ||
+        !shift) {
         jb->status = -1;
         goto done;
     }
     for (int64_t t = 0; t < T; t++) shift[t] = t % k;
     for (int64_t row = jb->row0; row < jb->row1; row++) {
         const int64_t b = row / jb->H, i = row % jb->H;
-        load_input_window(xbuf, jb, b, i);
+        slide_input_window(xbuf, xrow, jb, b, i, row == jb->row0 || i == 0);
         row_pointers(krows, kbuf, jb->kn, jb->ks, nk, W, b, i);
         const int64_t pf = FORWARD_PREFETCH;
         /* Shared kernels: up to four channels per pass over the taps; per-channel: one. */
@@ -274,7 +281,7 @@ static void *forward_rows(void *arg) {
         for (int64_t c0 = 0; c0 < C; c0 += step) {
             const int64_t nc = C - c0 < step ? C - c0 : step, g = jb->G == 1 ? 0 : c0;
             for (int64_t c = 0; c < nc; c++)
-                for (int64_t t = 0; t < T; t++) xa[c * T + t] = xbuf + ((c0 + c) * k + t / k) * Wp;
+                for (int64_t t = 0; t < T; t++) xa[c * T + t] = xrow[t / k] + (c0 + c) * k * Wp;
             for (int64_t s = 0; s < S; s++) {
                 for (int64_t t = 0; t < T; t++) ka[t] = krows[(g * T + t) * S + s];
                 /* k >= 5: one kernel row u (k taps, k streams from memory) at a time, summed
@@ -303,7 +310,8 @@ static void *forward_rows(void *arg) {
         }
     }
 done:
-    free(xbuf); free(kbuf); free(accbuf); free(krows); free(ka); free(xa); free(shift);
+    free(xbuf); free(xrow); free(kbuf); free(accbuf); free(krows); free(ka); free(xa);
+    free(shift);
     return NULL;
 }
 
@@ -311,11 +319,12 @@ done:
 
 /* One row of all T tap planes of a shared kernel's gradient for sub-pixel s:
  * dst[t][j] = sum_c gy[c][j] * x[c][u][j + v], t = u*k + v. The NC gradient vectors stay in
- * registers across the taps, so each multiply-add loads one input vector (not two). */
+ * registers across the taps, so each multiply-add loads one input vector (not two). Row u of
+ * channel c is xrow[u] + c * k * Wp (slide_input_window). */
 #define KERNEL_GRAD_CHANNELS(NC)                                                               \
     static void kernel_grad_taps_##NC(float *const *dst, const float *const *gy,              \
-                                      const float *xbuf, int64_t k, int64_t Wp, int64_t W,    \
-                                      int stream) {                                           \
+                                      const float *const *xrow, int64_t k, int64_t Wp,        \
+                                      int64_t W, int stream) {                                \
         const int64_t T = k * k;                                                               \
         int64_t j0 = 0;                                                                        \
         for (; j0 + 16 <= W; j0 += 16) {                                                       \
@@ -325,7 +334,7 @@ done:
                 g[c][1] = load8(gy[c] + j0 + 8);                                               \
             }                                                                                  \
             for (int64_t t = 0; t < T; t++) {                                                  \
-                const float *xr = xbuf + (t / k) * Wp + t % k + j0;                            \
+                const float *xr = xrow[t / k] + t % k + j0;                                    \
                 vec8 a0 = g[0][0] * load8(xr), a1 = g[0][1] * load8(xr + 8);                   \
                 for (int c = 1; c < NC; c++) {                                                 \
                     const float *xc = xr + c * k * Wp;                                         \
@@ -337,7 +346,7 @@ done:
         }                                                                                      \
         for (int64_t j = j0; j < W; j++) {                                                     \
             for (int64_t t = 0; t < T; t++) {                                                  \
-                const float *xr = xbuf + (t / k) * Wp + t % k + j;                             \
+                const float *xr = xrow[t / k] + t % k + j;                                     \
                 float a = 0.0f;                                                                \
                 for (int c = 0; c < NC; c++) a += gy[c][j] * xr[c * k * Wp];                   \
                 dst[t][j] = a;                                                                 \
@@ -354,6 +363,7 @@ static void *kernel_grad_rows(void *arg) {
     const int64_t C = jb->C, W = jb->W, k = jb->k, p = k / 2, T = k * k, S = jb->r * jb->r;
     const int64_t Wp = W + 2 * p, per = jb->G == 1 ? C : 1;
     float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
+    const float **xrow = malloc(sizeof(float *) * (size_t)k);
     float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(C * S * W));
     float *acc = malloc(sizeof(float) * (size_t)W);
     const float **grows = malloc(sizeof(float *) * (size_t)(C * S));
@@ -365,14 +375,14 @@ static void *kernel_grad_rows(void *arg) {
     const int fast = jb->G == 1 && C <= 4 && jb->os[3] == 1;
     float **dst = malloc(sizeof(float *) * (size_t)T);
     const float **gs = malloc(sizeof(float *) * (size_t)C);
-    if (!xbuf || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa || !shift || !dst ||
-        !gs) {
+    if (!xbuf || !xrow || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa ||
+        !shift || !dst || !gs) {
         jb->status = -1;
         goto done;
     }
     for (int64_t row = jb->row0; row < jb->row1; row++) {
         const int64_t b = row / jb->H, i = row % jb->H;
-        load_input_window(xbuf, jb, b, i);
+        slide_input_window(xbuf, xrow, jb, b, i, row == jb->row0 || i == 0);
         grad_rows(grows, gbuf, jb, b, i);
         if (fast) {
             for (int64_t s = 0; s < S; s++) {
@@ -380,10 +390,10 @@ static void *kernel_grad_rows(void *arg) {
                 for (int64_t t = 0; t < T; t++)
                     dst[t] = jb->out + b * jb->os[0] + (t * S + s) * jb->os[1] + i * jb->os[2];
                 switch (C) {
-                case 4: kernel_grad_taps_4(dst, gs, xbuf, k, Wp, W, jb->stream); break;
-                case 3: kernel_grad_taps_3(dst, gs, xbuf, k, Wp, W, jb->stream); break;
-                case 2: kernel_grad_taps_2(dst, gs, xbuf, k, Wp, W, jb->stream); break;
-                default: kernel_grad_taps_1(dst, gs, xbuf, k, Wp, W, jb->stream);
+                case 4: kernel_grad_taps_4(dst, gs, xrow, k, Wp, W, jb->stream); break;
+                case 3: kernel_grad_taps_3(dst, gs, xrow, k, Wp, W, jb->stream); break;
+                case 2: kernel_grad_taps_2(dst, gs, xrow, k, Wp, W, jb->stream); break;
+                default: kernel_grad_taps_1(dst, gs, xrow, k, Wp, W, jb->stream);
                 }
             }
             continue;
@@ -395,7 +405,7 @@ static void *kernel_grad_rows(void *arg) {
                     for (int64_t m = 0; m < per; m++) {
                         const int64_t c = jb->G == 1 ? m : g;
                         ga[m] = grows[c * S + s];
-                        xa[m] = xbuf + (c * k + u) * Wp;
+                        xa[m] = xrow[u] + c * k * Wp;
                         shift[m] = v;
                     }
                     tap_sum(acc, ga, xa, shift, per, W, 0, 0);
@@ -410,8 +420,8 @@ done:
 #if defined(__AVX__)
     _mm_sfence(); /* the streamed stores are visible before the caller reads the gradient */
 #endif
-    free(xbuf); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift); free(dst);
-    free(gs);
+    free(xbuf); free(xrow); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift);
+    free(dst); free(gs);
     return NULL;
 }
 
