@@ -113,24 +113,6 @@ static void row_pointers(const float **rows, float *buf, const float *t, const i
     }
 }
 
-/* Pointers to the C*S W-long rows (b, c, s, i) of the output gradient (output addressing). */
-static void grad_rows(const float **rows, float *buf, const Job *jb, int64_t b, int64_t i) {
-    const int64_t S = jb->r * jb->r, W = jb->W;
-    for (int64_t c = 0; c < jb->C; c++) {
-        for (int64_t s = 0; s < S; s++) {
-            const float *src = jb->gy + out_offset(jb->gys, b, c, s, i, 0, jb->r);
-            const int64_t sw = jb->gys[3];
-            if (sw == 1) {
-                rows[c * S + s] = src;
-            } else {
-                float *dst = buf + (c * S + s) * W;
-                for (int64_t j = 0; j < W; j++) dst[j] = src[j * sw];
-                rows[c * S + s] = dst;
-            }
-        }
-    }
-}
-
 static void store_row(float *dst, int64_t sw, const float *src, int64_t W) {
     if (sw == 1) {
         memcpy(dst, src, sizeof(float) * (size_t)W);
@@ -164,6 +146,108 @@ static inline vec8 load8(const float *p) {
     vec8 v;
     memcpy(&v, p, sizeof v);
     return v;
+}
+
+/* dst[0 .. n) = src[0 .. n) with the whole cache lines of dst streamed (store16), the
+ * partial lines at both ends stored plainly. */
+static void stream_row(float *dst, const float *src, int64_t n) {
+    int64_t j = (int64_t)((64 - ((uintptr_t)dst & 63)) & 63) / (int64_t)sizeof(float);
+    if (j > n) j = n;
+    memcpy(dst, src, sizeof(float) * (size_t)j);
+    for (; j + 16 <= n; j += 16) store16(dst + j, load8(src + j), load8(src + j + 8), 1);
+    memcpy(dst + j, src + j, sizeof(float) * (size_t)(n - j));
+}
+
+/* dst[2m] = a[m], dst[2m + 1] = b[m], m < n: two sub-pixel rows merged into one output row
+ * with full-vector stores (a strided scalar store per element, the pixel shuffle done
+ * naively, was a quarter of the r = 2 upsampling forward). */
+static void interleave2(float *restrict dst, const float *a, const float *b, int64_t n) {
+    int64_t m = 0;
+    for (; m + 8 <= n; m += 8) {
+        const vec8 va = load8(a + m), vb = load8(b + m);
+#if defined(__clang__)
+        const vec8 lo = __builtin_shufflevector(va, vb, 0, 8, 1, 9, 2, 10, 3, 11);
+        const vec8 hi = __builtin_shufflevector(va, vb, 4, 12, 5, 13, 6, 14, 7, 15);
+#else
+        typedef int32_t vec8i __attribute__((vector_size(32)));
+        const vec8 lo = __builtin_shuffle(va, vb, (vec8i){0, 8, 1, 9, 2, 10, 3, 11});
+        const vec8 hi = __builtin_shuffle(va, vb, (vec8i){4, 12, 5, 13, 6, 14, 7, 15});
+#endif
+        memcpy(dst + 2 * m, &lo, sizeof lo);
+        memcpy(dst + 2 * m + 8, &hi, sizeof hi);
+    }
+    for (; m < n; m++) {
+        dst[2 * m] = a[m];
+        dst[2 * m + 1] = b[m];
+    }
+}
+
+/* Output row dst[j * r + q] = q_rows[q][j], j < W, for r = 2 or 4 (r = 4 as two rounds of
+ * 2: rows 0 and 2, 1 and 3, then the two results; tmp holds 4W floats). */
+static void interleave_row(float *dst, const float *const *q_rows, int64_t r, int64_t W,
+                           float *tmp) {
+    if (r == 2) {
+        interleave2(dst, q_rows[0], q_rows[1], W);
+        return;
+    }
+    interleave2(tmp, q_rows[0], q_rows[2], W);
+    interleave2(tmp + 2 * W, q_rows[1], q_rows[3], W);
+    interleave2(dst, tmp, tmp + 2 * W, 2 * W);
+}
+
+/* a[m] = src[2m], b[m] = src[2m + 1], m < n: the inverse of interleave2. */
+static void deinterleave2(float *restrict a, float *restrict b, const float *src, int64_t n) {
+    int64_t m = 0;
+    for (; m + 8 <= n; m += 8) {
+        const vec8 v0 = load8(src + 2 * m), v1 = load8(src + 2 * m + 8);
+#if defined(__clang__)
+        const vec8 even = __builtin_shufflevector(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const vec8 odd = __builtin_shufflevector(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15);
+#else
+        typedef int32_t vec8i __attribute__((vector_size(32)));
+        const vec8 even = __builtin_shuffle(v0, v1, (vec8i){0, 2, 4, 6, 8, 10, 12, 14});
+        const vec8 odd = __builtin_shuffle(v0, v1, (vec8i){1, 3, 5, 7, 9, 11, 13, 15});
+#endif
+        memcpy(a + m, &even, sizeof even);
+        memcpy(b + m, &odd, sizeof odd);
+    }
+    for (; m < n; m++) {
+        a[m] = src[2 * m];
+        b[m] = src[2 * m + 1];
+    }
+}
+
+/* Pointers to the C*S W-long rows (b, c, s, i) of the output gradient (output addressing):
+ * in place when they have unit stride (r = 1), else gathered into buf (C*S*W floats, then
+ * 4W of scratch). A pixel-shuffled gradient with unit column stride and r = 2 or 4 is split
+ * into its r sub-pixel rows with vector shuffles (deinterleave2; r = 4 in two rounds),
+ * otherwise element by element. */
+static void grad_rows(const float **rows, float *buf, const Job *jb, int64_t b, int64_t i) {
+    const int64_t r = jb->r, S = r * r, W = jb->W, sw = jb->gys[3];
+    const int split = (r == 2 || r == 4) && jb->gys[5] == 1 && sw == r;
+    float *tmp = buf + jb->C * S * W;
+    for (int64_t c = 0; c < jb->C; c++) {
+        for (int64_t s = 0; s < S; s++) {
+            const float *src = jb->gy + out_offset(jb->gys, b, c, s, i, 0, r);
+            float *dst = buf + (c * S + s) * W;
+            if (sw == 1) {
+                rows[c * S + s] = src;
+                continue;
+            }
+            rows[c * S + s] = dst;
+            if (!split) {
+                for (int64_t j = 0; j < W; j++) dst[j] = src[j * sw];
+            } else if (s % r == 0) { /* the whole output row a = s / r at once */
+                if (r == 2) {
+                    deinterleave2(dst, dst + W, src, W);
+                } else {
+                    deinterleave2(tmp, tmp + 2 * W, src, 2 * W);
+                    deinterleave2(dst, dst + 2 * W, tmp, W);
+                    deinterleave2(dst + W, dst + 3 * W, tmp + 2 * W, W);
+                }
+            }
+        }
+    }
 }
 
 /* acc[j] = sum_n a[n][j] * b[n][j + shift[n]], j < W (acc[j] += ... when add). Written with explicit vectors and four
@@ -259,8 +343,14 @@ static void *forward_rows(void *arg) {
     float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
     const float **xrow = malloc(sizeof(float *) * (size_t)k);
     float *kbuf = jb->ks[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(nk * W));
-    float *accbuf = malloc(sizeof(float) * (size_t)(4 * W));
-    float *acc[4] = {accbuf, accbuf + W, accbuf + 2 * W, accbuf + 3 * W};
+    /* Pixel-shuffled output with unit column stride and r = 2 or 4: the r sub-pixel rows
+     * q of output row a are summed into r accumulator sets, then merged into the output row
+     * (interleave_row). Otherwise one set, stored sub-pixel by sub-pixel. */
+    const int64_t r = jb->r;
+    const int merge = (r == 2 || r == 4) && jb->os[5] == 1 && jb->os[3] == r;
+    const int64_t sets = merge ? r : 1;
+    float *accbuf = malloc(sizeof(float) * (size_t)(4 * W * sets + (merge ? 4 * W : 0)));
+    float *tmp = accbuf ? accbuf + 4 * W * sets : NULL;
     const float **krows = malloc(sizeof(float *) * (size_t)nk);
     const float **ka = malloc(sizeof(float *) * (size_t)T);
     const float **xa = malloc(sizeof(float *) * (size_t)(4 * T));
@@ -283,6 +373,9 @@ static void *forward_rows(void *arg) {
             for (int64_t c = 0; c < nc; c++)
                 for (int64_t t = 0; t < T; t++) xa[c * T + t] = xrow[t / k] + (c0 + c) * k * Wp;
             for (int64_t s = 0; s < S; s++) {
+                const int64_t q = merge ? s % r : 0;
+                float *acc[4];
+                for (int64_t c = 0; c < 4; c++) acc[c] = accbuf + (q * 4 + c) * W;
                 for (int64_t t = 0; t < T; t++) ka[t] = krows[(g * T + t) * S + s];
                 /* k >= 5: one kernel row u (k taps, k streams from memory) at a time, summed
                  * into the accumulators. All T taps at once are T streams that, with the
@@ -302,9 +395,18 @@ static void *forward_rows(void *arg) {
                     default: tap_sum(acc[0], kau, xa + u * k, sh, n, W, pf, add);
                     }
                 }
-                for (int64_t c = 0; c < nc; c++) {
-                    float *dst = jb->out + out_offset(jb->os, b, c0 + c, s, i, 0, jb->r);
-                    store_row(dst, jb->os[3], acc[c], W);
+                if (!merge) {
+                    for (int64_t c = 0; c < nc; c++) {
+                        float *dst = jb->out + out_offset(jb->os, b, c0 + c, s, i, 0, r);
+                        store_row(dst, jb->os[3], acc[c], W);
+                    }
+                } else if (q == r - 1) {
+                    for (int64_t c = 0; c < nc; c++) {
+                        const float *q_rows[4];
+                        for (int64_t qq = 0; qq < r; qq++) q_rows[qq] = accbuf + (qq * 4 + c) * W;
+                        float *dst = jb->out + out_offset(jb->os, b, c0 + c, s - q, i, 0, r);
+                        interleave_row(dst, q_rows, r, W, tmp);
+                    }
                 }
             }
         }
@@ -321,37 +423,45 @@ done:
  * dst[t][j] = sum_c gy[c][j] * x[c][u][j + v], t = u*k + v. The NC gradient vectors stay in
  * registers across the taps, so each multiply-add loads one input vector (not two). Row u of
  * channel c is xrow[u] + c * k * Wp (slide_input_window). */
-#define KERNEL_GRAD_CHANNELS(NC)                                                               \
-    static void kernel_grad_taps_##NC(float *const *dst, const float *const *gy,              \
-                                      const float *const *xrow, int64_t k, int64_t Wp,        \
-                                      int64_t W, int stream) {                                \
-        const int64_t T = k * k;                                                               \
-        int64_t j0 = 0;                                                                        \
-        for (; j0 + 16 <= W; j0 += 16) {                                                       \
-            vec8 g[NC][2];                                                                     \
-            for (int c = 0; c < NC; c++) {                                                     \
-                g[c][0] = load8(gy[c] + j0);                                                   \
-                g[c][1] = load8(gy[c] + j0 + 8);                                               \
-            }                                                                                  \
-            for (int64_t t = 0; t < T; t++) {                                                  \
-                const float *xr = xrow[t / k] + t % k + j0;                                    \
-                vec8 a0 = g[0][0] * load8(xr), a1 = g[0][1] * load8(xr + 8);                   \
-                for (int c = 1; c < NC; c++) {                                                 \
-                    const float *xc = xr + c * k * Wp;                                         \
-                    a0 += g[c][0] * load8(xc);                                                 \
-                    a1 += g[c][1] * load8(xc + 8);                                             \
-                }                                                                              \
-                store16(dst[t] + j0, a0, a1, stream);                                          \
-            }                                                                                  \
-        }                                                                                      \
-        for (int64_t j = j0; j < W; j++) {                                                     \
-            for (int64_t t = 0; t < T; t++) {                                                  \
-                const float *xr = xrow[t / k] + t % k + j;                                     \
-                float a = 0.0f;                                                                \
-                for (int c = 0; c < NC; c++) a += gy[c][j] * xr[c * k * Wp];                   \
-                dst[t][j] = a;                                                                 \
-            }                                                                                  \
-        }                                                                                      \
+#define KERNEL_GRAD_CHANNELS(NC)                                                                \
+    static void kernel_grad_taps_##NC(float *const *dst, const float *const *gy,                \
+                                      const float *const *xrow, int64_t k, int64_t Wp,          \
+                                      int64_t W, int stream) {                                  \
+        if (W < 16) {                                                                           \
+            for (int64_t j = 0; j < W; j++)                                                     \
+                for (int64_t u = 0, t = 0; u < k; u++)                                          \
+                    for (int64_t v = 0; v < k; v++, t++) {                                      \
+                        const float *xr = xrow[u] + v + j;                                      \
+                        float a = 0.0f;                                                         \
+                        for (int c = 0; c < NC; c++) a += gy[c][j] * xr[c * k * Wp];            \
+                        dst[t][j] = a;                                                          \
+                    }                                                                           \
+            return;                                                                             \
+        }                                                                                       \
+        /* 16 columns at a time; a last partial chunk is taken as the 16 columns ending at      \
+         * W, overlapping the chunk before: it rewrites a few values with the same sums         \
+         * (a scalar tail cost 1.3x at W = 250). */                                             \
+        for (int64_t j0 = 0;; j0 += 16) {                                                       \
+            if (j0 + 16 > W) j0 = W - 16;                                                       \
+            vec8 g[NC][2];                                                                      \
+            for (int c = 0; c < NC; c++) {                                                      \
+                g[c][0] = load8(gy[c] + j0);                                                    \
+                g[c][1] = load8(gy[c] + j0 + 8);                                                \
+            }                                                                                   \
+            for (int64_t u = 0, t = 0; u < k; u++) {                                            \
+                for (int64_t v = 0; v < k; v++, t++) {                                          \
+                    const float *xr = xrow[u] + v + j0;                                         \
+                    vec8 a0 = g[0][0] * load8(xr), a1 = g[0][1] * load8(xr + 8);                \
+                    for (int c = 1; c < NC; c++) {                                              \
+                        const float *xc = xr + c * k * Wp;                                      \
+                        a0 += g[c][0] * load8(xc);                                              \
+                        a1 += g[c][1] * load8(xc + 8);                                          \
+                    }                                                                           \
+                    store16(dst[t] + j0, a0, a1, stream);                                       \
+                }                                                                               \
+            }                                                                                   \
+            if (j0 + 16 == W) break;                                                            \
+        }                                                                                       \
     }
 KERNEL_GRAD_CHANNELS(1)
 KERNEL_GRAD_CHANNELS(2)
@@ -364,7 +474,7 @@ static void *kernel_grad_rows(void *arg) {
     const int64_t Wp = W + 2 * p, per = jb->G == 1 ? C : 1;
     float *xbuf = malloc(sizeof(float) * (size_t)(C * k * Wp));
     const float **xrow = malloc(sizeof(float *) * (size_t)k);
-    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(C * S * W));
+    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)((C * S + 4) * W));
     float *acc = malloc(sizeof(float) * (size_t)W);
     const float **grows = malloc(sizeof(float *) * (size_t)(C * S));
     const float **ga = malloc(sizeof(float *) * (size_t)per);
@@ -375,8 +485,14 @@ static void *kernel_grad_rows(void *arg) {
     const int fast = jb->G == 1 && C <= 4 && jb->os[3] == 1;
     float **dst = malloc(sizeof(float *) * (size_t)T);
     const float **gs = malloc(sizeof(float *) * (size_t)C);
+    /* A streamed gradient whose rows do not start on a cache line (W or H*W not a multiple
+     * of 16) is staged: the row's T taps are summed into stage (T*W floats, in L2), then
+     * written with stream_row, which streams the whole lines in each row's middle. Storing
+     * such rows directly streamed none of them and took twice as long (k = 7, 500x500). */
+    float *stage = fast && jb->stream ? malloc(sizeof(float) * (size_t)(T * W)) : NULL;
+    float **staged = malloc(sizeof(float *) * (size_t)T);
     if (!xbuf || !xrow || (!gbuf && jb->gys[3] != 1) || !acc || !grows || !ga || !xa ||
-        !shift || !dst || !gs) {
+        !shift || !dst || !gs || (!stage && fast && jb->stream) || !staged) {
         jb->status = -1;
         goto done;
     }
@@ -387,14 +503,26 @@ static void *kernel_grad_rows(void *arg) {
         if (fast) {
             for (int64_t s = 0; s < S; s++) {
                 for (int64_t c = 0; c < C; c++) gs[c] = grows[c * S + s];
-                for (int64_t t = 0; t < T; t++)
+                int unaligned = 0;
+                for (int64_t t = 0; t < T; t++) {
                     dst[t] = jb->out + b * jb->os[0] + (t * S + s) * jb->os[1] + i * jb->os[2];
-                switch (C) {
-                case 4: kernel_grad_taps_4(dst, gs, xrow, k, Wp, W, jb->stream); break;
-                case 3: kernel_grad_taps_3(dst, gs, xrow, k, Wp, W, jb->stream); break;
-                case 2: kernel_grad_taps_2(dst, gs, xrow, k, Wp, W, jb->stream); break;
-                default: kernel_grad_taps_1(dst, gs, xrow, k, Wp, W, jb->stream);
+                    unaligned |= ((uintptr_t)dst[t] & 63) != 0;
                 }
+                const int stage_row = jb->stream && unaligned;
+                float *const *target = dst;
+                if (stage_row) {
+                    for (int64_t t = 0; t < T; t++) staged[t] = stage + t * W;
+                    target = staged;
+                }
+                const int stream = jb->stream && !stage_row;
+                switch (C) {
+                case 4: kernel_grad_taps_4(target, gs, xrow, k, Wp, W, stream); break;
+                case 3: kernel_grad_taps_3(target, gs, xrow, k, Wp, W, stream); break;
+                case 2: kernel_grad_taps_2(target, gs, xrow, k, Wp, W, stream); break;
+                default: kernel_grad_taps_1(target, gs, xrow, k, Wp, W, stream);
+                }
+                if (stage_row)
+                    for (int64_t t = 0; t < T; t++) stream_row(dst[t], staged[t], W);
             }
             continue;
         }
@@ -421,7 +549,7 @@ done:
     _mm_sfence(); /* the streamed stores are visible before the caller reads the gradient */
 #endif
     free(xbuf); free(xrow); free(gbuf); free(acc); free(grows); free(ga); free(xa); free(shift);
-    free(dst); free(gs);
+    free(dst); free(gs); free(stage); free(staged);
     return NULL;
 }
 
@@ -437,7 +565,7 @@ static void *input_grad_rows(void *arg) {
     const int64_t S = jb->r * jb->r, Wp = W + 2 * p, nk = jb->G * T * S;
     float *ring = malloc(sizeof(float) * (size_t)(C * k * Wp));
     float *kbuf = jb->ks[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(nk * W));
-    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)(C * S * W));
+    float *gbuf = jb->gys[3] == 1 ? NULL : malloc(sizeof(float) * (size_t)((C * S + 4) * W));
     const float **krows = malloc(sizeof(float *) * (size_t)nk);
     const float **grows = malloc(sizeof(float *) * (size_t)(C * S));
     const float **ka = malloc(sizeof(float *) * (size_t)S);
