@@ -18,7 +18,8 @@ Prints a Markdown table beside the paper's SRMD and UDVD rows (PSNR only: the ta
 SSIM). A ramp's file name writes ``0.2:2`` as ``0.2-2``.
 
     python benchmarks/udvd_table.py --data ../shared/data/test [--table 2|3|4]
-        [--scales 2 3 4] [--blind] [--weights 2=training/udvd_x2_cpu/best.safetensors]
+        [--scales 2 3 4] [--model udvd-wide] [--blind]
+        [--weights 2=training/udvd_x2_cpu/best.safetensors]
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def main() -> int:
     parser.add_argument("--table", type=int, choices=(2, 3, 4), default=2,
                         help="which of the paper's tables (default 2)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--model", default="udvd-lite", choices=("udvd-lite", "udvd-wide"),
+                        help="the network scored (default udvd-lite; files of another "
+                             "start with its name)")
     parser.add_argument("--weights", nargs="+", default=[], metavar="S=FILE",
                         help="weights per scale instead of the shipped ones")
     parser.add_argument("--blind", action="store_true",
@@ -126,12 +130,12 @@ def main() -> int:
             cells = []
             for name in ("Set5", "Set14"):
                 r = evaluate(args.data, args.out, name, scale, width, noise,
-                             weights.get(scale))
+                             weights.get(scale), args.model)
                 b = evaluate(args.data, args.out, name, scale, width, noise, None, "bicubic")
                 srmd, udvd = paper[(width, noise)][(name, scale)]
                 if args.blind:
                     blind = evaluate(args.data, args.out, name, scale, width, noise,
-                                     weights.get(scale), blind=True,
+                                     weights.get(scale), args.model, blind=True,
                                      correction=args.blind_correction)
                     cells.append(f"{blind['psnr_y']:.2f} ({blind['psnr_y'] - r['psnr_y']:+.2f})")
                 cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "

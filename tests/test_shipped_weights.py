@@ -31,6 +31,7 @@ TRAINED_ON = {
     "dyconvsr": [],  # MATLAB bicubic downscaling
     "ddet-rgb": ["--realistic", "--seed", "0"],  # random blur/noise/JPEG/shift per image
     "udvd-lite": ["--blur", "1.3", "--noise", "15"],  # UDVD's Table 2 middle row
+    "udvd-wide": ["--blur", "1.3", "--noise", "15"],
     # Not an upscaler: UDVD-lite reads the degradation with it (--blind) instead of being told.
     "degradation-estimator": ["--blur", "1.3", "--noise", "15", "--blind"],
 }

@@ -305,6 +305,44 @@ def test_published_training_output_loads_by_name(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("(not written by dynsr train)")
 
 
+def test_weights_published_under_another_name_that_builds_the_same_network(tmp_path):
+    # A udvd-lite run with channels 128 is udvd-wide: --name lists it as such, its copy's
+    # metadata names udvd-wide with the configuration left to udvd-wide's defaults, and it
+    # loads by that name. A name with another network is refused.
+    from dynsr.models.complexity import count_parameters
+    from dynsr.train.engine import train
+    from dynsr.upscale.weights import publish_weights
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(data.astronaut()[:64, :64]).save(tmp_path / "photos" / "a.png")
+    cfg = {"name": "wide", "model": {"name": "udvd-lite", "scale": 2,
+                                     "config": {"channels": 128, "num_residual_blocks": 1}},
+           "data": {"train": {"type": "hr_folder", "paths": str(tmp_path / "photos"),
+                              "patch_size": 32, "degradation": "variational"}},
+           "train": {"iterations": 1, "batch_size": 1, "threads": 1},
+           "log": {"progress": "never"}}
+    result = train(cfg, tmp_path / "run")
+    trained = tmp_path / "run" / "model.safetensors"
+    shipped = tmp_path / "shipped"
+    assert main(["publish-weights", str(trained), "--weights-dir", str(shipped),
+                 "--name", "udvd-wide"]) == 0
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["udvd-wide"]
+    entry = manifest["models"]["udvd-wide"]["2"]
+    assert entry["file"] == "udvd-wide_x2.safetensors"
+    assert entry["config"] == {"num_residual_blocks": 1}
+    upscaler = dynsr.load("udvd-wide", 2, device="cpu", precision="fp32", weights_dir=shipped)
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(upscaler.model.state_dict()[key], value), key
+    assert count_parameters(upscaler.model) == count_parameters(
+        create("udvd-lite", scale=2, channels=128, num_residual_blocks=1))
+    # udvd (N = 15 by default) builds it too, told num_residual_blocks 1; dyconvsr cannot.
+    assert publish_weights(trained, tmp_path / "other", name="udvd").config == {
+        "num_residual_blocks": 1}
+    with pytest.raises(WeightsError, match="a network dyconvsr does not build"):
+        publish_weights(trained, tmp_path / "other", name="dyconvsr")
+
+
 def test_a_fine_tune_lists_the_stages_it_started_from(tmp_path, monkeypatch):
     from dynsr.train.engine import train
     from dynsr.upscale.weights import publish_weights

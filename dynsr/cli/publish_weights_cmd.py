@@ -6,8 +6,9 @@ file's metadata says about how it was made (data, iterations, wall time, machine
 validation score, earlier stages it was fine-tuned from). The default folder is the
 package's ``dynsr/weights``: the weights that ship. Maintainers' tool.
 
-Example:
+Examples:
   dynsr publish-weights training/dyconvsr_x2_cpu_l2/best.safetensors
+  dynsr publish-weights training/udvd_x2_c128_cpu/best.safetensors --name udvd-wide
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", choices=tuple(STORAGE_DTYPES), default="fp32",
                    help="fp16: store the tensors in float16, half the size (loaded back "
                         "in the model's dtype); default fp32, as trained")
+    p.add_argument("--name", metavar="MODEL",
+                   help="list the weights under this registered model, which must build the "
+                        "same network (e.g. a udvd-lite run with channels 128 as udvd-wide)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     for path in args.files:
-        entry = publish_weights(path, args.weights_dir, args.storage)  # a ValueError
+        entry = publish_weights(path, args.weights_dir, args.storage, args.name)  # ValueError
         print(f"{entry.name} x{entry.scale}: {entry.path} sha256 {entry.sha256}")
     return 0

@@ -86,10 +86,14 @@ def count_flops(
 
 def measure_model(name: str, scale: int) -> dict[str, int]:
     """Parameters and FLOPs (``LR_SIZE`` input; non-blind models with their degradation map)
-    of registered model ``name`` at ``scale``, freshly counted."""
+    of registered model ``name`` at ``scale``, freshly counted: the network its shipped
+    weights build (their manifest configuration, e.g. ``udvd-lite`` x2 with C = 128), the
+    registry's defaults where none ship."""
     from dynsr.models.registry import create, get_spec
+    from dynsr.upscale.manifest import find_weights
 
-    model = create(name, scale=scale)
+    entry = find_weights(name, scale)
+    model = create(name, scale=scale, **(entry.config if entry is not None else {}))
     conditions = {"blur": 1.3, "noise": 15.0} if get_spec(name).needs_degradation else {}
     return {"parameters": count_parameters(model),
             "flops": count_flops(model, LR_SIZE, **conditions)}

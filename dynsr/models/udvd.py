@@ -81,6 +81,12 @@ Registered names
   when the cores are free, so 10⁴ steps (a useful fraction of a schedule) take about 3 hours;
   the paper's trunk needs 3-4 times as long.
 
+* ``udvd-wide``: C = 128 (the paper's width), N = 8 (``udvd-lite``'s depth): 3.50 M parameters
+  at x2, 4.53 M at x3, 4.33 M at x4. The issue-23 probes found the width the largest single
+  lever for a CPU budget (+0.31 dB over C = 64 at 3,000 steps); its x2 weights
+  (``configs/udvd_x2_c128_cpu.yaml``, trained as ``udvd-lite`` with ``channels: 128``) ship
+  under this name so that ``udvd-lite``, the network ``--blind`` runs, stays fast.
+
 Forward cost on a 256×256 LR image (``dynsr models``, multiply-add = 2): ``udvd`` 782 / 1005 /
 1430 GFLOPs at x2 / x3 / x4, ``udvd-lite`` 168 / 273 / 461.
 
@@ -606,6 +612,9 @@ _PAPER = ("Xu et al., Unified Dynamic Convolutional Network for Super-Resolution
 @register("udvd", scales=(2, 3, 4), paper=_PAPER, needs_degradation=True,
           summary="UDVD, non-blind dynamic-kernel SR for blur + noise (C=128, N=15, paper)",
           channels=128, num_residual_blocks=15)
+@register("udvd-wide", scales=(2, 3, 4), paper=_PAPER, needs_degradation=True,
+          summary="UDVD with the paper's width and udvd-lite's depth (C=128, N=8)",
+          channels=128, num_residual_blocks=8)
 @register("udvd-lite", scales=(2, 3, 4), paper=_PAPER, needs_degradation=True,
           summary="UDVD with a CPU-trainable trunk (C=64, N=8)",
           channels=64, num_residual_blocks=8)

@@ -211,31 +211,59 @@ def _init_stages(init: str | None) -> list[dict]:
 STORAGE_DTYPES = {"fp32": None, "fp16": torch.float16}
 
 
-def stored_bytes(source: str | os.PathLike[str], storage: str = "fp32") -> bytes:
+def stored_bytes(source: str | os.PathLike[str], storage: str = "fp32",
+                 metadata: dict[str, str] | None = None) -> bytes:
     """The bytes of a safetensors file as it ships: as it is (``"fp32"``), or with every
     floating tensor rounded to float16 (``"fp16"``, half the size; the metadata kept).
-    :func:`load_state_dict` brings stored tensors back to the model's dtype."""
+    ``metadata`` replaces the file's. :func:`load_state_dict` brings stored tensors back to
+    the model's dtype."""
     if storage not in STORAGE_DTYPES:
         raise WeightsError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, "
                            f"got {storage!r}")
     source = Path(source)
-    if STORAGE_DTYPES[storage] is None:
+    dtype = STORAGE_DTYPES[storage]
+    if dtype is None and metadata is None:
         return source.read_bytes()
-    meta = _read_metadata(source)
+    meta = _read_metadata(source) if metadata is None else metadata
     tensors = load_file(str(source))
-    return save({k: v.to(STORAGE_DTYPES[storage]) if v.is_floating_point() else v
+    return save({k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
                  for k, v in tensors.items()}, metadata=meta)
+
+
+def _config_as(name: str, trained: str, config: dict, source: Path) -> dict:
+    """The configuration under which registered model ``name`` builds the network trained as
+    ``trained`` with ``config`` (the same builder, the defaults of ``name`` left out); a
+    WeightsError if ``name`` cannot build it."""
+    from dynsr.models.registry import get_spec
+
+    try:
+        new, old = get_spec(name), get_spec(trained)
+    except KeyError as err:
+        raise WeightsError(f"{source}: {err}") from None
+
+    def plain(d: dict) -> dict:  # tuples as lists, as the metadata's JSON has them
+        return json.loads(json.dumps(d))
+
+    full, defaults = plain({**old.defaults, **config}), plain(new.defaults)
+    under = {k: v for k, v in full.items() if k not in defaults or defaults[k] != v}
+    if new.builder is not old.builder or {**defaults, **under} != full:
+        raise WeightsError(f"{source}: trained as {trained} with {json.dumps(config)}, a "
+                           f"network {name} does not build")
+    return under
 
 
 def publish_weights(source: str | os.PathLike[str],
                     weights_dir: str | os.PathLike[str] | None = None,
-                    storage: str = "fp32") -> WeightsEntry:
+                    storage: str = "fp32", name: str | None = None) -> WeightsEntry:
     """Copy a trained weights file into ``weights_dir`` as ``NAME_xS.safetensors`` and list it.
 
     The file must carry ``dynsr train``'s metadata (model, scale, model_config, config,
     iterations, wall_time_s). An existing entry for the same model and scale is replaced.
     The copy and the manifest are written atomically; the entry records the sha256, and
-    ``storage`` (:func:`stored_bytes`) when it is not fp32.
+    ``storage`` (:func:`stored_bytes`) when it is not fp32. ``name``: list the weights under
+    this registered model instead of the one they were trained as, when it builds the same
+    network (a ``udvd-lite`` run with ``channels: 128`` is ``udvd-wide``); the copy's
+    metadata then names it, with its configuration relative to its defaults.
     """
     source = Path(source)
     meta = _read_metadata(source)
@@ -244,12 +272,17 @@ def publish_weights(source: str | os.PathLike[str],
     if missing:
         raise WeightsError(f"{source}: no {', '.join(missing)} in the metadata (not written "
                            "by dynsr train)")
-    name, scale = meta["model"], int(meta["scale"])
+    scale = int(meta["scale"])
+    rename = None
+    if name is not None and name != meta["model"]:
+        config = _config_as(name, meta["model"], json.loads(meta["model_config"]), source)
+        meta = rename = {**meta, "model": name, "model_config": json.dumps(config)}
+    name = meta["model"]
     run = yaml.safe_load(meta["config"])
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     file_name = f"{name}_x{scale}.safetensors"
-    data = stored_bytes(source, storage)
+    data = stored_bytes(source, storage, rename)
     atomic_write_bytes(folder / file_name, data)
     digest = hashlib.sha256(data).hexdigest()
     train_data = dict(run["data"]["train"])
