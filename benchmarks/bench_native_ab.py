@@ -18,7 +18,6 @@ Medians in ms, and base / new.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import subprocess
 import sys
@@ -34,16 +33,10 @@ if str(ROOT) not in sys.path:
 
 from dynsr.hardware import timing_context  # noqa: E402
 from dynsr.native import DynamicTaps, build_version  # noqa: E402
+from dynsr.ops.dynamic import _strides as strides  # noqa: E402  (the C loops' strides)
 
 SOURCE = "dynsr/native/dynamic_taps.c"
 SIZES = ((512, 512), (500, 500), (360, 640))
-
-
-def strides(t: torch.Tensor, scale: int = 0):
-    """The C loops' strides: (b, c, h, w), or with scale the upsampled output's six."""
-    sb, sc, sh, sw = t.stride()
-    values = (sb, sc, sh, sw) if not scale else (sb, sc, scale * sh, scale * sw, sh, sw)
-    return (ctypes.c_int64 * len(values))(*values)
 
 
 def calls(lib: DynamicTaps, k: int, h: int, w: int, threads: int, r: int = 1) -> dict:

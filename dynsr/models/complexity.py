@@ -87,8 +87,8 @@ def count_flops(
 def measure_model(name: str, scale: int) -> dict[str, int]:
     """Parameters and FLOPs (``LR_SIZE`` input; non-blind models with their degradation map)
     of registered model ``name`` at ``scale``, freshly counted: the network its shipped
-    weights build (their manifest configuration, e.g. ``udvd-lite`` x2 with C = 128), the
-    registry's defaults where none ship."""
+    weights build (their manifest configuration, e.g. ``ddet-rgb`` x3 with predictor width
+    64), the registry's defaults where none ship."""
     from dynsr.models.registry import create, get_spec
     from dynsr.upscale.manifest import find_weights
 

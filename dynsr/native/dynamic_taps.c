@@ -158,6 +158,14 @@ static void stream_row(float *dst, const float *src, int64_t n) {
     memcpy(dst + j, src + j, sizeof(float) * (size_t)(n - j));
 }
 
+/* Lanes i0..i7 of the 16 lanes of a then b (GCC and Clang spell the builtin differently). */
+#if defined(__clang__)
+#define SHUFFLE8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int32_t vec8i __attribute__((vector_size(32)));
+#define SHUFFLE8(a, b, ...) __builtin_shuffle(a, b, (vec8i){__VA_ARGS__})
+#endif
+
 /* dst[2m] = a[m], dst[2m + 1] = b[m], m < n: two sub-pixel rows merged into one output row
  * with full-vector stores (a strided scalar store per element, the pixel shuffle done
  * naively, was a quarter of the r = 2 upsampling forward). */
@@ -165,14 +173,8 @@ static void interleave2(float *restrict dst, const float *a, const float *b, int
     int64_t m = 0;
     for (; m + 8 <= n; m += 8) {
         const vec8 va = load8(a + m), vb = load8(b + m);
-#if defined(__clang__)
-        const vec8 lo = __builtin_shufflevector(va, vb, 0, 8, 1, 9, 2, 10, 3, 11);
-        const vec8 hi = __builtin_shufflevector(va, vb, 4, 12, 5, 13, 6, 14, 7, 15);
-#else
-        typedef int32_t vec8i __attribute__((vector_size(32)));
-        const vec8 lo = __builtin_shuffle(va, vb, (vec8i){0, 8, 1, 9, 2, 10, 3, 11});
-        const vec8 hi = __builtin_shuffle(va, vb, (vec8i){4, 12, 5, 13, 6, 14, 7, 15});
-#endif
+        const vec8 lo = SHUFFLE8(va, vb, 0, 8, 1, 9, 2, 10, 3, 11);
+        const vec8 hi = SHUFFLE8(va, vb, 4, 12, 5, 13, 6, 14, 7, 15);
         memcpy(dst + 2 * m, &lo, sizeof lo);
         memcpy(dst + 2 * m + 8, &hi, sizeof hi);
     }
@@ -200,14 +202,8 @@ static void deinterleave2(float *restrict a, float *restrict b, const float *src
     int64_t m = 0;
     for (; m + 8 <= n; m += 8) {
         const vec8 v0 = load8(src + 2 * m), v1 = load8(src + 2 * m + 8);
-#if defined(__clang__)
-        const vec8 even = __builtin_shufflevector(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14);
-        const vec8 odd = __builtin_shufflevector(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15);
-#else
-        typedef int32_t vec8i __attribute__((vector_size(32)));
-        const vec8 even = __builtin_shuffle(v0, v1, (vec8i){0, 2, 4, 6, 8, 10, 12, 14});
-        const vec8 odd = __builtin_shuffle(v0, v1, (vec8i){1, 3, 5, 7, 9, 11, 13, 15});
-#endif
+        const vec8 even = SHUFFLE8(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const vec8 odd = SHUFFLE8(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15);
         memcpy(a + m, &even, sizeof even);
         memcpy(b + m, &odd, sizeof odd);
     }
