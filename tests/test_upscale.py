@@ -244,7 +244,7 @@ def test_shipped_weights_load_from_the_manifest_with_sha256(tmp_path):
         dynsr.load("dyconvsr", 2, device="cpu", weights_dir=tmp_path)
 
 
-def test_published_training_output_loads_by_name(tmp_path, capsys):
+def test_published_training_output_loads_by_name(tmp_path, capsys, monkeypatch):
     from dynsr.hardware import describe_cpu
     from dynsr.train.engine import train
     from dynsr.upscale.weights import publish_weights
@@ -259,6 +259,9 @@ def test_published_training_output_loads_by_name(tmp_path, capsys):
            "log": {"progress": "never"}}
     result = train(run, tmp_path / "run")
     shipped = tmp_path / "weights"
+    # Published from the repository's root (here tmp_path): the run's absolute paths are
+    # listed relative to it, so that the manifest names no machine's folders.
+    monkeypatch.chdir(tmp_path)
     assert main(["publish-weights", str(tmp_path / "run" / "model.safetensors"),
                  "--weights-dir", str(shipped)]) == 0
     manifest = json.loads((shipped / "manifest.json").read_text())
@@ -268,10 +271,10 @@ def test_published_training_output_loads_by_name(tmp_path, capsys):
     assert entry["training"]["iterations"] == 2 and entry["training"]["batch_size"] == 2
     assert entry["training"]["schedule_iterations"] == 2
     assert entry["training"]["machines"] == [describe_cpu()]  # what the wall time ran on
-    assert entry["training"]["data"]["paths"] == [str(tmp_path / "photos")]
+    assert entry["training"]["data"]["paths"] == ["photos"]
     # The validation's degradation is named with its score (no blur: MATLAB bicubic + noise).
     assert {k: v for k, v in entry["validation"].items() if k not in ("psnr_y", "ssim_y")} == {
-        "data": [str(tmp_path / "photos")], "noise": 5, "seed": 0}
+        "data": ["photos"], "noise": 5, "seed": 0}
     upscaler = dynsr.load("dyconvsr", 2, device="cpu", precision="fp32", weights_dir=shipped)
     for key, value in result.model.state_dict().items():
         assert torch.equal(upscaler.model.state_dict()[key], value), key

@@ -172,12 +172,19 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def _recorded_path(path: str) -> str:
+    """``path`` as the manifest lists it: an absolute path (``dynsr train`` resolves a recipe's
+    paths) relative to where the publishing runs, the repository's root, so that the manifest
+    names no machine's folders; other strings as they are."""
+    return os.path.relpath(path) if os.path.isabs(path) else path
+
+
 def _stage_record(meta: dict[str, str], run: dict) -> dict:
     """What one ``dynsr train`` run cost and how: run, init, iterations, loss, hours, CPUs."""
     init = run["model"].get("init")
     return {
         "run": run.get("name"),
-        **({"init": init} if init else {}),
+        **({"init": _recorded_path(init)} if init else {}),
         "iterations": int(meta["iterations"]),
         "schedule_iterations": run["train"]["iterations"],
         "loss": run["train"].get("loss"),
@@ -288,6 +295,8 @@ def publish_weights(source: str | os.PathLike[str],
     train_data = dict(run["data"]["train"])
     if isinstance(train_data.get("paths"), str):
         train_data["paths"] = [train_data["paths"]]
+    if "paths" in train_data:
+        train_data["paths"] = [_recorded_path(p) for p in train_data["paths"]]
     stages = _init_stages(run["model"].get("init"))
     entry = {
         "file": file_name,
@@ -311,7 +320,9 @@ def publish_weights(source: str | os.PathLike[str],
         degradation = {k: val[k] for k in ("realistic", "blur", "kernel", "noise", "downsample",
                                            "random_kernel") if val.get(k) not in (None, False, 0)
                        and not (k == "downsample" and val[k] == "bicubic")}
-        entry["validation"] = {"data": val.get("hr"), **degradation,
+        hr = val.get("hr")
+        hr = [_recorded_path(p) for p in ([hr] if isinstance(hr, str) else hr or [])]
+        entry["validation"] = {"data": hr or None, **degradation,
                                **({"seed": val.get("seed", 0)} if degradation else {}),
                                "psnr_y": round(float(meta["val_psnr_y"]), 4),
                                "ssim_y": round(float(meta["val_ssim_y"]), 5)}
