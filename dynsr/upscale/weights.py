@@ -172,11 +172,12 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def _recorded_path(path: str) -> str:
-    """``path`` as the manifest lists it: an absolute path (``dynsr train`` resolves a recipe's
-    paths) relative to where the publishing runs, the repository's root, so that the manifest
-    names no machine's folders; other strings as they are."""
-    return os.path.relpath(path) if os.path.isabs(path) else path
+def _recorded_paths(paths: str | list[str] | None) -> list[str]:
+    """A recipe's path or paths as the manifest lists them: absolute ones (``dynsr train``
+    resolves a recipe's paths) relative to where the publishing runs, the repository's root,
+    so that the manifest names no machine's folders; others as they are."""
+    listed = [paths] if isinstance(paths, str) else paths or []
+    return [os.path.relpath(p) if os.path.isabs(p) else p for p in listed]
 
 
 def _stage_record(meta: dict[str, str], run: dict) -> dict:
@@ -184,7 +185,7 @@ def _stage_record(meta: dict[str, str], run: dict) -> dict:
     init = run["model"].get("init")
     return {
         "run": run.get("name"),
-        **({"init": _recorded_path(init)} if init else {}),
+        **({"init": _recorded_paths(init)[0]} if init else {}),
         "iterations": int(meta["iterations"]),
         "schedule_iterations": run["train"]["iterations"],
         "loss": run["train"].get("loss"),
@@ -293,10 +294,8 @@ def publish_weights(source: str | os.PathLike[str],
     atomic_write_bytes(folder / file_name, data)
     digest = hashlib.sha256(data).hexdigest()
     train_data = dict(run["data"]["train"])
-    if isinstance(train_data.get("paths"), str):
-        train_data["paths"] = [train_data["paths"]]
     if "paths" in train_data:
-        train_data["paths"] = [_recorded_path(p) for p in train_data["paths"]]
+        train_data["paths"] = _recorded_paths(train_data["paths"])
     stages = _init_stages(run["model"].get("init"))
     entry = {
         "file": file_name,
@@ -320,9 +319,7 @@ def publish_weights(source: str | os.PathLike[str],
         degradation = {k: val[k] for k in ("realistic", "blur", "kernel", "noise", "downsample",
                                            "random_kernel") if val.get(k) not in (None, False, 0)
                        and not (k == "downsample" and val[k] == "bicubic")}
-        hr = val.get("hr")
-        hr = [_recorded_path(p) for p in ([hr] if isinstance(hr, str) else hr or [])]
-        entry["validation"] = {"data": hr or None, **degradation,
+        entry["validation"] = {"data": _recorded_paths(val.get("hr")) or None, **degradation,
                                **({"seed": val.get("seed", 0)} if degradation else {}),
                                "psnr_y": round(float(meta["val_psnr_y"]), 4),
                                "ssim_y": round(float(meta["val_ssim_y"]), 5)}
