@@ -381,6 +381,23 @@ def test_a_run_resumed_on_another_machine_lists_both(photos, tmp_path, monkeypat
     assert load_state(out / "state.pt")["machines"] == [describe_cpu(), other]
 
 
+def test_a_run_resumed_from_its_state_alone_keeps_its_best_weights(photos, tmp_path):
+    # Only state.pt travels between machines; the best weights must come back with it
+    # even when no later validation beats them.
+    raw = small_config(photos, iterations=8, ema_decay=0.9)
+    raw["data"]["val"] = {"hr": str(photos / "val"), "every": 4}
+    out = tmp_path / "run"
+    train({**raw, "train": {**raw["train"], "stop_after": 4}}, out)
+    written = (out / "best.safetensors").read_bytes()
+    (out / "best.safetensors").unlink()
+    state = load_state(out / "state.pt")
+    state["best"]["psnr_y"] = 1e9  # nothing validated later can beat it
+    torch.save(state, out / "state.pt")
+    assert train(raw, out, resume=True).completed
+    assert (out / "best.safetensors").read_bytes() == written
+    assert load_state(out / "state.pt")["best_file"].numpy().tobytes() == written
+
+
 def test_a_state_saved_before_newer_config_keys_existed_resumes(photos, tmp_path):
     # A run started by an older dynsr saved a configuration without keys added since
     # (model.init, train.multistage, ...): those take their defaults, not "changed".

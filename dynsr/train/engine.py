@@ -30,7 +30,9 @@ Files written to the output folder (by the first process only)
 * ``config.yaml``: the resolved configuration (every default filled in).
 * ``state.pt``: everything needed to continue: model, EMA, optimiser, schedule, the RNG
   states of torch / numpy / Python, iteration, best PSNR, validation history, elapsed time,
-  configuration. Written atomically (temporary file, fsync, rename) every
+  configuration, and the bytes of ``best.safetensors`` (run artefacts stay on the machine
+  that wrote them, so a run resumed elsewhere from its state alone still ends with its best
+  weights). Written atomically (temporary file, fsync, rename) every
   ``checkpoint.every`` iterations, when stopped early, and at the end. Loaded with
   ``torch.load(weights_only=True)``: no pickled code.
 * ``model.safetensors``: the final weights (EMA when enabled); ``best.safetensors``: the
@@ -185,6 +187,7 @@ class Trainer:
         self.val_history: list[dict] = []
         self.schedule_changes: list[dict] = []
         self.last_loss: float | None = None
+        self.best_file: bytes | None = None  # best.safetensors as written
         # Every machine the run has trained on (sessions may land on different CPUs), so
         # that the wall time can be read against them.
         self.machines: list[dict] = []
@@ -249,6 +252,11 @@ class Trainer:
         self.last_loss = state.get("last_loss")
         self.schedule_changes = list(state.get("schedule_changes", []))
         self.machines = list(state.get("machines", []))  # older states have none
+        best_file = state.get("best_file")  # older states have none
+        if best_file is not None:
+            self.best_file = best_file.numpy().tobytes()
+            if self.ctx.is_main and not (self.out_dir / "best.safetensors").exists():
+                atomic_write_bytes(self.out_dir / "best.safetensors", self.best_file)
 
     def state_dict(self) -> dict:
         """The resumable training state (see the module doc)."""
@@ -268,6 +276,9 @@ class Trainer:
             "schedule_changes": list(self.schedule_changes),
             "elapsed_s": self.elapsed_s,
             "machines": list(self.machines),
+            # A uint8 tensor: torch.load(weights_only=True) takes tensors, not bytes.
+            "best_file": (None if self.best_file is None else
+                          torch.frombuffer(bytearray(self.best_file), dtype=torch.uint8)),
             "config": config_to_dict(self.cfg),
             "dynsr_version": __version__,
             "torch_version": str(torch.__version__),
@@ -283,8 +294,9 @@ class Trainer:
         """The weights validation and export use: EMA when enabled."""
         return self.ema.module if self.ema is not None else self.model
 
-    def export(self, path: Path, scores: dict | None = None) -> None:
-        """Write the weights of :attr:`export_module` as safetensors with metadata."""
+    def export(self, path: Path, scores: dict | None = None) -> bytes:
+        """Write the weights of :attr:`export_module` as safetensors with metadata; return
+        the file's bytes."""
         metadata = {
             "format": "pt",
             "model": self.cfg.model.name,
@@ -303,6 +315,7 @@ class Trainer:
             metadata["val_ssim_y"] = repr(scores["ssim_y"])
         data = safetensors_save(_tensors_for_export(self.export_module), metadata=metadata)
         atomic_write_bytes(path, data)
+        return data
 
     # -- one iteration --------------------------------------------------------------------
 
@@ -519,7 +532,7 @@ class Trainer:
         if better:
             self.best = dict(entry)
             if self.cfg.checkpoint.keep_best:
-                self.export(self.out_dir / "best.safetensors", scores)
+                self.best_file = self.export(self.out_dir / "best.safetensors", scores)
         mark = " (best)" if better else ""
         tqdm.write(f"validation at {self.iteration}: PSNR-Y {scores['psnr_y']:.4f} dB, "
                    f"SSIM-Y {scores['ssim_y']:.5f}{mark}", file=sys.stderr)
