@@ -86,7 +86,9 @@ Registered names
   lever for a CPU budget (+0.31 dB over C = 64 at 3,000 steps); its x2 weights
   (``configs/udvd_x2_c128_cpu.yaml``, trained as ``udvd-lite`` with ``channels: 128``) ship
   under this name so that ``udvd-lite``, the network ``--blind`` runs, stays fast; x3 and x4
-  fine-tune them (``configs/udvd_x3_c128_cpu.yaml``, ``udvd_x4_c128_cpu.yaml``).
+  fine-tune them (``configs/udvd_x3_c128_cpu.yaml``, ``udvd_x4_c128_cpu.yaml``). Weights ship
+  for x2, x3 and x4: above ``udvd-lite`` in all 36 Table 2 cells, under SRMD in all 36
+  (docs/results.md).
 
 Forward cost on a 256×256 LR image (``dynsr models``, multiply-add = 2): ``udvd`` 782 / 1005 /
 1430 GFLOPs at x2 / x3 / x4, ``udvd-lite`` 168 / 273 / 461.
