@@ -23,7 +23,7 @@ from dynsr.models.degradation_estimator import (
     estimator_loss,
 )
 from dynsr.train.datasets import HRFolderDataset
-from dynsr.train.estimator import load_estimator_config
+from dynsr.train.estimator import _EstimatorRun, load_estimator_config
 
 
 def _hr(size: int, seed: int = 0) -> torch.Tensor:
@@ -201,6 +201,24 @@ def test_estimator_recipes_load_and_build_their_data(tmp_path):
         sample = data.sample(0)
         lr_side = cfg["data"]["patch_size"] // cfg["scale"]
         assert sample["dmap"].shape == (16, lr_side, lr_side)
+
+
+def test_a_resumed_estimator_run_keeps_its_best_weights(tmp_path):
+    # Only state.pt travels between machines; best.safetensors must come back with it.
+    Image.fromarray(skimage.data.astronaut()[:300, :300]).save(tmp_path / "a.png")
+    cfg = load_estimator_config(ESTIMATOR_RECIPES[0], [f"data.paths=[{tmp_path / 'a.png'}]"])
+    data = HRFolderDataset([tmp_path / "a.png"], scale=cfg["scale"], seed=0, patch_size=96,
+                           augment=False, cache=True, degradation="blind",
+                           degradation_options=cfg["data"]["degradation_options"])
+    out = tmp_path / "run"
+    out.mkdir()
+    run = _EstimatorRun(cfg, out, resume=False)
+    run.validate([data.sample(0)], iteration=10)
+    run.save_state(10)
+    written = (out / "best.safetensors").read_bytes()
+    (out / "best.safetensors").unlink()
+    resumed = _EstimatorRun(cfg, out, resume=True)
+    assert resumed.start == 10 and (out / "best.safetensors").read_bytes() == written
 
 
 def test_the_estimator_is_registered_but_not_an_upscaler(capsys):

@@ -146,6 +146,7 @@ class _EstimatorRun:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"])
         self.ema = EMA(self.model, t["ema_decay"])
         self.start, self.wall, self.history, self.best = 0, 0.0, [], None
+        self.best_file: bytes | None = None  # best.safetensors as written
         if resuming:
             state = torch.load(self.state_path, weights_only=False)
             self.model.load_state_dict(state["model"])
@@ -153,6 +154,11 @@ class _EstimatorRun:
             self.optimizer.load_state_dict(state["optimizer"])
             self.start, self.wall = state["iteration"], state["wall_time_s"]
             self.history, self.best = state["history"], state["best"]
+            # The state carries the best weights: a run resumed on another machine from its
+            # state alone (run artefacts stay behind) still ends with them.
+            self.best_file = state.get("best_file")
+            if self.best_file is not None and not (self.out / "best.safetensors").exists():
+                atomic_write_bytes(self.out / "best.safetensors", self.best_file)
         self.session_start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -181,9 +187,8 @@ class _EstimatorRun:
         self.history.append({"iteration": iteration, **scores})
         if self.best is None or scores["code_l2"] < self.best["code_l2"]:
             self.best = {"iteration": iteration, **scores}
-            atomic_write_bytes(self.out / "best.safetensors",
-                               _weights_bytes(self.ema.module, self.cfg,
-                                              {"validation": self.best}))
+            self.best_file = _weights_bytes(self.ema.module, self.cfg, {"validation": self.best})
+            atomic_write_bytes(self.out / "best.safetensors", self.best_file)
         print(f"estimator x{self.cfg['scale']} it {iteration}: val kernel-code L2 "
               f"{scores['code_l2']:.4f}, sigma error {scores['sigma_abs']:.2f}", flush=True)
         return scores
@@ -193,7 +198,7 @@ class _EstimatorRun:
         torch.save({"model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "iteration": iteration,
                     "wall_time_s": self.elapsed(), "history": self.history,
-                    "best": self.best}, buffer)
+                    "best": self.best, "best_file": self.best_file}, buffer)
         atomic_write_bytes(self.state_path, buffer.getvalue())
 
     def summary(self, iteration: int) -> dict:

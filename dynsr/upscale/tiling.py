@@ -72,10 +72,10 @@ MAX_RAMP = 16
 #: models with trained weights use those: ddet-rgb 36.75 (x2; 26.75 random), kpn7 32.75
 #: (Table II's run; 26.25 random), dyconvsr 13.38 (13.25 random), udvd-lite 15.75 (x2, the
 #: shipped 30,000-iteration weights; 11.25 random), udvd-wide 16.25 (x2, shipped; 16.00 at
-#: x3, 16.38 at x4). The other DDet variants take ddet-rgb's radius, udvd takes its random 13.25 plus
-#: udvd-lite's trained margin of 4.5. DDet's trunk works on the bicubic-upscaled image, so its
-#: radius in LR pixels is largest at x2 (random ddet-rgb: 26.75 / 18.67 / 13.88 at x2 / x3 /
-#: x4); the others' stays within half a pixel.
+#: x3, 16.38 at x4). The other DDet variants take ddet-rgb's radius, udvd takes its random
+#: 13.25 plus udvd-lite's trained margin of 4.5. DDet's trunk works on the bicubic-upscaled
+#: image, so its radius in LR pixels is largest at x2 (random ddet-rgb: 26.75 / 18.67 / 13.88
+#: at x2 / x3 / x4); the others' stays within half a pixel.
 #: At 1e-4 instead of 1e-6 (a fortieth of an 8-bit step) trained ddet-rgb x2 reaches 24.25.
 #: The ``-real`` models are largest at x1, where an LR pixel is an HR pixel (random, 176 × 176
 #: LR: ddet-real, kpn7-real and kpn7-pr-real 42.0, ddet-rgb-real 53.0). With their City100
