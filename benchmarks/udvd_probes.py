@@ -156,7 +156,7 @@ def draw_figure(result: dict, out: Path) -> None:
     bars.set_xlabel("change against base at the end (dB)")
     bars.grid(True, axis="x", alpha=0.3)
     figure.suptitle("UDVD x2 probes: the shipped recipe with one change, 3,000 iterations "
-                    "(long6000: 6,000), seed 0", fontsize=11)
+                    "(long6000: 6,000), seed 0 (seed1: 1)", fontsize=11)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp.png")
     figure.savefig(tmp, dpi=100)
