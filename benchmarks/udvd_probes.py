@@ -185,7 +185,12 @@ def main() -> int:
         print(f"| {name} | {row['lever']} | {row['set5_psnr_y']:.2f} | "
               f"{row.get('delta_db', 0):+.2f} | {row['hours']:.2f} | {row['it_per_s']:.2f} |")
     if args.figure is not None:
-        draw_figure(result, args.figure)
+        try:
+            draw_figure(result, args.figure)
+        except ImportError:
+            print("udvd_probes: --figure needs matplotlib (pip install 'dynsr[plot]')",
+                  file=sys.stderr)
+            return 1
         print(f"wrote {args.figure}")
     return 0
 
