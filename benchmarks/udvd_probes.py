@@ -19,14 +19,15 @@ change against base at the end, from the table (needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from dynsr.hardware import cpu_flags, describe_cpu
+from dynsr.io import atomic_write_bytes, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "udvd_x2_cpu.yaml"
@@ -120,10 +121,7 @@ def table() -> dict:
 
 def write_result(result: dict) -> None:
     """Write the table atomically (two probe workers may finish close together)."""
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULT.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, RESULT)
+    atomic_write_text(RESULT, json.dumps(result, indent=1) + "\n")
 
 
 def draw_figure(result: dict, out: Path) -> None:
@@ -157,10 +155,9 @@ def draw_figure(result: dict, out: Path) -> None:
     bars.grid(True, axis="x", alpha=0.3)
     figure.suptitle("UDVD x2 probes: the shipped recipe with one change, 3,000 iterations "
                     "(long6000: 6,000), seed 0 (seed1: 1)", fontsize=11)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp.png")
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, out)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    atomic_write_bytes(out, png.getvalue())
 
 
 def main() -> int:
